@@ -1,0 +1,1 @@
+"""Everything the agent does on the compute host: iscsiadm, sysfs, devices, multipath."""
