@@ -1,0 +1,139 @@
+"""Drives a real tgtd (the Linux SCSI target daemon) through `tgtadm`, so that LUNs exist on the wire.
+
+The simulator mirrors its maps into tgtd through this class, and the VM test tier uses it
+directly to stage LUNs with ONTAP's identity: vendor NETAPP, product "LUN C-Mode", the
+LUN's 12-character serial on VPD page 0x80, and the NAA WWID ``600a0980`` + hex(serial).
+
+Two limits of tgtd shape what can be mirrored (both seen on a real tgtd 1.0.x):
+- LUN 0 of every target is tgtd's own "controller" LU. It can be neither deleted nor
+  replaced (``tgtadm: this logical unit number already exists`` / ``invalid request``),
+  so data LUNs start at ``FIRST_DATA_LUN_ID``. ONTAP itself has no such LU.
+- ``--params`` is a comma-separated ``key=value`` list, so a serial that contains ``,``
+  or ``=`` (ONTAP never generates those in practice) cannot be staged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from iscsi_agent.host.command import CommandRunner, SubprocessRunner
+
+log = logging.getLogger(__name__)
+
+FIRST_DATA_LUN_ID = 1
+UNSTAGEABLE_SERIAL_CHARS = frozenset(",= \t\n")
+NETAPP_VENDOR = "NETAPP"
+NETAPP_PRODUCT = "LUN C-Mode"
+NETAPP_REVISION = "9800"
+NAA_PREFIX = "600a0980"
+TIMEOUT = 30.0
+
+
+class TgtError(Exception):
+    """tgtadm refused a request; the message carries its own words."""
+
+
+def naa_id(serial: str) -> str:
+    """The NAA WWID ONTAP derives from a LUN serial (shared/ontap-api.md, section 4)."""
+    return NAA_PREFIX + serial.encode("ascii").hex()
+
+
+class Tgtadm:
+    """One tgtd's targets, LUNs, ACLs, portals and CHAP accounts."""
+
+    def __init__(
+        self,
+        runner: CommandRunner | None = None,
+        program: str = "tgtadm",
+        backing_dir: Path = Path("/tmp/tgt-backing"),
+    ) -> None:
+        self._run_command = runner or SubprocessRunner()
+        self._program = program
+        self._backing_dir = backing_dir
+
+    def create_target(self, tid: int, iqn: str) -> None:
+        self._tgtadm("--op", "new", "--mode", "target", "--tid", str(tid), "-T", iqn)
+
+    def delete_target(self, tid: int) -> None:
+        self._tgtadm("--op", "delete", "--force", "--mode", "target", "--tid", str(tid))
+
+    def bind_initiator(self, tid: int, initiator: str) -> None:
+        """Let an initiator (or "ALL") log in: how an igroup's membership reaches the target."""
+        self._tgtadm("--op", "bind", "--mode", "target", "--tid", str(tid), "-I", initiator)
+
+    def unbind_initiator(self, tid: int, initiator: str) -> None:
+        self._tgtadm("--op", "unbind", "--mode", "target", "--tid", str(tid), "-I", initiator)
+
+    def add_lun(self, tid: int, lun_id: int, serial: str, size_bytes: int) -> Path:
+        """Create a sparse-file LU at lun_id that reports the ONTAP identity of ``serial``."""
+        if lun_id < FIRST_DATA_LUN_ID:
+            raise TgtError(f"LUN {lun_id} is tgtd's controller LU; data LUNs start at {FIRST_DATA_LUN_ID}")
+        bad = UNSTAGEABLE_SERIAL_CHARS.intersection(serial)
+        if bad:
+            raise TgtError(f"serial {serial!r} has characters tgtadm cannot carry: {sorted(bad)}")
+        self._backing_dir.mkdir(parents=True, exist_ok=True)
+        backing = self._backing_dir / f"tid{tid}-lun{lun_id}.img"
+        with backing.open("wb") as sparse:
+            sparse.truncate(size_bytes)
+        self._tgtadm(
+            "--op", "new", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun_id),
+            "-b", str(backing),
+        )
+        params = ",".join(
+            (
+                f"vendor_id={NETAPP_VENDOR}",
+                f"product_id={NETAPP_PRODUCT}",
+                f"product_rev={NETAPP_REVISION}",
+                f"scsi_sn={serial}",
+                f"scsi_id={naa_id(serial)}",
+            )
+        )
+        self._tgtadm(
+            "--op", "update", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun_id),
+            "--params", params,
+        )
+        log.info("tgtd target %s: LUN %s is serial %s (%s)", tid, lun_id, serial, backing)
+        return backing
+
+    def remove_lun(self, tid: int, lun_id: int) -> None:
+        self._tgtadm("--op", "delete", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun_id))
+        (self._backing_dir / f"tid{tid}-lun{lun_id}.img").unlink(missing_ok=True)
+
+    def add_portal(self, address: str, port: int = 3260) -> None:
+        self._tgtadm("--op", "new", "--mode", "portal", "--param", f"portal={address}:{port}")
+
+    def remove_portal(self, address: str, port: int = 3260) -> None:
+        self._tgtadm("--op", "delete", "--mode", "portal", "--param", f"portal={address}:{port}")
+
+    def set_account(self, user: str, password: str) -> None:
+        """Create (or replace) a CHAP account; tgtd keeps accounts global, bound per target."""
+        self._tgtadm("--op", "delete", "--mode", "account", "--user", user, check=False)
+        self._tgtadm("--op", "new", "--mode", "account", "--user", user, "--password", password, secrets=(password,))
+
+    def delete_account(self, user: str) -> None:
+        self._tgtadm("--op", "delete", "--mode", "account", "--user", user)
+
+    def bind_account(self, tid: int, user: str, outgoing: bool = False) -> None:
+        """Require ``user`` from initiators (or, outgoing, present it to them for mutual CHAP)."""
+        self._tgtadm(
+            "--op", "bind", "--mode", "account", "--tid", str(tid), "--user", user,
+            *(("--outgoing",) if outgoing else ()),
+        )
+
+    def unbind_account(self, tid: int, user: str, outgoing: bool = False) -> None:
+        self._tgtadm(
+            "--op", "unbind", "--mode", "account", "--tid", str(tid), "--user", user,
+            *(("--outgoing",) if outgoing else ()),
+        )
+
+    def show(self) -> str:
+        """tgtadm's own description of every target, for logs and failure messages."""
+        return self._tgtadm("--op", "show", "--mode", "target")
+
+    def _tgtadm(self, *args: str, check: bool = True, secrets: Sequence[str] = ()) -> str:
+        result = self._run_command([self._program, "--lld", "iscsi", *args], timeout=TIMEOUT, secrets=secrets)
+        if check and result.exit_code != 0:
+            raise TgtError(f"{' '.join(result.argv)}: {result.stderr.strip() or f'exit {result.exit_code}'}")
+        return result.stdout
