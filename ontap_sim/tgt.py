@@ -128,6 +128,15 @@ class Tgtadm:
             *(("--outgoing",) if outgoing else ()),
         )
 
+    def accounts(self) -> list[str]:
+        """CHAP user names tgtd knows. Parses::
+
+            Account list:
+                alice
+        """
+        listing = self._tgtadm("--op", "show", "--mode", "account")
+        return [line.strip() for line in listing.splitlines()[1:] if line.strip()]
+
     def show(self) -> str:
         """tgtadm's own description of every target, for logs and failure messages."""
         return self._tgtadm("--op", "show", "--mode", "target")

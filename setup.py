@@ -1,0 +1,27 @@
+"""Packaging for iscsi-agent. The simulator (ontap_sim), tests and benchmarks are not installed."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="iscsi-agent",
+    version="0.1.0",
+    description="Host-side node agent that attaches NetApp ONTAP LUNs over iSCSI",
+    python_requires=">=3.11",
+    packages=find_packages(include=["iscsi_agent", "iscsi_agent.*"]),
+    install_requires=[
+        "requests>=2.31",
+        "lxml>=5.0",
+        "pyroute2>=0.7",
+        "apscheduler>=3.10,<4",
+        "prometheus-client>=0.20",
+        "sdnotify>=0.3.2",
+    ],
+    extras_require={
+        "test": ["pytest>=8.2", "cryptography>=42", "virtme-ng==1.42"],
+    },
+    entry_points={
+        "console_scripts": [
+            # The daemon and its control tool arrive with the daemon work; see README.
+        ],
+    },
+)

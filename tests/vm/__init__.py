@@ -1,0 +1,1 @@
+"""The vm-marked tier: tests that run inside the real-kernel VM."""

@@ -1,0 +1,117 @@
+"""Boots the Debian kernel in QEMU over this machine's root filesystem and runs pytest inside.
+
+The machine's own kernel has no SCSI layer, so every test of real iSCSI behaviour runs in a
+guest (see shared/testbed.md). The guest sees the host's filesystem read-only, so results
+come back through one read-write folder: the serialized pytest reports and the guest's log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GUEST_ENV_FLAG = "ISCSI_AGENT_VM_GUEST"
+GUEST_REPORTS_ENV = "ISCSI_AGENT_VM_REPORTS"
+REPORTS_FILE = "reports.jsonl"
+ARGS_FILE = "pytest-args.txt"
+GUEST_LOG = "guest.log"
+VM_LOG = "vm-console.log"
+GUEST_PROGRAMS = ("qemu-system-x86_64", "iscsiadm", "iscsid", "tgtd", "tgtadm", "multipath", "multipathd", "udevadm")
+BOOT_TIMEOUT = 45 * 60.0
+
+
+@dataclass(frozen=True)
+class GuestRun:
+    """What came back from one boot: pytest reports by node id, and the logs to show on failure."""
+
+    reports: dict[str, list[dict]] = field(default_factory=dict)
+    exit_code: int | None = None
+    log_tail: str = ""
+    results_dir: Path | None = None
+
+
+def find_kernel(boot_dir: Path = Path("/boot")) -> Path | None:
+    """The newest generic Debian kernel; its version changes with Debian updates, so never hard-code it."""
+    kernels = list(boot_dir.glob("vmlinuz-*-amd64"))
+    return max(kernels, key=lambda kernel: kernel.stat().st_mtime) if kernels else None
+
+
+def vng_program() -> str | None:
+    """vng calls virtme-run by name, so it must come from the same bin folder as this Python."""
+    beside = Path(sys.executable).parent / "vng"
+    return str(beside) if beside.exists() else shutil.which("vng")
+
+
+def missing_prerequisites() -> list[str]:
+    missing = [name for name in GUEST_PROGRAMS if shutil.which(name, path=_sbin_path()) is None]
+    if find_kernel() is None:
+        missing.append("a kernel /boot/vmlinuz-*-amd64 (Debian package linux-image-amd64)")
+    if vng_program() is None:
+        missing.append("vng (PyPI package virtme-ng)")
+    return missing
+
+
+def vng_argv(kernel: Path, rwdir: Path, cwd: Path, guest_command: Sequence[str]) -> list[str]:
+    """--disable-kvm: with KVM, qemu aborts on an MSR on these machines; --force-9p: virtiofsd is unusable."""
+    return [
+        vng_program() or "vng",
+        "--run", str(kernel),
+        "--disable-kvm", "--force-9p",
+        "--memory", "2G", "--cpus", "2",
+        f"--rwdir={rwdir}",
+        "--cwd", str(cwd),
+        "--exec", shlex.join(guest_command),
+    ]
+
+
+def run_in_vm(nodeids: Sequence[str], rootdir: Path, pytest_args: Sequence[str] = ()) -> GuestRun:
+    """Boot once, run these tests inside as root, and collect their reports."""
+    rwdir = Path(tempfile.mkdtemp(prefix="iscsi-agent-vm-"))
+    (rwdir / ARGS_FILE).write_text("\n".join([*pytest_args, *nodeids]) + "\n")
+    kernel = find_kernel()
+    assert kernel is not None, "missing_prerequisites() is checked first"
+    guest_command = [sys.executable, "-m", "tests.vmtier.guest", str(rwdir)]
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{_sbin_path()}")
+    # A pipe, not a file: qemu opens stdout and stderr separately and they would overwrite each other.
+    try:
+        done = subprocess.run(
+            vng_argv(kernel, rwdir, rootdir, guest_command),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=env, timeout=BOOT_TIMEOUT, check=False,
+        )
+        console, exit_code = done.stdout.decode(errors="replace"), done.returncode
+    except subprocess.TimeoutExpired as exc:
+        console = (exc.stdout or b"").decode(errors="replace") + f"\n[vm did not finish within {BOOT_TIMEOUT:g}s]"
+        exit_code = None
+    (rwdir / VM_LOG).write_text(console)
+    return GuestRun(
+        reports=_read_reports(rwdir / REPORTS_FILE),
+        exit_code=exit_code,
+        log_tail=_tail(rwdir / GUEST_LOG) or console[-4000:],
+        results_dir=rwdir,
+    )
+
+
+def _read_reports(path: Path) -> dict[str, list[dict]]:
+    reports: dict[str, list[dict]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            data = json.loads(line)
+            reports.setdefault(data["nodeid"], []).append(data)
+    return reports
+
+
+def _tail(path: Path, limit: int = 6000) -> str:
+    return path.read_text(errors="replace")[-limit:] if path.exists() else ""
+
+
+def _sbin_path() -> str:
+    return os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])

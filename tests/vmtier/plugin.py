@@ -1,0 +1,96 @@
+"""pytest side of the VM tier: tests under tests/vm run in the guest and are reported here as usual.
+
+On the host, the first vm test boots the VM once for all of them (reports travel back through
+pytest's own report serialization, as pytest-xdist does); each vm test is then reported with
+the guest's outcome, traceback and captured output. In the guest, the same plugin writes each
+report out. ISCSI_AGENT_SKIP_VM=1 skips the tier explicitly; missing prerequisites fail it,
+because a silently skipped real-kernel tier would hide that nothing was proven.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.vmtier import boot
+
+VM_TESTS_DIR = Path(__file__).resolve().parent.parent / "vm"
+IN_GUEST = os.environ.get(boot.GUEST_ENV_FLAG) == "1"
+SKIP_ENV = "ISCSI_AGENT_SKIP_VM"
+_guest_run_key = pytest.StashKey[boot.GuestRun]()
+_vm_items_key = pytest.StashKey[list]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "vm: runs inside the real-kernel VM (tests/vm)")
+    reports_file = os.environ.get(boot.GUEST_REPORTS_ENV)
+    if IN_GUEST and reports_file:
+        config.pluginmanager.register(GuestReportWriter(config, Path(reports_file)), "vm-guest-report-writer")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    vm_items = [item for item in items if VM_TESTS_DIR in Path(item.path).resolve().parents]
+    for item in vm_items:
+        item.add_marker(pytest.mark.vm)
+    config.stash[_vm_items_key] = vm_items
+
+
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    if IN_GUEST or item.get_closest_marker("vm") is None:
+        return None
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    for report in _reports_for(item):
+        item.ihook.pytest_runtest_logreport(report=report)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+
+
+class GuestReportWriter:
+    """In the guest: append every report, serialized, to the file the host will read."""
+
+    def __init__(self, config: pytest.Config, path: Path) -> None:
+        self._config = config
+        self._path = path
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = self._config.hook.pytest_report_to_serializable(config=self._config, report=report)
+        with self._path.open("a") as out:
+            out.write(json.dumps(data) + "\n")
+
+
+def _reports_for(item: pytest.Item) -> list[pytest.TestReport]:
+    if os.environ.get(SKIP_ENV) == "1":
+        return _synthetic(item, "skipped", f"{SKIP_ENV}=1: the real-kernel tier was not run")
+    missing = boot.missing_prerequisites()
+    if missing:
+        return _synthetic(item, "failed", "the VM tier cannot run; missing: " + ", ".join(missing) + " (run `make deps`)")
+    config = item.config
+    if _guest_run_key not in config.stash:
+        nodeids = [vm_item.nodeid for vm_item in config.stash[_vm_items_key]]
+        config.stash[_guest_run_key] = boot.run_in_vm(nodeids, Path(str(config.rootpath)), _guest_pytest_args(config))
+    run = config.stash[_guest_run_key]
+    serialized = run.reports.get(item.nodeid)
+    if not serialized:
+        return _synthetic(
+            item, "failed",
+            f"no result came back from the VM (exit code {run.exit_code}; logs in {run.results_dir}):\n{run.log_tail}",
+        )
+    return [config.hook.pytest_report_from_serializable(config=config, data=data) for data in serialized]
+
+
+def _guest_pytest_args(config: pytest.Config) -> list[str]:
+    """Carry over the verbosity and report flags so the guest's output reads like the host's."""
+    args = ["-v"] if config.option.verbose > 0 else []
+    return [*args, "-rA"]
+
+
+def _synthetic(item: pytest.Item, outcome: str, message: str) -> list[pytest.TestReport]:
+    longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {message}") if outcome == "skipped" else message
+    return [
+        pytest.TestReport(item.nodeid, item.location, {}, "passed", None, "setup"),
+        pytest.TestReport(item.nodeid, item.location, {}, outcome, longrepr, "call"),
+        pytest.TestReport(item.nodeid, item.location, {}, "passed", None, "teardown"),
+    ]
