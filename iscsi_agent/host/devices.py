@@ -1,0 +1,263 @@
+"""SCSI disks in sysfs and /dev: find the block device of one LUN, read its identity, wait for its links.
+
+Layout (Linux 6.1)::
+
+    class/scsi_device/6:0:0:1/device/{vendor,model,rev,state,wwid,vpd_pg80,rescan,delete}
+    class/scsi_device/6:0:0:1/device/block/sda
+    block/sda/{size,dev,holders/}
+    /dev/sda, /dev/disk/by-path/ip-127.0.0.1:3260-iscsi-<iqn>-lun-1 -> ../../sda
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from iscsi_agent.host.errors import DeviceTimeout, WaitTimeout
+from iscsi_agent.host.paths import HostPaths
+from iscsi_agent.host.sessions import ScsiAddress
+from iscsi_agent.host.sysfs import entries, read_attr, write_attr
+from iscsi_agent.host.waiting import Clock, wait_until
+from iscsi_agent.host.watch import watching
+
+log = logging.getLogger(__name__)
+
+SECTOR_BYTES = 512
+VPD_SERIAL_PAGE = 0x80
+VPD_HEADER_BYTES = 4
+# With inotify waking the wait on link changes, polling only backs up sysfs changes.
+WATCHED_POLL_INTERVAL = 0.5
+
+Watch = Callable[[Iterable[Path], Callable[[float], None]], AbstractContextManager[Callable[[float], None]]]
+
+
+def parse_vpd_pg80(data: bytes) -> str:
+    """The unit serial number from a raw VPD page 0x80 (Unit Serial Number), stripped.
+
+    ONTAP (and tgtd staging ONTAP) right-align the serial with spaces; a captured page::
+
+        00 80 00 24  20 20 ... 20  61 62 3f 24 2f 43 64 33 66 47 68 31   ("...ab?$/Cd3fGh1")
+    """
+    if len(data) < VPD_HEADER_BYTES:
+        raise ValueError(f"VPD page 0x80 is {len(data)} bytes, shorter than its header")
+    if data[1] != VPD_SERIAL_PAGE:
+        raise ValueError(f"page code is 0x{data[1]:02x}, not 0x80")
+    length = int.from_bytes(data[2:4], "big")
+    if len(data) < VPD_HEADER_BYTES + length:
+        raise ValueError(f"VPD page 0x80 says {length} serial bytes but carries {len(data) - VPD_HEADER_BYTES}")
+    serial = data[VPD_HEADER_BYTES:VPD_HEADER_BYTES + length]
+    return serial.decode("ascii", errors="replace").strip(" \x00")
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    """What the LUN says it is: INQUIRY strings, VPD 0x80 serial and the kernel's WWID (VPD 0x83)."""
+
+    vendor: str
+    model: str
+    revision: str
+    serial: str | None
+    wwid: str | None
+
+
+@dataclass(frozen=True)
+class BlockDevice:
+    address: ScsiAddress
+    name: str
+    node: Path
+    size_bytes: int
+    state: str
+    identity: DeviceIdentity
+    by_path: tuple[Path, ...] = ()
+    by_id: tuple[Path, ...] = ()
+
+
+class WaitStep(enum.Enum):
+    """How far a LUN got on its way to a usable device; a timeout names the step it stopped at."""
+
+    SCSI_DEVICE = "the kernel has no SCSI device at this address (LUN not mapped, or not scanned)"
+    BLOCK_DEVICE = "the SCSI device has no block device yet (sd driver not bound)"
+    DEVICE_NODE = "the block device has no node in /dev yet"
+    BY_PATH_LINK = "udev has not created the by-path link yet"
+    READY = "ready"
+
+
+@dataclass
+class _Progress:
+    step: WaitStep = WaitStep.SCSI_DEVICE
+    seen: dict[str, object] = field(default_factory=dict)
+
+
+def polling(folders: Iterable[Path], fallback: Callable[[float], None]) -> AbstractContextManager[Callable[[float], None]]:
+    """A Watch that never watches: waits pause through the clock alone (unit tests, no inotify)."""
+    return nullcontext(fallback)
+
+
+class Devices:
+    """Reads SCSI disks from sysfs and /dev under the host root, and waits for them to come and go."""
+
+    def __init__(self, paths: HostPaths, clock: Clock, watch: Watch = watching) -> None:
+        self._paths = paths
+        self._clock = clock
+        self._watch = watch
+
+    def sysfs_dir(self, address: ScsiAddress) -> Path:
+        return self._paths.scsi_devices() / str(address) / "device"
+
+    def block_name(self, address: ScsiAddress) -> str | None:
+        """"sda" for a LUN, or None while it has no block device."""
+        names = sorted(entry.name for entry in entries(self.sysfs_dir(address) / "block"))
+        return names[0] if names else None
+
+    def identity(self, address: ScsiAddress) -> DeviceIdentity:
+        """The identity sysfs holds now; it is cached since the last probe or rescan (see fresh_identity)."""
+        folder = self.sysfs_dir(address)
+        serial: str | None
+        try:
+            serial = parse_vpd_pg80((folder / "vpd_pg80").read_bytes())
+        except (OSError, ValueError) as exc:
+            log.debug("%s has no usable VPD page 0x80: %s", address, exc)
+            serial = None
+        return DeviceIdentity(
+            vendor=read_attr(folder / "vendor"),
+            model=read_attr(folder / "model"),
+            revision=read_attr(folder / "rev"),
+            serial=serial,
+            wwid=read_attr(folder / "wwid") or None,
+        )
+
+    def fresh_identity(self, address: ScsiAddress) -> DeviceIdentity:
+        """Rescan the device first: after a LUN id is reused, sysfs keeps the OLD identity until then."""
+        write_attr(self.sysfs_dir(address) / "rescan", "1", f"rescan of {address}", address=str(address))
+        return self.identity(address)
+
+    def read(self, address: ScsiAddress) -> BlockDevice | None:
+        """The LUN's block device with identity and links, or None while it has none."""
+        name = self.block_name(address)
+        if name is None:
+            return None
+        by_path, by_id = self.links(name)
+        return BlockDevice(
+            address=address,
+            name=name,
+            node=self._paths.dev(name),
+            size_bytes=_int(read_attr(self._paths.block(name, "size"))) * SECTOR_BYTES,
+            state=read_attr(self.sysfs_dir(address) / "state"),
+            identity=self.identity(address),
+            by_path=by_path,
+            by_id=by_id,
+        )
+
+    def addresses(self) -> tuple[ScsiAddress, ...]:
+        """Every SCSI device the kernel has, of any transport."""
+        found = []
+        for entry in entries(self._paths.scsi_devices()):
+            try:
+                found.append(ScsiAddress.parse(entry.name))
+            except ValueError:
+                continue
+        return tuple(sorted(found))
+
+    def links(self, name: str) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+        """The by-path and by-id links that resolve to /dev/<name> (partitions' links excluded)."""
+        node = self._paths.dev(name)
+        return self._links_in(self._paths.by_path(), node), self._links_in(self._paths.by_id(), node)
+
+    def _links_in(self, folder: Path, node: Path) -> tuple[Path, ...]:
+        return tuple(sorted(link for link in entries(folder) if link.is_symlink() and self._points_to(link, node)))
+
+    def _points_to(self, link: Path, node: Path) -> bool:
+        try:
+            return self._paths.resolve_link(link) == node
+        except OSError:
+            return False  # removed while we looked
+
+    def wait_for(self, address: ScsiAddress, timeout: float, context: str = "") -> BlockDevice:
+        """Wait until the LUN has a block device, its /dev node and a by-path link; return it.
+
+        A timeout raises DeviceTimeout naming the step it stopped at and what was seen.
+        """
+        progress = _Progress()
+
+        def ready() -> BlockDevice | None:
+            device = self._progress(address, progress)
+            return device if progress.step is WaitStep.READY else None
+
+        where = f"LUN {address.lun} on host{address.host}" + (f" ({context})" if context else "")
+        try:
+            with self._watch(self._link_folders(), self._clock.sleep) as pause:
+                device = wait_until(
+                    ready, timeout, self._clock, what=f"{where} to appear",
+                    pause=pause, interval=WATCHED_POLL_INTERVAL,
+                )
+        except WaitTimeout as exc:
+            raise DeviceTimeout(
+                f"{where}: no usable device within {timeout:g}s; {progress.step.value}",
+                address=str(address), host=address.host, lun=address.lun, step=progress.step.name.lower(),
+                seen=progress.seen, timeout=timeout, context=context,
+            ) from exc
+        log.info("%s is %s (by-path %s)", where, device.node, ", ".join(link.name for link in device.by_path))
+        return device
+
+    def _progress(self, address: ScsiAddress, progress: _Progress) -> BlockDevice | None:
+        if not self.sysfs_dir(address).exists():
+            progress.step = WaitStep.SCSI_DEVICE
+            return None
+        progress.seen["scsi_device"] = str(address)
+        device = self.read(address)
+        if device is None:
+            progress.step = WaitStep.BLOCK_DEVICE
+            return None
+        progress.seen.update(block=device.name, state=device.state)
+        if not device.node.exists():
+            progress.step = WaitStep.DEVICE_NODE
+            return None
+        progress.seen["by_id"] = [link.name for link in device.by_id]
+        if not device.by_path:
+            progress.step = WaitStep.BY_PATH_LINK
+            return None
+        progress.seen["by_path"] = [link.name for link in device.by_path]
+        progress.step = WaitStep.READY
+        return device
+
+    def wait_gone(self, device: BlockDevice, timeout: float) -> None:
+        """Wait until the kernel, /dev and udev have all let go of the device: sysfs entry, node and links."""
+        def gone() -> bool:
+            return not self.leftovers(device)
+
+        try:
+            with self._watch(self._link_folders(), self._clock.sleep) as pause:
+                wait_until(gone, timeout, self._clock, what=f"{device.node} to go", pause=pause,
+                           interval=WATCHED_POLL_INTERVAL)
+        except WaitTimeout as exc:
+            left = self.leftovers(device)
+            raise DeviceTimeout(
+                f"{device.node} ({device.address}) still present after {timeout:g}s: {', '.join(left)}",
+                address=str(device.address), device=device.name, left=left, timeout=timeout,
+            ) from exc
+
+    def leftovers(self, device: BlockDevice) -> list[str]:
+        """What is still there of a device being removed, in words for errors and logs."""
+        left = []
+        if self._paths.block(device.name).exists():
+            left.append(f"sysfs block/{device.name}")
+        if device.node.exists():
+            left.append(f"node {self._paths.host_view(device.node)}")
+        left.extend(
+            f"link {self._paths.host_view(link)}"
+            for link in device.by_path + device.by_id
+            if link.is_symlink() and self._points_to(link, device.node)
+        )
+        return left
+
+    def _link_folders(self) -> tuple[Path, ...]:
+        return (self._paths.by_path(), self._paths.by_id(), self._paths.dev())
+
+
+
+def _int(text: str) -> int:
+    return int(text) if text.isdigit() else 0

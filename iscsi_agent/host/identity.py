@@ -1,0 +1,86 @@
+"""Is this device that ONTAP LUN? The identity rules, as pure functions, plus the fresh-inquiry check.
+
+ONTAP puts the LUN serial on VPD page 0x80 and derives the NAA WWID from it:
+``600a0980`` + hex(serial bytes). A device is only that LUN when both agree; a device whose
+identity disagrees at a LUN id the array maps is stale (the id was reused), and so is a
+device at a LUN id the array no longer maps.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Protocol
+
+from iscsi_agent.host.devices import DeviceIdentity
+from iscsi_agent.host.sessions import ScsiAddress
+
+NETAPP_NAA_PREFIX = "600a0980"
+_WWID_FORMS = ("naa.", "0x")
+
+
+class Verdict(enum.Enum):
+    MATCH = "match"
+    SERIAL_MISMATCH = "serial on VPD page 0x80 differs"
+    WWID_MISMATCH = "NAA WWID differs from 600a0980 + hex(serial)"
+    NO_IDENTITY = "the device reports no serial or no WWID"
+
+
+class StaleReason(enum.Enum):
+    LUN_GONE = "the array no longer maps this LUN id"
+    IDENTITY_MISMATCH = "the array maps a different LUN at this id"
+
+
+def netapp_wwid(serial: str) -> str:
+    """The NAA WWID ONTAP derives from a serial, bare lower-case hex: 600a0980 + hex(serial)."""
+    return NETAPP_NAA_PREFIX + serial.encode("ascii").hex()
+
+
+def multipath_wwid(serial: str) -> str:
+    """The same WWID as multipath and udev write it (a leading 3, the NAA designator type)."""
+    return "3" + netapp_wwid(serial)
+
+
+def normalize_wwid(wwid: str) -> str:
+    """Bare lower-case hex from any spelling: "naa.600A..." (sysfs), "3600a..." (udev), "0x600a...".
+
+    Non-NAA forms (t10., eui.) come back unchanged apart from case, so they never match.
+    """
+    text = wwid.strip().lower()
+    for prefix in _WWID_FORMS:
+        if text.startswith(prefix):
+            return text[len(prefix):]
+    if text.startswith("3") and len(text) in (17, 33):
+        return text[1:]
+    return text
+
+
+def is_lun(identity: DeviceIdentity, serial: str) -> Verdict:
+    """Whether the device is the LUN with this serial: page 0x80 AND the NAA WWID must both agree."""
+    if not identity.serial or not identity.wwid:
+        return Verdict.NO_IDENTITY
+    if identity.serial != serial:
+        return Verdict.SERIAL_MISMATCH
+    if normalize_wwid(identity.wwid) != netapp_wwid(serial):
+        return Verdict.WWID_MISMATCH
+    return Verdict.MATCH
+
+
+def stale_reason(lun_id: int, identity: DeviceIdentity, mapped: Mapping[int, str]) -> StaleReason | None:
+    """Why a device at ``lun_id`` is stale, given the array's maps for this host (LUN id -> serial)."""
+    serial = mapped.get(lun_id)
+    if serial is None:
+        return StaleReason.LUN_GONE
+    if is_lun(identity, serial) is not Verdict.MATCH:
+        return StaleReason.IDENTITY_MISMATCH
+    return None
+
+
+class FreshInquiry(Protocol):
+    def fresh_identity(self, address: ScsiAddress) -> DeviceIdentity: ...
+
+
+def verify_lun(devices: FreshInquiry, address: ScsiAddress, serial: str) -> tuple[Verdict, DeviceIdentity]:
+    """Check the device at address against serial on a fresh identity, never the cached one."""
+    identity = devices.fresh_identity(address)
+    return is_lun(identity, serial), identity

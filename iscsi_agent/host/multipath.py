@@ -1,0 +1,107 @@
+"""dm-multipath maps over ONTAP LUN paths: find a map by WWID in sysfs, add WWIDs and paths, flush maps.
+
+multipath names its maps by WWID (``user_friendly_names no``), so a map's dm uuid is
+``mpath-3600a0980<hex(serial)>``. Layout::
+
+    block/dm-0/dm/{uuid,name}   block/dm-0/slaves/{sda,sdb}   /dev/mapper/3600a0980...
+
+A map is flushed before its path devices are removed; removing paths under a live map
+leaves it queueing I/O with no path.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from iscsi_agent.host.command import CommandResult, CommandRunner, CommandTimeout
+from iscsi_agent.host.errors import MultipathError
+from iscsi_agent.host.identity import normalize_wwid
+from iscsi_agent.host.paths import HostPaths
+from iscsi_agent.host.sysfs import entries, read_attr
+
+log = logging.getLogger(__name__)
+
+DM_UUID_PREFIX = "mpath-"
+DEFAULT_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class MultipathMap:
+    name: str
+    dm: str
+    wwid: str
+    slaves: tuple[str, ...]
+    node: Path
+
+
+class Multipath:
+    """Reads maps from sysfs; changes them through ``multipath`` and ``multipathd`` via the runner."""
+
+    def __init__(
+        self,
+        paths: HostPaths,
+        runner: CommandRunner,
+        program: str = "multipath",
+        daemon_program: str = "multipathd",
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._paths = paths
+        self._runner = runner
+        self._program = program
+        self._daemon_program = daemon_program
+        self._timeout = timeout
+
+    def maps(self) -> tuple[MultipathMap, ...]:
+        found = []
+        for dm in sorted(self._paths.block().glob("dm-*")):
+            uuid = read_attr(dm / "dm" / "uuid")
+            if not uuid.startswith(DM_UUID_PREFIX):
+                continue  # LVM, crypt and other dm targets
+            name = read_attr(dm / "dm" / "name")
+            found.append(
+                MultipathMap(
+                    name=name,
+                    dm=dm.name,
+                    wwid=uuid[len(DM_UUID_PREFIX):],
+                    slaves=tuple(sorted(entry.name for entry in entries(dm / "slaves"))),
+                    node=self._paths.mapper(name),
+                )
+            )
+        return tuple(found)
+
+    def find(self, wwid: str) -> MultipathMap | None:
+        """The map for a WWID in any spelling ("naa.600a...", "3600a...")."""
+        wanted = normalize_wwid(wwid)
+        for mpath in self.maps():
+            if normalize_wwid(mpath.wwid) == wanted:
+                return mpath
+        return None
+
+    def add_wwid(self, wwid: str) -> None:
+        """Record the WWID in multipath's wwids file, so find_multipaths lets multipathd claim its paths."""
+        self._run("add wwid", [self._program, "-a", "3" + normalize_wwid(wwid)])
+
+    def add_path(self, device_name: str) -> None:
+        """Hand one path device ("sdb") to multipathd, which builds or extends the map."""
+        self._run("add path", [self._daemon_program, "add", "path", device_name])
+
+    def flush(self, mpath: MultipathMap) -> None:
+        """Remove the map (``multipath -f``); fails while the map is open or mounted."""
+        self._run(f"flush {mpath.name}", [self._program, "-f", mpath.name])
+        log.info("flushed multipath map %s (%s, paths %s)", mpath.name, mpath.dm, ", ".join(mpath.slaves))
+
+    def _run(self, action: str, argv: list[str]) -> CommandResult:
+        try:
+            result = self._runner(argv, timeout=self._timeout)
+        except CommandTimeout as exc:
+            raise MultipathError(f"multipath {action}: no answer within {self._timeout:g}s", argv=argv) from exc
+        if result.exit_code != 0:
+            said = (result.stderr.strip() or result.stdout.strip()).splitlines()
+            raise MultipathError(
+                f"multipath {action} failed (exit {result.exit_code}){': ' + said[-1] if said else ''}",
+                argv=argv, exit_code=result.exit_code, stderr=result.stderr,
+            )
+        return result
+

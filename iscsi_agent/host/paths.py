@@ -1,0 +1,68 @@
+"""Where the host's sysfs, /dev, /proc and /etc live: every host path is joined here, under one root.
+
+Production uses root "/"; unit tests hand in a synthetic tree under a temporary folder, and no
+other module spells out a /sys or /dev path, so none of them can reach the real host by accident.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+
+@dataclass(frozen=True)
+class HostPaths:
+    """Joins host paths under ``root``; ``host_view`` turns them back into what the host calls them."""
+
+    root: Path = Path("/")
+
+    def under_root(self, absolute: str | os.PathLike[str]) -> Path:
+        """A configured absolute path (e.g. the initiator name file) as seen under the root."""
+        relative = PurePosixPath(os.fspath(absolute)).relative_to("/")
+        return self.root / relative
+
+    def sys(self, *parts: str) -> Path:
+        return self.root.joinpath("sys", *parts)
+
+    def dev(self, *parts: str) -> Path:
+        return self.root.joinpath("dev", *parts)
+
+    def proc(self, *parts: str) -> Path:
+        return self.root.joinpath("proc", *parts)
+
+    # The sysfs classes and /dev folders the host layer reads; named once here.
+    def iscsi_sessions(self) -> Path:
+        return self.sys("class", "iscsi_session")
+
+    def scsi_host(self, host: int) -> Path:
+        return self.sys("class", "scsi_host", f"host{host}")
+
+    def scsi_devices(self) -> Path:
+        return self.sys("class", "scsi_device")
+
+    def block(self, *parts: str) -> Path:
+        return self.sys("block", *parts)
+
+    def by_path(self) -> Path:
+        return self.dev("disk", "by-path")
+
+    def by_id(self) -> Path:
+        return self.dev("disk", "by-id")
+
+    def mapper(self, name: str) -> Path:
+        return self.dev("mapper", name)
+
+    def mountinfo(self) -> Path:
+        return self.proc("self", "mountinfo")
+
+    def host_view(self, path: Path) -> str:
+        """The path as the host names it ("/dev/sdb"), for callers, logs and /proc fd links."""
+        return str(PurePosixPath("/", Path(path).relative_to(self.root)))
+
+    def resolve_link(self, link: Path) -> Path:
+        """Where a udev or sysfs symlink points, kept under the root even if the target is absolute."""
+        target = os.readlink(link)
+        if os.path.isabs(target):
+            return self.under_root(os.path.normpath(target))
+        return Path(os.path.normpath(link.parent / target))

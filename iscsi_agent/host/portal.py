@@ -1,0 +1,32 @@
+"""An iSCSI portal (address and TCP port) as iscsiadm and sysfs write it: "127.0.0.1:3260", "[fe80::1]:3260"."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ISCSI_PORT = 3260
+
+
+@dataclass(frozen=True, order=True)
+class Portal:
+    address: str
+    port: int = ISCSI_PORT
+
+    @classmethod
+    def parse(cls, text: str) -> Portal:
+        """Read "addr[:port]" or "[v6addr][:port]"; the port defaults to 3260."""
+        text = text.strip()
+        if text.startswith("["):
+            address, _, rest = text[1:].partition("]")
+            port = rest.removeprefix(":")
+        elif text.count(":") == 1:
+            address, _, port = text.partition(":")
+        else:
+            address, port = text, ""
+        if not address or (port and not port.isdigit()):
+            raise ValueError(f"not an iSCSI portal: {text!r}")
+        return cls(address, int(port) if port else ISCSI_PORT)
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
