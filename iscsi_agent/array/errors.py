@@ -1,0 +1,100 @@
+"""The array layer's errors, one shallow tree under AgentError.
+
+    ArrayError                     array_error
+    ├── ArrayUnreachable           array_unreachable      refused, reset, DNS; (url, reason)
+    │   └── ArrayTlsError          array_tls_failed       certificate not trusted, handshake failed
+    ├── ArrayTimeout               array_timeout          no answer within the read timeout
+    ├── ArrayAuthFailed            array_auth_failed      HTTP 401: wrong user, password or certificate
+    ├── ArrayNotFound              array_not_found        (kind: lun|igroup|svm|iscsi_service|lun_map, name)
+    ├── ArrayResponseError         array_bad_response     a reply lacks what the agent needs; (api, missing)
+    └── ArrayApiError              array_api_error        the array refused; (api, array_code, array_message, http_status)
+        ├── ArrayAlreadyExists     array_already_exists   igroup or initiator already there
+        │   └── ArrayAlreadyMapped array_already_mapped   the LUN is already mapped to that igroup
+        └── ArrayNotMapped         array_not_mapped       unmap of a map that does not exist
+
+Timeouts and unreachability are "transport" failures: the request may or may not have been
+applied, which is why writes re-read state after one (see ``iscsi_agent.array.recovery``).
+The client resolves the race codes itself, so callers mostly meet the first six.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from iscsi_agent.errors import AgentError
+
+
+class ArrayError(AgentError):
+    code = "array_error"
+
+
+class ArrayUnreachable(ArrayError):
+    code = "array_unreachable"
+
+
+class ArrayTlsError(ArrayUnreachable):
+    code = "array_tls_failed"
+
+
+class ArrayTimeout(ArrayError):
+    code = "array_timeout"
+
+
+TRANSPORT_ERRORS = (ArrayUnreachable, ArrayTimeout)
+"""Failures after which nobody knows whether the array applied the request."""
+
+
+class ArrayAuthFailed(ArrayError):
+    code = "array_auth_failed"
+
+
+class ArrayNotFound(ArrayError):
+    code = "array_not_found"
+
+    def __init__(self, kind: str, name: str, **details: Any) -> None:
+        super().__init__(f"{kind} {name} not found on the array", kind=kind, name=name, **details)
+        self.kind = kind
+        self.name = name
+
+
+class ArrayResponseError(ArrayError):
+    """The array answered, but not with something the agent can use."""
+
+    code = "array_bad_response"
+
+    def __init__(self, api: str, problem: str, **details: Any) -> None:
+        super().__init__(f"{api}: {problem}", api=api, **details)
+        self.api = api
+
+
+class ArrayApiError(ArrayError):
+    """The array refused a request; ``array_code`` is the ZAPI errno or REST error code, as a string."""
+
+    code = "array_api_error"
+
+    def __init__(
+        self, api: str, array_code: str, array_message: str, http_status: int | None = None
+    ) -> None:
+        super().__init__(
+            f"{api} failed: {array_message or 'no message'} (array code {array_code})",
+            api=api,
+            array_code=array_code,
+            array_message=array_message,
+            http_status=http_status,
+        )
+        self.api = api
+        self.array_code = array_code
+        self.array_message = array_message
+        self.http_status = http_status
+
+
+class ArrayAlreadyExists(ArrayApiError):
+    code = "array_already_exists"
+
+
+class ArrayAlreadyMapped(ArrayAlreadyExists):
+    code = "array_already_mapped"
+
+
+class ArrayNotMapped(ArrayApiError):
+    code = "array_not_mapped"

@@ -1,0 +1,139 @@
+"""The values the array client hands out: small frozen dataclasses, the same for ZAPI and REST."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+NETAPP_NAA_PREFIX = "600a0980"
+
+
+@dataclass(frozen=True)
+class Version:
+    """An ONTAP release, e.g. 9.11.1 = generation 9, major 11, minor 1.
+
+    ``ontapi`` is the ZAPI interface version (major, minor), known only over ZAPI.
+    """
+
+    generation: int
+    major: int
+    minor: int
+    full: str = ""
+    ontapi: tuple[int, int] | None = None
+
+    @property
+    def release(self) -> tuple[int, int, int]:
+        return (self.generation, self.major, self.minor)
+
+    def at_least(self, release: tuple[int, int, int]) -> bool:
+        return self.release >= release
+
+    def __str__(self) -> str:
+        return ".".join(str(part) for part in self.release)
+
+
+@dataclass(frozen=True)
+class Svm:
+    name: str
+    uuid: str | None = None
+
+
+@dataclass(frozen=True)
+class Lun:
+    """A LUN as the agent needs it; ``serial`` is the 12-character ONTAP serial (VPD page 0x80)."""
+
+    path: str
+    uuid: str
+    serial: str
+    size: int
+    os_type: str
+    mapped: bool
+    online: bool = True
+    svm: str = ""
+
+    @property
+    def name(self) -> str:
+        """The last component of the path, the name cinder and operators use."""
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def naa_id(self) -> str:
+        """NAA type 6 identifier the host sees (without the leading '3' udev adds)."""
+        return NETAPP_NAA_PREFIX + self.serial.encode("ascii").hex()
+
+
+@dataclass(frozen=True)
+class Igroup:
+    name: str
+    protocol: str
+    os_type: str
+    initiators: frozenset[str] = frozenset()
+    uuid: str | None = None
+
+    def has_exactly(self, initiators: frozenset[str] | set[str]) -> bool:
+        """True when this igroup holds these initiators and no others (case-insensitive IQNs)."""
+        return {i.lower() for i in self.initiators} == {i.lower() for i in initiators}
+
+
+@dataclass(frozen=True)
+class LunMap:
+    """A LUN mapped to an igroup; ``reporting_nodes`` is the Selective LUN Map node list."""
+
+    lun_path: str
+    igroup: str
+    lun_id: int
+    lun_uuid: str | None = None
+    igroup_uuid: str | None = None
+    reporting_nodes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Portal:
+    """An enabled iSCSI data LIF. REST does not report the portal group tag, so ``tpgt`` may be None."""
+
+    address: str
+    port: int
+    tpgt: int | None
+    current_node: str | None
+    home_node: str | None
+    name: str = ""
+
+    @property
+    def target(self) -> str:
+        """``address:port`` as iscsiadm wants it, IPv6 addresses bracketed."""
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class IscsiService:
+    target_iqn: str
+    alias: str = ""
+    enabled: bool = True
+
+
+class ChapAuth(enum.Enum):
+    CHAP = "chap"
+    NONE = "none"
+    DENY = "deny"
+
+    @classmethod
+    def parse(cls, text: str) -> ChapAuth:
+        """Both APIs spell these differently ("CHAP" over ZAPI, "chap" over REST)."""
+        return cls(text.strip().lower())
+
+
+@dataclass(frozen=True)
+class ChapCredentials:
+    """iSCSI security for one initiator. The array never returns secrets, so read values carry None."""
+
+    initiator: str
+    auth: ChapAuth
+    inbound_user: str | None = None
+    inbound_secret: str | None = field(default=None, repr=False)
+    outbound_user: str | None = None
+    outbound_secret: str | None = field(default=None, repr=False)
+
+    @property
+    def mutual(self) -> bool:
+        return bool(self.outbound_user)

@@ -1,0 +1,163 @@
+"""The ArrayClient both APIs share: LUN cache, race resolution and recovery around ``ArrayOps``."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+
+from iscsi_agent.array.cache import LunCache
+from iscsi_agent.array.errors import ArrayAlreadyExists, ArrayAlreadyMapped, ArrayNotFound, ArrayNotMapped
+from iscsi_agent.array.model import (
+    ChapCredentials,
+    Igroup,
+    IscsiService,
+    Lun,
+    LunMap,
+    Portal,
+    Svm,
+    Version,
+)
+from iscsi_agent.array.ops import ArrayOps, LunKey
+from iscsi_agent.array.recovery import write_then_verify
+
+log = logging.getLogger(__name__)
+
+
+class OntapClient:
+    """Implements ``iscsi_agent.array.client.ArrayClient`` on top of one API's primitive calls."""
+
+    def __init__(self, ops: ArrayOps, *, cache: LunCache | None = None, attempts: int = 3) -> None:
+        self.ops = ops
+        self.api = ops.api
+        self.cache = cache or LunCache()
+        self.attempts = attempts
+
+    def version(self) -> Version:
+        return self.ops.version()
+
+    def check_svm(self) -> Svm:
+        return self.ops.check_svm()
+
+    def lun_by_path(self, path: str, *, fresh: bool = False) -> Lun:
+        return self._lun(LunKey.PATH, path, self.cache.by_path, fresh)
+
+    def lun_by_name(self, name: str, *, fresh: bool = False) -> Lun:
+        return self._lun(LunKey.NAME, name, self.cache.by_name, fresh)
+
+    def lun_by_uuid(self, uuid: str, *, fresh: bool = False) -> Lun:
+        return self._lun(LunKey.UUID, uuid, self.cache.by_uuid, fresh)
+
+    def _lun(self, key: LunKey, value: str, cached: Callable[[str], Lun | None], fresh: bool) -> Lun:
+        if not fresh and (hit := cached(value)) is not None:
+            return hit
+        luns = self.ops.find_luns(key, value)
+        if key is LunKey.NAME:
+            luns = [lun for lun in luns if lun.name == value]  # wildcard queries may match more
+        if len(luns) != 1:
+            raise ArrayNotFound("lun", value, by=key.value, candidates=[lun.path for lun in luns])
+        self.cache.put(luns[0])
+        return luns[0]
+
+    def igroups_with_initiator(self, initiator: str) -> tuple[Igroup, ...]:
+        return self.ops.igroups_with_initiator(initiator)
+
+    def igroup_by_name(self, name: str) -> Igroup | None:
+        return self.ops.igroup_by_name(name)
+
+    def create_igroup(self, name: str, os_type: str, initiators: tuple[str, ...] = ()) -> Igroup:
+        try:
+            igroup = write_then_verify(
+                lambda: self.ops.create_igroup(name, os_type, initiators),
+                lambda: self.ops.igroup_by_name(name),
+                what=f"create igroup {name}",
+                attempts=self.attempts,
+            )
+            log.info("created igroup %s (%s)", name, os_type)
+        except ArrayAlreadyExists:
+            existing = self.ops.igroup_by_name(name)
+            if existing is None:
+                raise
+            log.info("igroup %s already exists; using it", name)
+            igroup = existing
+        present = {i.lower() for i in igroup.initiators}
+        for initiator in initiators:
+            if initiator.lower() not in present:
+                self.add_initiator(name, initiator)
+        return dataclasses.replace(igroup, initiators=igroup.initiators | frozenset(initiators))
+
+    def add_initiator(self, igroup: str, initiator: str) -> None:
+        def is_member() -> bool | None:
+            found = self.ops.igroup_by_name(igroup)
+            return True if found and initiator.lower() in {i.lower() for i in found.initiators} else None
+
+        try:
+            write_then_verify(
+                lambda: self.ops.add_initiator(igroup, initiator) or True,
+                is_member,
+                what=f"add {initiator} to igroup {igroup}",
+                attempts=self.attempts,
+            )
+            log.info("added %s to igroup %s", initiator, igroup)
+        except ArrayAlreadyExists:
+            log.debug("%s is already in igroup %s", initiator, igroup)
+
+    def map_lun(self, path: str, igroup: str, lun_id: int | None = None) -> int:
+        def existing_id() -> int | None:
+            found = self.lun_map(path, igroup)
+            return found.lun_id if found else None
+
+        try:
+            assigned = write_then_verify(
+                lambda: self.ops.map_lun(path, igroup, lun_id),
+                existing_id,
+                what=f"map {path} to {igroup}",
+                attempts=self.attempts,
+            )
+            log.info("mapped %s to igroup %s as LUN %s", path, igroup, assigned)
+        except ArrayAlreadyMapped:
+            found = existing_id()
+            if found is None:
+                raise
+            log.info("%s was already mapped to igroup %s as LUN %s", path, igroup, found)
+            assigned = found
+        if lun_id is not None and assigned != lun_id:
+            log.warning("%s is mapped to igroup %s as LUN %s, not the requested %s", path, igroup, assigned, lun_id)
+        if (lun := self.cache.by_path(path)) is not None and not lun.mapped:
+            self.cache.put(dataclasses.replace(lun, mapped=True))
+        return assigned
+
+    def unmap_lun(self, path: str, igroup: str) -> bool:
+        self.cache.evict(path)  # other maps may remain: the next lookup reads "mapped" afresh
+        try:
+            self.ops.unmap_lun(path, igroup)
+        except ArrayNotMapped:
+            log.debug("%s was not mapped to igroup %s", path, igroup)
+            return False
+        log.info("unmapped %s from igroup %s", path, igroup)
+        return True
+
+    def lun_map(self, path: str, igroup: str) -> LunMap | None:
+        return next(iter(self.ops.maps(path=path, igroup=igroup)), None)
+
+    def maps_of_lun(self, path: str) -> tuple[LunMap, ...]:
+        return self.ops.maps(path=path)
+
+    def maps_of_igroup(self, igroup: str) -> tuple[LunMap, ...]:
+        return self.ops.maps(igroup=igroup)
+
+    def portals(self) -> tuple[Portal, ...]:
+        return self.ops.portals()
+
+    def iscsi_service(self) -> IscsiService:
+        return self.ops.iscsi_service()
+
+    def chap_credentials(self, initiator: str) -> ChapCredentials | None:
+        return self.ops.chap_credentials(initiator)
+
+    def set_chap_credentials(self, credentials: ChapCredentials) -> None:
+        self.ops.set_chap_credentials(credentials)
+        log.info("set %s authentication for %s", credentials.auth.value, credentials.initiator)
+
+    def close(self) -> None:
+        self.ops.close()

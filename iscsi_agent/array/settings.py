@@ -1,0 +1,60 @@
+"""How to reach the array: one frozen settings value, built by the config layer and passed down."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+class ApiChoice(enum.Enum):
+    AUTO = "auto"
+    REST = "rest"
+    ZAPI = "zapi"
+
+
+@dataclass(frozen=True)
+class ArraySettings:
+    """Connection settings for one ONTAP cluster or SVM management LIF.
+
+    With ``client_cert``/``client_key`` set the client authenticates by certificate and sends
+    no password, as ONTAP expects. ``ca_bundle`` replaces the system trust store when given;
+    ``verify_tls=False`` is for labs only. ``timeout`` is the read timeout per request.
+    """
+
+    hostname: str
+    username: str = ""
+    password: str = field(default="", repr=False)
+    vserver: str = ""
+    port: int | None = None
+    scheme: str = "https"
+    verify_tls: bool = True
+    ca_bundle: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+    api: ApiChoice = ApiChoice.AUTO
+    attempts: int = 3
+    page_size: int = 100
+    lun_cache_size: int = 512
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
+        port = self.port or DEFAULT_PORTS[self.scheme]
+        return f"{self.scheme}://{host}:{port}"
+
+    @property
+    def verify(self) -> bool | str:
+        """The value requests takes for ``verify``: False, True or a CA bundle path."""
+        if not self.verify_tls:
+            return False
+        return self.ca_bundle or True
+
+    @property
+    def cert(self) -> tuple[str, str] | None:
+        if self.client_cert and self.client_key:
+            return (self.client_cert, self.client_key)
+        return None

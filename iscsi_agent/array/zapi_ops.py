@@ -1,0 +1,197 @@
+"""The primitive array calls over ZAPI (see ``ops.ArrayOps``), tunnelled to the configured SVM."""
+
+from __future__ import annotations
+
+from iscsi_agent.array.errors import ArrayApiError, ArrayNotFound
+from iscsi_agent.array.model import (
+    ChapAuth,
+    ChapCredentials,
+    Igroup,
+    IscsiService,
+    Lun,
+    LunMap,
+    Portal,
+    Svm,
+    Version,
+)
+from iscsi_agent.array.ops import LunKey
+from iscsi_agent.array.zapi import Args, ZapiConnection
+from iscsi_agent.array.zapi_parse import (
+    parse_assigned_lun_id,
+    parse_chap,
+    parse_igroup,
+    parse_iscsi_service,
+    parse_lun,
+    parse_lun_map,
+    parse_ontapi_version,
+    parse_portal,
+    parse_version,
+)
+
+NO_SUCH_IGROUP = "9003"
+INITIATOR_HAS_NO_AUTH = "13112"  # "Initiator … not found, please use default authentication."
+
+LUN_FIELDS: Args = {
+    "lun-info": {
+        name: None
+        for name in ("path", "uuid", "size", "serial-number", "multiprotocol-type", "mapped", "online", "vserver")
+    }
+}
+IGROUP_FIELDS: Args = {
+    "initiator-group-info": {
+        "initiator-group-name": None,
+        "initiator-group-type": None,
+        "initiator-group-os-type": None,
+        "initiator-group-uuid": None,
+        "initiators": [{"initiator-info": {"initiator-name": None}}],
+        "vserver": None,
+    }
+}
+MAP_FIELDS: Args = {
+    "lun-map-info": {
+        "path": None,
+        "lun-id": None,
+        "lun-uuid": None,
+        "initiator-group": None,
+        "initiator-group-uuid": None,
+        "reporting-nodes": [{"node-name": None}],
+        "vserver": None,
+    }
+}
+
+
+class ZapiOps:
+    api = "zapi"
+
+    def __init__(self, connection: ZapiConnection) -> None:
+        self.zapi = connection
+
+    def version(self) -> Version:
+        ontapi = parse_ontapi_version(
+            self.zapi.invoke("system-get-ontapi-version", idempotent=True, tunnel=False)
+        )
+        return parse_version(self.zapi.invoke("system-get-version", idempotent=True, tunnel=False), ontapi)
+
+    def check_svm(self) -> Svm:
+        """A tunnelled call fails with EVSERVERNOTFOUND (15698) when the SVM does not exist."""
+        self.zapi.invoke("system-get-version", idempotent=True)
+        return Svm(self.zapi.vserver)
+
+    def find_luns(self, key: LunKey, value: str) -> list[Lun]:
+        if key is LunKey.NAME:
+            query: Args = {"path": f"/vol/*/{value}"}  # ZAPI has no name field; the client filters exactly
+        else:
+            query = {key.value: value}
+        records = self.zapi.iterate("lun-get-iter", query={"lun-info": query}, desired=LUN_FIELDS)
+        luns = [parse_lun(record) for record in records]
+        if key is LunKey.PATH:
+            return [lun for lun in luns if lun.path == value]
+        if key is LunKey.UUID:
+            return [lun for lun in luns if lun.uuid == value]
+        return luns
+
+    def igroups_with_initiator(self, initiator: str) -> tuple[Igroup, ...]:
+        query: Args = {
+            "initiator-group-info": {"initiators": [{"initiator-info": {"initiator-name": initiator}}]}
+        }
+        igroups = self._igroups(query)
+        return tuple(ig for ig in igroups if initiator.lower() in {i.lower() for i in ig.initiators})
+
+    def igroup_by_name(self, name: str) -> Igroup | None:
+        igroups = self._igroups({"initiator-group-info": {"initiator-group-name": name}})
+        return next((ig for ig in igroups if ig.name == name), None)
+
+    def _igroups(self, query: Args) -> list[Igroup]:
+        return [parse_igroup(r) for r in self.zapi.iterate("igroup-get-iter", query=query, desired=IGROUP_FIELDS)]
+
+    def create_igroup(self, name: str, os_type: str, initiators: tuple[str, ...]) -> Igroup:
+        args: Args = {"initiator-group-name": name, "initiator-group-type": "iscsi", "os-type": os_type}
+        self.zapi.invoke("igroup-create", args, idempotent=False)
+        for initiator in initiators:
+            self.add_initiator(name, initiator)
+        return Igroup(name, "iscsi", os_type, frozenset(initiators))
+
+    def add_initiator(self, igroup: str, initiator: str) -> None:
+        try:
+            # a resent igroup-add cannot duplicate anything: the array answers 9008
+            self.zapi.invoke(
+                "igroup-add", {"initiator-group-name": igroup, "initiator": initiator}, idempotent=True
+            )
+        except ArrayApiError as exc:
+            if exc.array_code == NO_SUCH_IGROUP:
+                raise ArrayNotFound("igroup", igroup, array_code=exc.array_code) from exc
+            raise
+
+    def map_lun(self, path: str, igroup: str, lun_id: int | None) -> int:
+        args: dict = {"path": path, "initiator-group": igroup}
+        if lun_id is not None:
+            args["lun-id"] = lun_id
+        return parse_assigned_lun_id(self.zapi.invoke("lun-map", args, idempotent=False))
+
+    def unmap_lun(self, path: str, igroup: str) -> None:
+        # a resent lun-unmap only earns 9016 (no such map), which callers treat as done
+        self.zapi.invoke("lun-unmap", {"path": path, "initiator-group": igroup}, idempotent=True)
+
+    def maps(self, *, path: str | None = None, igroup: str | None = None) -> tuple[LunMap, ...]:
+        query: dict = {}
+        if path is not None:
+            query["path"] = path
+        if igroup is not None:
+            query["initiator-group"] = igroup
+        records = self.zapi.iterate("lun-map-get-iter", query={"lun-map-info": query}, desired=MAP_FIELDS)
+        return tuple(
+            m
+            for m in map(parse_lun_map, records)
+            if (path is None or m.lun_path == path) and (igroup is None or m.igroup == igroup)
+        )
+
+    def portals(self) -> tuple[Portal, ...]:
+        entries = self.zapi.iterate("iscsi-interface-get-iter")
+        return tuple(portal for portal in map(parse_portal, entries) if portal is not None)
+
+    def iscsi_service(self) -> IscsiService:
+        records = self.zapi.iterate("iscsi-service-get-iter")
+        if not records:
+            raise ArrayNotFound("iscsi_service", self.zapi.vserver)
+        return parse_iscsi_service(records[0])
+
+    def chap_credentials(self, initiator: str) -> ChapCredentials | None:
+        try:
+            results = self.zapi.invoke("iscsi-initiator-get-auth", {"initiator": initiator}, idempotent=True)
+        except ArrayApiError as exc:
+            if exc.array_code == INITIATOR_HAS_NO_AUTH:
+                return None
+            raise
+        return parse_chap(results, initiator)
+
+    def set_chap_credentials(self, credentials: ChapCredentials) -> None:
+        """Add the entry, or modify its CHAP parameters; a change of auth type replaces the entry."""
+        existing = self.chap_credentials(credentials.initiator)
+        if existing is not None and existing.auth is ChapAuth.CHAP and credentials.auth is ChapAuth.CHAP:
+            args = {"initiator": credentials.initiator, **_chap_args(credentials)}
+            if not credentials.mutual:
+                args["remove-outbound"] = True
+            self.zapi.invoke("iscsi-initiator-modify-chap-params", args, idempotent=True)
+            return
+        if existing is not None:
+            self.zapi.invoke("iscsi-initiator-delete-auth", {"initiator": credentials.initiator}, idempotent=True)
+        args = {"initiator": credentials.initiator, "auth-type": _zapi_auth(credentials.auth)}
+        if credentials.auth is ChapAuth.CHAP:
+            args.update(_chap_args(credentials))
+        self.zapi.invoke("iscsi-initiator-add-auth", args, idempotent=False)
+
+    def close(self) -> None:
+        self.zapi.transport.close()
+
+
+def _zapi_auth(auth: ChapAuth) -> str:
+    return "CHAP" if auth is ChapAuth.CHAP else auth.value
+
+
+def _chap_args(credentials: ChapCredentials) -> dict:
+    """Plain-text ``passphrase`` fields (``password`` would expect ONTAP's obfuscated encoding)."""
+    args: dict = {"user-name": credentials.inbound_user or "", "passphrase": credentials.inbound_secret or ""}
+    if credentials.mutual:
+        args["outbound-user-name"] = credentials.outbound_user
+        args["outbound-passphrase"] = credentials.outbound_secret or ""
+    return args
