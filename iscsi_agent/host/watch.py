@@ -11,10 +11,9 @@ import ctypes
 import logging
 import os
 import select
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +71,14 @@ class FolderWatcher:
 
 
 @contextmanager
-def watching(folders: Iterable[Path], fallback: Callable[[float], None]) -> Iterator[Callable[[float], None]]:
+def watching(
+    folders: Iterable[Path],
+    fallback: Callable[[float], None],
+    make_watcher: Callable[[Iterable[Path]], FolderWatcher] = FolderWatcher,
+) -> Iterator[Callable[[float], None]]:
     """A pause function for ``wait_until``: inotify on ``folders``, or ``fallback`` (the clock's sleep)."""
     try:
-        watcher = FolderWatcher(folders)
+        watcher = make_watcher(folders)
     except OSError as exc:
         log.debug("inotify unavailable (%s); polling instead", exc)
         yield fallback

@@ -1,0 +1,154 @@
+"""Finding a LUN's block device, reading its identity and links, and waiting for it with a deadline."""
+
+import pytest
+
+from iscsi_agent.host.devices import DeviceIdentity, Devices, parse_vpd_pg80, polling
+from iscsi_agent.host.errors import DeviceTimeout
+from iscsi_agent.host.sessions import ScsiAddress
+from tests.fakes import vpd_pg80
+
+IQN = "iqn.1992-08.com.netapp:sn.abc:vs.3"
+ADDRESS = ScsiAddress(6, 0, 0, 1)
+# Captured from the test VM: tgtd staging ONTAP's identity for serial "ab?$/Cd3fGh1".
+CAPTURED_PG80 = bytes([0x00, 0x80, 0x00, 0x24]) + b" " * 24 + b"ab?$/Cd3fGh1"
+
+
+@pytest.fixture
+def devices(paths, clock):
+    return Devices(paths, clock, watch=polling)
+
+
+def test_vpd_page_0x80_gives_the_serial_without_its_padding():
+    assert parse_vpd_pg80(CAPTURED_PG80) == "ab?$/Cd3fGh1"
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"\x00\x80", "shorter than its header"),
+        (bytes([0, 0x83, 0, 4]) + b"abcd", "not 0x80"),
+        (bytes([0, 0x80, 0, 40]) + b"short", "says 40 serial bytes but carries 5"),
+    ],
+)
+def test_malformed_vpd_pages_are_refused(data, why):
+    with pytest.raises(ValueError, match=why):
+        parse_vpd_pg80(data)
+
+
+def test_a_probed_lun_reads_as_a_block_device_with_identity_and_links(tree, paths, devices):
+    tree.add_disk(ADDRESS, "sda", "ab?$/Cd3fGh1", iqn=IQN, size_bytes=64 << 20)
+    device = devices.read(ADDRESS)
+    assert device.name == "sda"
+    assert device.node == paths.dev("sda")
+    assert device.size_bytes == 64 << 20
+    assert device.state == "running"
+    assert device.identity == DeviceIdentity(
+        vendor="NETAPP", model="LUN C-Mode", revision="9800",
+        serial="ab?$/Cd3fGh1", wwid="naa.600a098061623f242f43643366476831",
+    )
+    assert [link.name for link in device.by_path] == [f"ip-127.0.0.1:3260-iscsi-{IQN}-lun-1"]
+    assert [link.name for link in device.by_id] == [
+        "scsi-3600a098061623f242f43643366476831", "wwn-0x600a098061623f242f43643366476831",
+    ]
+
+
+def test_links_of_other_disks_and_partitions_are_not_counted(tree, devices):
+    tree.add_disk(ADDRESS, "sda", "serial000001", iqn=IQN)
+    tree.add_disk(ScsiAddress(6, 0, 0, 2), "sdb", "serial000002", iqn=IQN)
+    tree.add_partition("sda", 1)
+    (tree.root / "dev/disk/by-path/ip-127.0.0.1:3260-iscsi-x-lun-1-part1").symlink_to("../../sda1")
+    by_path, _ = devices.links("sda")
+    assert [link.name for link in by_path] == [f"ip-127.0.0.1:3260-iscsi-{IQN}-lun-1"]
+
+
+def test_an_unprobed_lun_has_no_device(devices):
+    assert devices.read(ADDRESS) is None
+    assert devices.block_name(ADDRESS) is None
+
+
+def test_a_missing_serial_page_reads_as_no_serial(tree, devices):
+    tree.add_disk(ADDRESS, "sda", "serial000001", pg80=b"")
+    assert devices.identity(ADDRESS).serial is None
+
+
+def test_all_scsi_addresses_are_listed(tree, devices):
+    tree.add_disk(ScsiAddress(7, 0, 0, 3), "sdb", "serial000003")
+    tree.add_disk(ADDRESS, "sda", "serial000001")
+    assert devices.addresses() == (ADDRESS, ScsiAddress(7, 0, 0, 3))
+
+
+def test_the_fresh_identity_rescans_before_reading(tree, devices):
+    tree.add_disk(ADDRESS, "sda", "oldserial001")
+    tree.set_identity(ADDRESS, "newserial002")  # what the rescan would make sysfs say
+    identity = devices.fresh_identity(ADDRESS)
+    assert (devices.sysfs_dir(ADDRESS) / "rescan").read_text() == "1"
+    assert identity.serial == "newserial002"
+
+
+def test_waiting_returns_once_the_scanned_lun_has_node_and_by_path_link(tree, paths, clock, devices):
+    tree.add_session(1, 6, IQN)
+    tree.map_lun(6, 1, "sda", "serial000001", sid=1, iqn=IQN)
+    (paths.scsi_host(6) / "scan").write_text("0 0 1")
+    device = devices.wait_for(ADDRESS, timeout=10)
+    assert device.name == "sda" and device.identity.serial == "serial000001"
+    assert clock.sleeps  # it had to wait for the "kernel", and did so on the injected clock
+
+
+def test_a_lun_that_never_appears_times_out_naming_the_scsi_step(tree, clock, devices):
+    tree.add_session(1, 6, IQN)
+    with pytest.raises(DeviceTimeout) as caught:
+        devices.wait_for(ADDRESS, timeout=5, context="session 1 to 127.0.0.1:3260")
+    error = caught.value
+    assert str(error).startswith("LUN 1 on host6 (session 1 to 127.0.0.1:3260): no usable device within 5s")
+    assert "no SCSI device" in str(error)
+    assert error.details["step"] == "scsi_device" and error.details["lun"] == 1
+    assert sum(clock.sleeps) == pytest.approx(5)
+
+
+def test_a_lun_without_udev_links_times_out_naming_the_link_step_and_what_was_seen(tree, clock, devices):
+    tree.udev = False
+    tree.add_session(1, 6, IQN)
+    tree.map_lun(6, 1, "sda", "serial000001", sid=1)
+    (tree.root / "sys/class/scsi_host/host6/scan").write_text("0 0 1")
+    with pytest.raises(DeviceTimeout, match="by-path link") as caught:
+        devices.wait_for(ADDRESS, timeout=3)
+    assert caught.value.details["seen"]["block"] == "sda"
+    assert caught.value.details["step"] == "by_path_link"
+
+
+def test_a_block_device_without_a_node_times_out_at_the_node_step(tree, devices):
+    tree.add_disk(ADDRESS, "sda", "serial000001", node=False, links=False)
+    with pytest.raises(DeviceTimeout, match="no node in /dev") as caught:
+        devices.wait_for(ADDRESS, timeout=1)
+    assert caught.value.details["step"] == "device_node"
+
+
+def test_waiting_for_removal_ends_when_sysfs_node_and_links_are_gone(tree, devices):
+    tree.add_disk(ADDRESS, "sda", "serial000001")
+    device = devices.read(ADDRESS)
+    (devices.sysfs_dir(ADDRESS) / "delete").write_text("1")
+    devices.wait_gone(device, timeout=5)
+    assert devices.leftovers(device) == []
+
+
+def test_a_device_that_does_not_go_times_out_listing_what_is_left(tree, devices):
+    tree.add_disk(ADDRESS, "sda", "serial000001", iqn=IQN)
+    device = devices.read(ADDRESS)
+    with pytest.raises(DeviceTimeout) as caught:
+        devices.wait_gone(device, timeout=2)
+    message = str(caught.value)
+    assert "still present after 2s" in message
+    assert "sysfs block/sda" in message and "node /dev/sda" in message
+    assert f"link /dev/disk/by-path/ip-127.0.0.1:3260-iscsi-{IQN}-lun-1" in message
+
+
+def test_a_reused_link_name_pointing_elsewhere_is_not_a_leftover(tree, devices):
+    tree.add_disk(ADDRESS, "sda", "serial000001", iqn=IQN)
+    device = devices.read(ADDRESS)
+    tree.remove_disk(ADDRESS)
+    tree.add_disk(ADDRESS, "sdb", "serial000009", iqn=IQN)
+    assert devices.leftovers(device) == []
+
+
+def test_identity_of_a_padded_page_built_by_the_fake_matches_the_captured_one():
+    assert vpd_pg80("ab?$/Cd3fGh1") == CAPTURED_PG80

@@ -1,0 +1,71 @@
+"""Multipath maps are found by WWID in sysfs and changed through multipath/multipathd with timeouts."""
+
+import pytest
+
+from iscsi_agent.host.errors import MultipathError
+from iscsi_agent.host.multipath import Multipath, MultipathMap
+from tests.fakes import FakeRunner
+
+WWID = "3600a098061623f242f43643366476831"
+
+
+@pytest.fixture
+def runner():
+    return FakeRunner()
+
+
+@pytest.fixture
+def multipath(paths, runner):
+    return Multipath(paths, runner, timeout=45)
+
+
+@pytest.fixture
+def mapped(tree):
+    from iscsi_agent.host.sessions import ScsiAddress
+
+    tree.add_disk(ScsiAddress(6, 0, 0, 1), "sda", "ab?$/Cd3fGh1")
+    tree.add_disk(ScsiAddress(7, 0, 0, 1), "sdb", "ab?$/Cd3fGh1", portal="127.0.0.2:3260")
+    tree.add_multipath("dm-0", WWID, "mpath-" + WWID, ["sda", "sdb"])
+    tree.add_multipath("dm-1", "vg0-root", "LVM-abcdef", [])
+
+
+def test_a_map_is_found_by_wwid_in_any_spelling(mapped, multipath, paths):
+    expected = MultipathMap(name=WWID, dm="dm-0", wwid=WWID, slaves=("sda", "sdb"), node=paths.mapper(WWID))
+    assert multipath.find("naa.600a098061623f242f43643366476831") == expected
+    assert multipath.find(WWID) == expected
+
+
+def test_other_device_mapper_targets_are_not_maps(mapped, multipath):
+    assert [m.dm for m in multipath.maps()] == ["dm-0"]
+
+
+def test_no_map_for_an_unknown_wwid(mapped, multipath):
+    assert multipath.find("naa.600a0980aaaaaaaaaaaaaaaaaaaaaaaa") is None
+
+
+def test_adding_a_wwid_uses_multipaths_spelling(multipath, runner):
+    multipath.add_wwid("naa.600a098061623f242f43643366476831")
+    assert runner.calls[0].argv == ("multipath", "-a", WWID)
+    assert runner.calls[0].timeout == 45
+
+
+def test_adding_a_path_asks_multipathd(multipath, runner):
+    multipath.add_path("sdb")
+    assert runner.argvs == [("multipathd", "add", "path", "sdb")]
+
+
+def test_flushing_a_map_names_it(mapped, multipath, runner):
+    multipath.flush(multipath.find(WWID))
+    assert runner.argvs == [("multipath", "-f", WWID)]
+
+
+def test_a_map_in_use_fails_to_flush_with_multipaths_words(mapped, multipath, runner):
+    runner.reply(("multipath", "-f"), exit_code=1, stderr=f"{WWID}: map in use\n")
+    with pytest.raises(MultipathError, match=f"flush {WWID} failed .exit 1.: {WWID}: map in use"):
+        multipath.flush(multipath.find(WWID))
+
+
+def test_a_hung_multipath_is_an_error_not_a_hang(mapped, multipath, runner):
+    runner.hang_on = ("multipath", "-f")
+    with pytest.raises(MultipathError, match="no answer within 45s"):
+        multipath.flush(multipath.find(WWID))

@@ -1,0 +1,78 @@
+"""wait_until on an injected clock, and the inotify pause that wakes it on link changes."""
+
+import pytest
+
+from iscsi_agent.host.errors import WaitTimeout
+from iscsi_agent.host.waiting import wait_until
+from iscsi_agent.host.watch import FolderWatcher, watching
+from tests.fakes import FakeClock
+
+
+def test_the_first_truthy_value_is_returned_without_pausing():
+    clock = FakeClock()
+    assert wait_until(lambda: "sda", 5, clock) == "sda"
+    assert clock.sleeps == []
+
+
+def test_it_polls_until_the_condition_holds():
+    clock = FakeClock()
+    answers = iter([None, None, "sdb"])
+    assert wait_until(lambda: next(answers), 5, clock, interval=0.5) == "sdb"
+    assert clock.sleeps == [0.5, 0.5]
+
+
+def test_a_timeout_names_what_was_awaited_and_never_overshoots_the_deadline():
+    clock = FakeClock()
+    with pytest.raises(WaitTimeout, match="the by-path link did not happen within 1s") as caught:
+        wait_until(lambda: None, 1, clock, what="the by-path link", interval=0.4)
+    assert clock.sleeps == [0.4, 0.4, pytest.approx(0.2)]
+    assert caught.value.details == {"waited_for": "the by-path link", "timeout": 1}
+
+
+def test_a_condition_true_at_the_deadline_is_not_a_timeout():
+    clock = FakeClock()
+    assert wait_until(lambda: clock.now >= 1001 or None, 1, clock, interval=0.5) is True
+
+
+def test_a_custom_pause_replaces_the_clock_sleep():
+    clock = FakeClock()
+    pauses = []
+
+    def pause(seconds):
+        pauses.append(seconds)
+        clock.now += seconds
+
+    with pytest.raises(WaitTimeout):
+        wait_until(lambda: None, 1, clock, pause=pause, interval=1)
+    assert pauses == [1] and clock.sleeps == []
+
+
+def test_the_watcher_wakes_at_once_on_a_new_link(tmp_path):
+    folder = tmp_path / "by-path"
+    folder.mkdir()
+    watcher = FolderWatcher([folder])
+    try:
+        assert watcher.pause(0) is False
+        (folder / "ip-127.0.0.1:3260-iscsi-iqn.x-lun-1").symlink_to("../../sda")
+        assert watcher.pause(30) is True  # an event is pending, so this does not wait
+        assert watcher.pause(0) is False  # and it was drained
+    finally:
+        watcher.close()
+
+
+def test_a_folder_not_there_yet_is_watched_through_its_parent(tmp_path):
+    watcher = FolderWatcher([tmp_path / "disk" / "by-path"])
+    try:
+        (tmp_path / "disk").mkdir()
+        assert watcher.pause(30) is True
+    finally:
+        watcher.close()
+
+
+def test_without_inotify_the_fallback_pause_is_used(tmp_path):
+    def no_inotify(folders):
+        raise OSError(38, "Function not implemented")
+
+    clock = FakeClock()
+    with watching([tmp_path], clock.sleep, make_watcher=no_inotify) as pause:
+        assert pause == clock.sleep
