@@ -1,0 +1,145 @@
+"""The shared client: LUN cache, idempotent writes, and recovery when a reply is lost."""
+
+import pytest
+
+from iscsi_agent.array.cache import LunCache
+from iscsi_agent.array.client import find_lun
+from iscsi_agent.array.errors import ArrayNotFound, ArrayUnreachable
+from iscsi_agent.array.model import Igroup, Lun
+from iscsi_agent.array.ontap import OntapClient
+from tests.unit.array.fakes import FakeOps
+
+IQN = "iqn.1994-05.com.redhat:host1"
+LUN0 = Lun("/vol/vol1/lun0", "8c1b7a52-0c8e-4a53-9d7a-1f5c1e2d3a40", "ab?$/Cd3fGh1", 1 << 30, "linux", False)
+LUN1 = Lun("/vol/vol1/lun1", "8c1b7a52-0c8e-4a53-9d7a-1f5c1e2d3a41", "ZlAFA?QMnBdX", 1 << 30, "linux", False)
+TWIN = Lun("/vol/vol2/lun1", "8c1b7a52-0c8e-4a53-9d7a-1f5c1e2d3a42", "2FfGI$APyN68", 1 << 30, "linux", False)
+
+
+@pytest.fixture
+def ops():
+    return FakeOps([LUN0, LUN1, TWIN])
+
+
+@pytest.fixture
+def client(ops):
+    return OntapClient(ops, cache=LunCache(8), attempts=3)
+
+
+def test_a_lun_is_read_once_then_served_from_the_cache_by_any_key(client, ops):
+    assert client.lun_by_path("/vol/vol1/lun0") == LUN0
+    assert client.lun_by_uuid(LUN0.uuid) == LUN0
+    assert client.lun_by_name("lun0") == LUN0
+    assert ops.calls == ["find_luns"]
+
+
+def test_fresh_bypasses_the_cache(client, ops):
+    client.lun_by_path("/vol/vol1/lun0")
+    client.lun_by_path("/vol/vol1/lun0", fresh=True)
+    assert ops.calls == ["find_luns", "find_luns"]
+
+
+def test_a_missing_lun_is_not_found(client):
+    with pytest.raises(ArrayNotFound) as caught:
+        client.lun_by_path("/vol/vol1/nosuch")
+    assert (caught.value.code, caught.value.kind) == ("array_not_found", "lun")
+
+
+def test_a_name_two_luns_share_is_not_found_and_lists_the_candidates(client):
+    with pytest.raises(ArrayNotFound) as caught:
+        client.lun_by_name("lun1")
+    assert sorted(caught.value.details["candidates"]) == ["/vol/vol1/lun1", "/vol/vol2/lun1"]
+
+
+def test_find_lun_takes_a_path_a_uuid_or_a_name(client):
+    assert find_lun(client, "/vol/vol1/lun0") == LUN0
+    assert find_lun(client, LUN0.uuid) == LUN0
+    assert find_lun(client, "lun0") == LUN0
+
+
+def test_map_returns_the_assigned_id_and_marks_the_cached_lun_mapped(client):
+    client.lun_by_path("/vol/vol1/lun0")
+    client.create_igroup("openstack-host1", "linux", (IQN,))
+    assert client.map_lun("/vol/vol1/lun0", "openstack-host1") == 0
+    assert client.lun_by_path("/vol/vol1/lun0").mapped is True
+
+
+def test_mapping_an_already_mapped_lun_returns_the_existing_id(client, ops):
+    ops.maps_[("/vol/vol1/lun0", "ig")] = 7
+    assert client.map_lun("/vol/vol1/lun0", "ig") == 7
+    assert ops.calls == ["map_lun", "maps"]
+
+
+def test_a_reset_after_the_array_applied_the_map_is_resolved_by_reading_without_a_second_map(client, ops):
+    ops.lose_reply_of.add("map_lun")
+    assert client.map_lun("/vol/vol1/lun0", "ig") == 0
+    assert ops.calls == ["map_lun", "maps"]
+    assert list(ops.maps_) == [("/vol/vol1/lun0", "ig")]
+
+
+def test_a_map_that_never_reached_the_array_is_sent_again(client, ops):
+    ops.fail_before.add("map_lun")
+    assert client.map_lun("/vol/vol1/lun0", "ig", lun_id=5) == 5
+    assert ops.calls == ["map_lun", "maps", "map_lun"]
+
+
+def test_recovery_is_bounded(ops):
+    client = OntapClient(ops, attempts=2)
+
+    def always_refuse(path, igroup, lun_id):
+        ops.calls.append("map_lun")
+        raise ArrayUnreachable("connection refused")
+
+    ops.map_lun = always_refuse
+    with pytest.raises(ArrayUnreachable):
+        client.map_lun("/vol/vol1/lun0", "ig")
+    assert ops.calls == ["map_lun", "maps", "map_lun", "maps"]
+
+
+def test_unmap_reports_whether_a_map_was_removed_and_forgets_the_cached_lun(client, ops):
+    client.lun_by_path("/vol/vol1/lun0")
+    ops.maps_[("/vol/vol1/lun0", "ig")] = 0
+    assert client.unmap_lun("/vol/vol1/lun0", "ig") is True
+    assert client.unmap_lun("/vol/vol1/lun0", "ig") is False
+    ops.calls.clear()
+    client.lun_by_path("/vol/vol1/lun0")
+    assert ops.calls == ["find_luns"]
+
+
+def test_creating_an_igroup_that_exists_returns_it_with_the_initiator_added(client, ops):
+    ops.igroups["openstack-host1"] = Igroup("openstack-host1", "iscsi", "linux", frozenset())
+    igroup = client.create_igroup("openstack-host1", "linux", (IQN,))
+    assert igroup.initiators == frozenset({IQN})
+    assert ops.igroups["openstack-host1"].initiators == frozenset({IQN})
+
+
+def test_a_reset_after_the_array_created_the_igroup_creates_no_second_one(client, ops):
+    ops.lose_reply_of.add("create_igroup")
+    igroup = client.create_igroup("openstack-host1", "linux", (IQN,))
+    assert igroup.name == "openstack-host1" and IQN in igroup.initiators
+    assert ops.calls.count("create_igroup") == 1
+
+
+def test_adding_an_initiator_twice_is_fine(client, ops):
+    ops.igroups["ig"] = Igroup("ig", "iscsi", "linux", frozenset({IQN}))
+    client.add_initiator("ig", IQN)
+    assert ops.igroups["ig"].initiators == frozenset({IQN})
+
+
+def test_a_reset_after_the_initiator_was_added_is_resolved_by_reading(client, ops):
+    ops.igroups["ig"] = Igroup("ig", "iscsi", "linux", frozenset())
+    ops.lose_reply_of.add("add_initiator")
+    client.add_initiator("ig", IQN)
+    assert ops.calls == ["add_initiator", "igroup_by_name"]
+
+
+def test_lun_map_gives_the_reporting_nodes_or_none(client, ops):
+    ops.maps_[("/vol/vol1/lun0", "ig")] = 2
+    assert client.lun_map("/vol/vol1/lun0", "ig").reporting_nodes == ("node-01", "node-02")
+    assert client.lun_map("/vol/vol1/lun1", "ig") is None
+
+
+def test_maps_of_an_igroup_is_one_call(client, ops):
+    ops.maps_.update({("/vol/vol1/lun0", "ig"): 0, ("/vol/vol1/lun1", "ig"): 1, ("/vol/vol1/lun1", "other"): 0})
+    ops.calls.clear()
+    assert [m.lun_id for m in client.maps_of_igroup("ig")] == [0, 1]
+    assert ops.calls == ["maps"]

@@ -1,0 +1,24 @@
+"""Connection settings derive the base URL, TLS verification and certificate options."""
+
+from iscsi_agent.array.settings import ArraySettings
+
+
+def test_the_port_defaults_by_scheme():
+    assert ArraySettings("array.test").base_url == "https://array.test:443"
+    assert ArraySettings("array.test", scheme="http").base_url == "http://array.test:80"
+    assert ArraySettings("array.test", port=8443).base_url == "https://array.test:8443"
+
+
+def test_an_ipv6_host_is_bracketed():
+    assert ArraySettings("fd00::5").base_url == "https://[fd00::5]:443"
+
+
+def test_verification_is_on_by_default_and_a_ca_bundle_replaces_the_store():
+    assert ArraySettings("a").verify is True
+    assert ArraySettings("a", ca_bundle="/ca.pem").verify == "/ca.pem"
+    assert ArraySettings("a", verify_tls=False, ca_bundle="/ca.pem").verify is False
+
+
+def test_a_client_certificate_needs_both_files():
+    assert ArraySettings("a", client_cert="c.pem").cert is None
+    assert ArraySettings("a", client_cert="c.pem", client_key="k.pem").cert == ("c.pem", "k.pem")
