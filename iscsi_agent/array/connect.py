@@ -5,8 +5,10 @@ is no real-array evidence that everything the agent reads (the ``return_records`
 created map, ``reporting_nodes`` on lun-maps, ``location.logical_unit`` filters, credentials
 PATCH) behaves the same on 9.6-9.10. Cinder, the production client with the widest real-array
 coverage, supports its REST client only from 9.11.1, so the agent adopts that tested
-threshold; below it ZAPI is complete and proven on every ONTAP 9 release. Detection is one cheap ``GET /api/cluster?fields=version``:
-a cluster without a REST API (before 9.6) fails it and gets ZAPI.
+threshold; below it ZAPI is complete and proven on every ONTAP 9 release.
+
+Detection is one cheap ``GET /api/cluster?fields=version``: a cluster without a REST API
+(before 9.6) fails it and gets ZAPI.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from iscsi_agent.array.zapi_parse import (
     parse_lun_map,
     parse_ontapi_version,
     parse_portal,
+    parse_svm,
     parse_version,
 )
 
@@ -73,9 +74,13 @@ class ZapiOps:
         return parse_version(self.zapi.invoke("system-get-version", idempotent=True, tunnel=False), ontapi)
 
     def check_svm(self) -> Svm:
-        """A tunnelled call fails with EVSERVERNOTFOUND (15698) when the SVM does not exist."""
-        self.zapi.invoke("system-get-version", idempotent=True)
-        return Svm(self.zapi.vserver)
+        """Tunnelled, this fails with EVSERVERNOTFOUND (15698) when the SVM does not exist."""
+        query: Args = {"vserver-info": {"vserver-name": self.zapi.vserver}} if self.zapi.vserver else {}
+        desired: Args = {"vserver-info": {"vserver-name": None, "uuid": None}}
+        records = self.zapi.iterate("vserver-get-iter", query=query or None, desired=desired)
+        if len(records) != 1:
+            raise ArrayNotFound("svm", self.zapi.vserver, matches=len(records))
+        return parse_svm(records[0])
 
     def find_luns(self, key: LunKey, value: str) -> list[Lun]:
         if key is LunKey.NAME:

@@ -15,6 +15,7 @@ from iscsi_agent.array.model import (
     Lun,
     LunMap,
     Portal,
+    Svm,
     Version,
 )
 from iscsi_agent.array.zapi import (
@@ -55,6 +56,11 @@ def parse_ontapi_version(results: etree._Element) -> tuple[int, int]:
     """``system-get-ontapi-version``: ``<major-version>1</major-version><minor-version>170</minor-version>``."""
     api = "system-get-ontapi-version"
     return (required_int(results, "major-version", api), required_int(results, "minor-version", api))
+
+
+def parse_svm(info: etree._Element) -> Svm:
+    """``vserver-info``: ``<vserver-name>svm1</vserver-name><uuid>4d2b…</uuid><state>running</state>``."""
+    return Svm(required_text(info, "vserver-name", "vserver-get-iter"), optional_text(info, "uuid"))
 
 
 def parse_lun(info: etree._Element) -> Lun:

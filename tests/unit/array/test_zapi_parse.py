@@ -5,7 +5,7 @@ import re
 import pytest
 
 from iscsi_agent.array.errors import ArrayResponseError
-from iscsi_agent.array.model import ChapAuth, Igroup, IscsiService, Lun, LunMap, Portal, Version
+from iscsi_agent.array.model import ChapAuth, Igroup, IscsiService, Lun, LunMap, Portal, Svm, Version
 from iscsi_agent.array.zapi import parse_results
 from iscsi_agent.array.zapi_parse import (
     parse_assigned_lun_id,
@@ -16,6 +16,7 @@ from iscsi_agent.array.zapi_parse import (
     parse_lun_map,
     parse_ontapi_version,
     parse_portal,
+    parse_svm,
     parse_version,
 )
 from tests.unit.array.fakes import xml_reply
@@ -190,3 +191,11 @@ def test_chap_auth_reads_users_and_never_secrets():
 def test_an_unknown_auth_type_is_a_response_error():
     with pytest.raises(ArrayResponseError):
         parse_chap(results("<auth-type>radius-ish</auth-type>"), "iqn.x")
+
+
+def test_a_vserver_record_gives_the_svm_name_and_uuid():
+    info = record(
+        "<vserver-info><operational-state>running</operational-state><uuid>4d2b1c3e-0000-4000-8000-000000000001</uuid>"
+        "<vserver-name>svm1</vserver-name><vserver-type>data</vserver-type></vserver-info>"
+    )
+    assert parse_svm(info) == Svm("svm1", "4d2b1c3e-0000-4000-8000-000000000001")
