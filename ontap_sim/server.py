@@ -1,0 +1,114 @@
+"""The HTTP(S) shell around ``App``: threads, keep-alive, TLS handshakes off the accept loop, fast stop."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import struct
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from ontap_sim.app import App, Drop, HttpRequest
+
+log = logging.getLogger(__name__)
+
+IDLE_TIMEOUT = 60.0
+MAX_BODY = 16 * 1024 * 1024
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT
+    server: SimServer
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.send_error(413)
+            return
+        body = self.rfile.read(length) if length else b""
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        outcome = self.server.app.handle(HttpRequest(self.command, self.path, headers, body))
+        if isinstance(outcome, Drop):
+            self._drop(outcome)
+            return
+        self.send_response(outcome.status)
+        self.send_header("Content-Type", outcome.content_type)
+        self.send_header("Content-Length", str(len(outcome.body)))
+        for name, value in outcome.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(outcome.body)
+
+    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = do_HEAD = _serve
+
+    def _drop(self, drop: Drop) -> None:
+        if drop.hold:
+            self.server.stopping.wait(drop.hold)
+        self.close_connection = True
+        if drop.reset:  # linger 0: close() sends RST instead of FIN
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class SimServer(ThreadingHTTPServer):
+    """One thread per connection; ``stop`` wakes held requests and idle keep-alive readers."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], app: App, tls: ssl.SSLContext | None) -> None:
+        self.app = app
+        self.tls = tls
+        self.stopping = threading.Event()
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def finish_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        connection = request
+        try:
+            if self.tls is not None:
+                connection = self.tls.wrap_socket(request, server_side=True)
+            with self._open_lock:
+                self._open.add(connection)
+            super().finish_request(connection, client_address)
+        except (ssl.SSLError, OSError) as exc:
+            log.debug("connection from %s ended: %s", client_address, exc)
+        finally:
+            with self._open_lock:
+                self._open.discard(connection)
+            if connection is not request:
+                connection.close()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        log.debug("error while serving %s", client_address, exc_info=True)
+
+    def serve(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
+                                  name="ontap-sim", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.shutdown()
+        with self._open_lock:
+            connections = list(self._open)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.server_close()
+
+
+def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context
