@@ -109,12 +109,14 @@ class RestConnection:
     def get(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         return self._call("GET", path, params=params, idempotent=True)
 
-    def collect(self, path: str, query: Mapping[str, str], fields: str) -> list[dict[str, Any]]:
-        """Every record of a collection, following ``_links.next.href`` until it is absent.
+    def collect(
+        self, path: str, query: Mapping[str, str], fields: str, *, scoped: bool = True
+    ) -> list[dict[str, Any]]:
+        """Every record of a collection (of the SVM when ``scoped``), following ``_links.next.href``.
 
         A page: ``{"records": [...], "num_records": 2, "_links": {"next": {"href": "/api/storage/luns?start.uuid=…"}}}``.
         """
-        params = {**self.svm_query(), **query, "fields": fields, "max_records": str(self.page_size)}
+        params = {**(self.svm_query() if scoped else {}), **query, "fields": fields, "max_records": str(self.page_size)}
         page = self.get(path, params)
         records: list[dict[str, Any]] = []
         seen: set[str] = set()

@@ -43,8 +43,8 @@ ISCSI_SERVICES = "/api/protocols/san/iscsi/services"
 CREDENTIALS = "/api/protocols/san/iscsi/credentials"
 
 LUN_FIELDS = "name,uuid,serial_number,os_type,space.size,status.state,status.mapped,svm.name"
-IGROUP_FIELDS = "name,uuid,protocol,os_type,initiators.name"
-MAP_FIELDS = "lun.name,lun.uuid,igroup.name,igroup.uuid,logical_unit_number,reporting_nodes.name"
+IGROUP_FIELDS = "name,uuid,protocol,os_type,initiators"
+MAP_FIELDS = "lun.name,lun.uuid,igroup.name,igroup.uuid,logical_unit_number,reporting_nodes"
 PORTAL_FIELDS = "name,ip.address,enabled,state,location.node.name,location.home_node.name"
 LUN_QUERY_FIELD = {LunKey.PATH: "name", LunKey.UUID: "uuid", LunKey.NAME: "location.logical_unit"}
 
@@ -63,7 +63,7 @@ class RestOps:
 
     def check_svm(self) -> Svm:
         query = {"name": self.rest.vserver} if self.rest.vserver else {}
-        records = self.rest.collect("/api/svm/svms", query, "name,uuid")
+        records = self.rest.collect("/api/svm/svms", query, "name,uuid", scoped=False)
         if len(records) != 1:
             raise ArrayNotFound("svm", self.rest.vserver, matches=len(records))
         api = "GET /api/svm/svms"

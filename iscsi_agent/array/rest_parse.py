@@ -55,12 +55,11 @@ def parse_igroup(record: Record) -> Igroup:
     """``/api/protocols/san/igroups`` record: ``{"uuid": "…", "name": "host1", "protocol": "iscsi",
     "os_type": "linux", "initiators": [{"name": "iqn.1994-05.com.redhat:abc"}]}``."""
     api = "GET /api/protocols/san/igroups"
-    initiators = optional_field(record, "initiators", []) or []
     return Igroup(
         name=str(field(record, "name", api)),
         protocol=str(optional_field(record, "protocol", "")),
         os_type=str(optional_field(record, "os_type", "")),
-        initiators=frozenset(str(field(i, "name", api)) for i in initiators if isinstance(i, Mapping)),
+        initiators=frozenset(str(field(i, "name", api)) for i in _objects(record, "initiators", api)),
         uuid=optional_field(record, "uuid"),
     )
 
@@ -69,15 +68,22 @@ def parse_lun_map(record: Record) -> LunMap:
     """``/api/protocols/san/lun-maps`` record: ``{"lun": {"name": "/vol/vol1/lun1", "uuid": "…"},
     "igroup": {"name": "host1", "uuid": "…"}, "logical_unit_number": 0, "reporting_nodes": [{"name": "node-01"}]}``."""
     api = "GET /api/protocols/san/lun-maps"
-    nodes = optional_field(record, "reporting_nodes", []) or []
     return LunMap(
         lun_path=str(field(record, "lun.name", api)),
         igroup=str(field(record, "igroup.name", api)),
         lun_id=int_field(record, "logical_unit_number", api),
         lun_uuid=optional_field(record, "lun.uuid"),
         igroup_uuid=optional_field(record, "igroup.uuid"),
-        reporting_nodes=tuple(str(field(n, "name", api)) for n in nodes if isinstance(n, Mapping)),
+        reporting_nodes=tuple(str(field(n, "name", api)) for n in _objects(record, "reporting_nodes", api)),
     )
+
+
+def _objects(record: Record, name: str, api: str) -> list[Record]:
+    """A list of objects (absent means empty); any other shape is an error, not an empty list."""
+    value = optional_field(record, name) or []
+    if not isinstance(value, list) or not all(isinstance(item, Mapping) for item in value):
+        raise ArrayResponseError(api, f"{name} is not a list of objects: {value!r}", missing=name)
+    return value
 
 
 def parse_portal(record: Record) -> Portal | None:

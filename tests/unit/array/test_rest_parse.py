@@ -134,3 +134,10 @@ def test_credentials_accept_either_case_and_carry_no_secret(spelling):
     credentials = parse_chap(record)
     assert credentials.auth is ChapAuth.CHAP and credentials.inbound_user == "inuser"
     assert not credentials.mutual and credentials.inbound_secret is None
+
+
+def test_initiators_in_another_shape_are_an_error_not_an_empty_igroup():
+    squashed = {"name": "ig", "initiators": {"name": ["iqn.1994-05.com.redhat:abc"]}}
+    with pytest.raises(ArrayResponseError) as caught:
+        parse_igroup(squashed)
+    assert caught.value.details["missing"] == "initiators"

@@ -1,0 +1,1 @@
+"""Benchmarks of the agent against the ONTAP simulator."""
