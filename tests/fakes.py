@@ -178,7 +178,13 @@ class HostTree:
             (self.root / "dev" / name).write_text("")
         if links:
             self.add_links(name, serial, iqn=iqn, portal=portal, lun=address.lun)
+            self.udev_db(name).parent.mkdir(parents=True, exist_ok=True)
+            self.udev_db(name).write_text("")
         return device
+
+    def udev_db(self, name: str) -> Path:
+        number = (self.root / f"sys/block/{name}/dev").read_text().strip()
+        return self.root / f"run/udev/data/b{number}"
 
     def add_links(self, name: str, serial: str, *, iqn: str, portal: str, lun: int) -> None:
         by_path = self.root / f"dev/disk/by-path/ip-{portal}-iscsi-{iqn}-lun-{lun}"
@@ -207,6 +213,7 @@ class HostTree:
         device = (self.root / f"sys/class/scsi_device/{address}/device").resolve()
         names = [entry.name for entry in (device / "block").iterdir()]
         for name in names:
+            self.udev_db(name).unlink(missing_ok=True)
             (self.root / f"sys/block/{name}").unlink()
             (self.root / "dev" / name).unlink(missing_ok=True)
             for folder in ("by-path", "by-id"):

@@ -83,6 +83,7 @@ class WaitStep(enum.Enum):
     BLOCK_DEVICE = "the SCSI device has no block device yet (sd driver not bound)"
     DEVICE_NODE = "the block device has no node in /dev yet"
     BY_PATH_LINK = "udev has not created the by-path link yet"
+    UDEV_DONE = "udev has not finished with the device yet (no udev database entry)"
     READY = "ready"
 
 
@@ -177,7 +178,7 @@ class Devices:
             return False  # removed while we looked
 
     def wait_for(self, address: ScsiAddress, timeout: float, context: str = "") -> BlockDevice:
-        """Wait until the LUN has a block device, its /dev node and a by-path link; return it.
+        """Wait until the LUN has a block device, its /dev node, a by-path link and udev is done; return it.
 
         A timeout raises DeviceTimeout naming the step it stopped at and what was seen.
         """
@@ -221,6 +222,11 @@ class Devices:
             progress.step = WaitStep.BY_PATH_LINK
             return None
         progress.seen["by_path"] = [link.name for link in device.by_path]
+        # by-path can appear before udev's other links; its database entry is written last.
+        if not self._paths.udev_db(read_attr(self._paths.block(device.name, "dev"))).exists():
+            progress.step = WaitStep.UDEV_DONE
+            return None
+        device = self.read(address) or device  # re-read: links created meanwhile
         progress.step = WaitStep.READY
         return device
 

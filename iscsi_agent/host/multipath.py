@@ -12,14 +12,16 @@ leaves it queueing I/O with no path.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from iscsi_agent.host.command import CommandResult, CommandRunner, CommandTimeout
-from iscsi_agent.host.errors import MultipathError
+from iscsi_agent.host.errors import MultipathError, WaitTimeout
 from iscsi_agent.host.identity import normalize_wwid
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sysfs import entries, read_attr
+from iscsi_agent.host.waiting import Clock, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +45,14 @@ class Multipath:
         self,
         paths: HostPaths,
         runner: CommandRunner,
+        clock: Clock,
         program: str = "multipath",
         daemon_program: str = "multipathd",
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self._paths = paths
         self._runner = runner
+        self._clock = clock
         self._program = program
         self._daemon_program = daemon_program
         self._timeout = timeout
@@ -86,6 +90,24 @@ class Multipath:
     def add_path(self, device_name: str) -> None:
         """Hand one path device ("sdb") to multipathd, which builds or extends the map."""
         self._run("add path", [self._daemon_program, "add", "path", device_name])
+
+    def wait_for(self, wwid: str, path_names: Collection[str], timeout: float) -> MultipathMap:
+        """Wait until the map for wwid runs over every one of path_names and has its /dev/mapper node."""
+        wanted = set(path_names)
+
+        def complete() -> MultipathMap | None:
+            found = self.find(wwid)
+            return found if found and wanted <= set(found.slaves) and found.node.exists() else None
+
+        try:
+            return wait_until(complete, timeout, self._clock, what=f"multipath map {wwid}")
+        except WaitTimeout as exc:
+            found = self.find(wwid)
+            seen = f"map {found.name} ({found.dm}) over {', '.join(found.slaves) or 'no paths'}" if found else "no map"
+            raise MultipathError(
+                f"multipath map {wwid} over {', '.join(sorted(wanted))} not ready within {timeout:g}s; seen: {seen}",
+                wwid=wwid, paths=sorted(wanted), seen=seen,
+            ) from exc
 
     def flush(self, mpath: MultipathMap) -> None:
         """Remove the map (``multipath -f``); fails while the map is open or mounted."""

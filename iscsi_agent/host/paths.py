@@ -56,6 +56,10 @@ class HostPaths:
     def mountinfo(self) -> Path:
         return self.proc("self", "mountinfo")
 
+    def udev_db(self, device_number: str) -> Path:
+        """udev's database entry for a block device ("8:0"); written once udev has processed it."""
+        return self.root.joinpath("run", "udev", "data", f"b{device_number}")
+
     def host_view(self, path: Path) -> str:
         """The path as the host names it ("/dev/sdb"), for callers, logs and /proc fd links."""
         return str(PurePosixPath("/", Path(path).relative_to(self.root)))

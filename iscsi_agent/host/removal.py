@@ -24,6 +24,9 @@ from iscsi_agent.host.sysfs import entries, read_attr, read_link, write_attr
 log = logging.getLogger(__name__)
 
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+# udev opens every new or changed disk to probe it (idle workers were seen still holding it);
+# that is not a user, and deleting the device under a probe is harmless.
+UDEV_WORKERS = frozenset({"(udev-worker)", "systemd-udevd", "udevd"})
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,9 @@ def removal_blocker(usage: DeviceUsage) -> str | None:
         return "mounted at " + ", ".join(mount.mount_point for mount in usage.mounts)
     if usage.holders:
         return "held by " + ", ".join(usage.holders)
-    if usage.openers:
-        return "open by " + ", ".join(f"pid {opener.pid} ({opener.command})" for opener in usage.openers)
+    users = [opener for opener in usage.openers if opener.command not in UDEV_WORKERS]
+    if users:
+        return "open by " + ", ".join(f"pid {opener.pid} ({opener.command})" for opener in users)
     if usage.claimed:
         return "claimed exclusively by another user (the kernel answered EBUSY)"
     return None

@@ -123,6 +123,14 @@ def test_a_block_device_without_a_node_times_out_at_the_node_step(tree, devices)
     assert caught.value.details["step"] == "device_node"
 
 
+def test_a_linked_device_udev_has_not_finished_with_times_out_at_the_udev_step(tree, devices):
+    tree.add_disk(ADDRESS, "sda", "serial000001")
+    tree.udev_db("sda").unlink()
+    with pytest.raises(DeviceTimeout, match="udev has not finished") as caught:
+        devices.wait_for(ADDRESS, timeout=1)
+    assert caught.value.details["step"] == "udev_done"
+
+
 def test_waiting_for_removal_ends_when_sysfs_node_and_links_are_gone(tree, devices):
     tree.add_disk(ADDRESS, "sda", "serial000001")
     device = devices.read(ADDRESS)

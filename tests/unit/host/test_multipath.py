@@ -15,8 +15,8 @@ def runner():
 
 
 @pytest.fixture
-def multipath(paths, runner):
-    return Multipath(paths, runner, timeout=45)
+def multipath(paths, runner, clock):
+    return Multipath(paths, runner, clock, timeout=45)
 
 
 @pytest.fixture
@@ -69,3 +69,20 @@ def test_a_hung_multipath_is_an_error_not_a_hang(mapped, multipath, runner):
     runner.hang_on = ("multipath", "-f")
     with pytest.raises(MultipathError, match="no answer within 45s"):
         multipath.flush(multipath.find(WWID))
+
+
+def test_waiting_for_a_map_returns_it_once_all_paths_are_in(mapped, multipath):
+    assert multipath.wait_for(WWID, ["sda", "sdb"], timeout=5).slaves == ("sda", "sdb")
+
+
+def test_a_map_missing_a_path_times_out_saying_what_it_runs_over(tree, mapped, multipath):
+    from iscsi_agent.host.sessions import ScsiAddress
+
+    tree.add_disk(ScsiAddress(8, 0, 0, 1), "sdc", "ab?$/Cd3fGh1", portal="127.0.0.3:3260")
+    with pytest.raises(MultipathError, match=r"over sda, sdb, sdc not ready within 3s; seen: map .* \(dm-0\) over sda, sdb"):
+        multipath.wait_for(WWID, ["sda", "sdb", "sdc"], timeout=3)
+
+
+def test_no_map_at_all_times_out_saying_so(multipath):
+    with pytest.raises(MultipathError, match="seen: no map"):
+        multipath.wait_for(WWID, ["sda"], timeout=1)

@@ -106,6 +106,13 @@ def test_a_device_open_in_a_process_is_refused_naming_the_process(tree, sda, rem
         remover.remove(sda, timeout=5)
 
 
+def test_udev_probing_the_device_is_not_a_user(tree, sda, remover, devices):
+    tree.open_by(613, "(udev-worker)", "sda")
+    assert remover.usage("sda").openers == (Opener(613, "(udev-worker)"),)
+    remover.remove(sda, timeout=5)
+    assert devices.read(ADDRESS) is None
+
+
 def test_an_exclusive_claim_is_refused(sda, remover, block):
     block.claimed.add("sda")
     with pytest.raises(DeviceInUse, match="claimed exclusively"):
