@@ -70,6 +70,8 @@ class HttpTransport:
         *,
         session: Session,
         timeout: tuple[float, float],
+        verify: bool | str = True,
+        cert: tuple[str, str] | None = None,
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
@@ -77,6 +79,8 @@ class HttpTransport:
         self.base_url = base_url.rstrip("/")
         self._session = session
         self._timeout = timeout
+        self._verify = verify
+        self._cert = cert
         self._retry = retry
         self._sleep = sleep
         self._rand = rand
@@ -86,16 +90,15 @@ class HttpTransport:
         """A transport with a real keep-alive session configured for TLS and authentication."""
         session = requests.Session()
         session.headers["User-Agent"] = USER_AGENT
-        session.verify = settings.verify
-        if settings.cert:
-            session.cert = settings.cert  # certificate authentication replaces the password
-        elif settings.username:
+        if settings.username and not settings.cert:  # a client certificate replaces the password
             session.auth = (settings.username, settings.password)
         overrides.setdefault("retry", RetryPolicy(attempts=max(1, settings.attempts)))
         return cls(
             settings.base_url,
             session=session,
             timeout=(settings.connect_timeout, settings.timeout),
+            verify=settings.verify,
+            cert=settings.cert,
             **overrides,
         )
 
@@ -140,7 +143,10 @@ class HttpTransport:
     def _send(self, method: str, path: str, **kwargs: Any) -> HttpReply:
         url = self.base_url + path
         try:
-            response = self._session.request(method, url, timeout=self._timeout, **kwargs)
+            # verify and cert go with each request: on the session, REQUESTS_CA_BUNDLE would override them
+            response = self._session.request(
+                method, url, timeout=self._timeout, verify=self._verify, cert=self._cert, **kwargs
+            )
         except requests.exceptions.SSLError as exc:
             raise ArrayTlsError(f"TLS with {self.base_url} failed: {exc}", url=self.base_url) from exc
         except requests.exceptions.Timeout as exc:

@@ -100,12 +100,20 @@ def test_every_request_carries_the_connect_and_read_timeouts():
 
 def test_settings_give_basic_auth_or_a_client_certificate_never_both():
     by_password = HttpTransport.from_settings(ArraySettings("array.test", "admin", "s3cret!"))
-    assert by_password._session.auth == ("admin", "s3cret!") and by_password._session.verify is True
+    assert by_password._session.auth == ("admin", "s3cret!")
     by_cert = HttpTransport.from_settings(
         ArraySettings("array.test", "admin", "s3cret!", client_cert="c.pem", client_key="k.pem", ca_bundle="ca.pem")
     )
-    assert by_cert._session.cert == ("c.pem", "k.pem") and by_cert._session.auth is None
-    assert by_cert._session.verify == "ca.pem"
+    assert by_cert._session.auth is None
+
+
+def test_tls_options_travel_with_every_request_so_the_environment_cannot_override_them():
+    session = ScriptedSession(response(200))
+    HttpTransport(
+        "https://array.test:443", session=session, timeout=(1.0, 2.0), verify="ca.pem", cert=("c.pem", "k.pem")
+    ).request("GET", "/api/cluster", idempotent=True)
+    (_, _, kwargs) = session.calls[0]
+    assert kwargs["verify"] == "ca.pem" and kwargs["cert"] == ("c.pem", "k.pem")
 
 
 def test_the_password_never_reaches_the_logs(caplog):

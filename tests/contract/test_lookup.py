@@ -1,0 +1,71 @@
+"""Version, SVM and LUN lookup, identical over ZAPI and REST; the LUN cache saves requests."""
+
+import pytest
+
+from iscsi_agent.array.client import find_lun
+from iscsi_agent.array.errors import ArrayNotFound
+from tests.contract.conftest import make_client
+from tests.contract.helpers import LUN0, LUN1
+
+
+def test_the_client_speaks_the_api_it_was_asked_for(client, wire):
+    assert client.api == wire.api.value
+
+
+def test_the_version_is_the_clusters_release(client, wire):
+    version = client.version()
+    assert version.release == (9, 13, 1)
+    assert (version.ontapi is not None) == (wire.api.value == "zapi")
+
+
+def test_the_configured_svm_exists_with_its_uuid(client, ontap_sim):
+    svm = client.check_svm()
+    assert svm.name == "svm1" and svm.uuid == ontap_sim.state.svm(name="svm1").uuid
+
+
+def test_an_unknown_svm_is_not_found(ontap_sim, wire, sleeps):
+    with pytest.raises(ArrayNotFound) as caught:
+        make_client(ontap_sim, wire.api, sleeps, vserver="nosuch").check_svm()
+    assert caught.value.kind == "svm"
+
+
+def test_a_lun_found_by_path_has_the_arrays_identity(client, ontap_sim):
+    lun = client.lun_by_path(LUN0)
+    seeded = ontap_sim.state.lun("svm1", path=LUN0)
+    assert (lun.path, lun.uuid, lun.serial, lun.size, lun.os_type) == (
+        LUN0, seeded.uuid, "wH5?k2Lm/9Qa", 1 << 30, "linux"
+    )
+    assert lun.mapped is False and lun.online is True
+
+
+def test_path_name_and_uuid_find_the_same_lun(client):
+    by_path = client.lun_by_path(LUN1, fresh=True)
+    assert client.lun_by_name("lun1", fresh=True) == by_path
+    assert client.lun_by_uuid(by_path.uuid, fresh=True) == by_path
+    assert find_lun(client, by_path.uuid) == by_path
+
+
+def test_a_missing_lun_is_not_found(client):
+    with pytest.raises(ArrayNotFound) as caught:
+        client.lun_by_path("/vol/vol1/nosuch")
+    assert caught.value.kind == "lun"
+    with pytest.raises(ArrayNotFound):
+        client.lun_by_name("nosuch")
+
+
+def test_a_cache_miss_costs_one_request_and_a_hit_none(client, ontap_sim, wire):
+    client.lun_by_path(LUN0)
+    assert ontap_sim.counts[wire.key(wire.luns)] == 1 and ontap_sim.total(wire.api.value) == 1
+    ontap_sim.reset_counts()
+    client.lun_by_path(LUN0)
+    client.lun_by_name("lun0")
+    assert ontap_sim.total(wire.api.value) == 0
+
+
+def test_mapped_state_is_read_afresh_when_asked(client, ontap_sim):
+    from tests.contract.helpers import array_igroup, array_map
+
+    assert client.lun_by_path(LUN0).mapped is False
+    array_igroup(ontap_sim, "other-host", "iqn.1994-05.com.redhat:other")
+    array_map(ontap_sim, LUN0, "other-host")
+    assert client.lun_by_path(LUN0, fresh=True).mapped is True
