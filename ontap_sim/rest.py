@@ -137,6 +137,7 @@ def _group(name: str) -> str:
 
 
 def _pick(source: Any, parts: Sequence[str]) -> Any:
+    """The value at a dotted path; through a list it collects from every item."""
     if not parts:
         return source
     if isinstance(source, list):
@@ -147,50 +148,62 @@ def _pick(source: Any, parts: Sequence[str]) -> Any:
     return _MISSING
 
 
-def _merge(target: dict[str, Any], parts: Sequence[str], value: Any) -> None:
-    if len(parts) == 1:
-        existing = target.get(parts[0])
-        if isinstance(existing, dict) and isinstance(value, dict):
-            for k, v in value.items():
-                _merge(existing, [k], v)
-        elif isinstance(existing, list) and isinstance(value, list) and len(existing) == len(value):
-            for old, new in zip(existing, value):
-                if isinstance(old, dict) and isinstance(new, dict):
-                    old.update(new)
+def _tree(paths: Sequence[str]) -> dict[str, Any]:
+    """``["svm.name", "lun"]`` -> ``{"svm": {"name": True}, "lun": True}``; True keeps a whole subtree."""
+    tree: dict[str, Any] = {}
+    for path in paths:
+        node = tree
+        *parents, leaf = path.split(".")
+        for part in parents:
+            if node.get(part) is True:
+                break
+            node = node.setdefault(part, {})
         else:
-            target[parts[0]] = value
-        return
-    child = target.setdefault(parts[0], {})
-    if isinstance(child, list):
-        return
-    _merge(child, parts[1:], value)
+            node[leaf] = True
+    return tree
 
 
-def _drop(record: dict[str, Any], parts: Sequence[str]) -> None:
-    if len(parts) == 1:
-        record.pop(parts[0], None)
-    elif isinstance(record.get(parts[0]), dict):
-        _drop(record[parts[0]], parts[1:])
+def _project(value: Any, tree: dict[str, Any] | bool) -> Any:
+    if tree is True:
+        return value
+    if isinstance(value, list):
+        return [_project(item, tree) for item in value]
+    if isinstance(value, dict):
+        return {k: _project(value[k], sub) for k, sub in tree.items() if k in value}
+    return value
+
+
+def _without(record: Mapping[str, Any], paths: Sequence[str]) -> dict[str, Any]:
+    result = json.loads(json.dumps(record))
+    for path in paths:
+        *parents, leaf = path.split(".")
+        node = result
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return result
+
+
+def _union(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in extra.items():
+        if isinstance(base.get(key), dict) and isinstance(value, dict):
+            _union(base[key], value)
+        else:
+            base.setdefault(key, value)
+    return base
 
 
 def select(record: Mapping[str, Any], fields: str | None, defaults: Sequence[str], expensive: Sequence[str]) -> dict[str, Any]:
-    """The record as ONTAP shows it: defaults, plus named fields; expensive ones only when named."""
+    """The record as ONTAP shows it: defaults plus named fields; expensive ones only when named or ``**``."""
     requested = [f.strip() for f in fields.split(",") if f.strip()] if fields else []
-    full = json.loads(json.dumps(record))
     if "**" in requested:
-        return full
-    result: dict[str, Any] = {}
+        return json.loads(json.dumps(record))
+    named = [f for f in requested if f != "*"]
+    shown = _project(json.loads(json.dumps(record)), _tree([*defaults, *named]))
     if "*" in requested:
-        result = json.loads(json.dumps(record))
-        for path in expensive:
-            _drop(result, path.split("."))
-    for path in [*defaults, *requested]:
-        if path in ("*", "**"):
-            continue
-        value = _pick(full, path.split("."))
-        if value is not _MISSING:
-            _merge(result, path.split("."), json.loads(json.dumps(value)))
-    return result
+        return _union(_without(record, expensive), shown)
+    return shown
 
 
 # -- filters ---------------------------------------------------------------------------------

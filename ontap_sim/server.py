@@ -20,6 +20,8 @@ MAX_BODY = 16 * 1024 * 1024
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT
+    wbufsize = 64 * 1024  # headers and body leave in one segment, flushed per request
+    disable_nagle_algorithm = True
     server: SimServer
 
     def _serve(self) -> None:
