@@ -18,6 +18,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from iscsi_agent.array.client import ArrayClient  # noqa: E402
 from iscsi_agent.array.connect import connect  # noqa: E402
 from iscsi_agent.array.settings import ApiChoice, ArraySettings  # noqa: E402
+from iscsi_agent.array.transport import HttpReply, HttpTransport  # noqa: E402
 from ontap_sim import Simulator  # noqa: E402
 
 USERNAME, PASSWORD = "admin", "netapp1!"
@@ -53,6 +54,49 @@ def per_call_ms(action: Callable[[], object], runs: int = TIMED_RUNS) -> float:
     return (time.perf_counter() - start) * 1000 / runs
 
 
+class Recorder:
+    """Wraps the real transport and keeps the replies, so they can be replayed without a network."""
+
+    def __init__(self, inner: HttpTransport) -> None:
+        self.inner = inner
+        self.base_url = inner.base_url
+        self.replies: list[HttpReply] = []
+
+    def request(self, method: str, path: str, **kwargs: object) -> HttpReply:
+        reply = self.inner.request(method, path, **kwargs)
+        self.replies.append(reply)
+        return reply
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class Replayer:
+    """Answers every request with recorded replies in turn: what is left is the client's own time."""
+
+    base_url = "replay"
+
+    def __init__(self, replies: list[HttpReply]) -> None:
+        self.replies = replies
+        self.next = 0
+
+    def request(self, method: str, path: str, **kwargs: object) -> HttpReply:
+        reply = self.replies[self.next % len(self.replies)]
+        self.next += 1
+        return reply
+
+    def close(self) -> None:
+        pass
+
+
+def client_only_ms(settings: ArraySettings, call: Callable[[ArrayClient], object]) -> float:
+    """Milliseconds per call spent in the client itself (building requests, parsing replies)."""
+    recorder = Recorder(HttpTransport.from_settings(settings))
+    call(connect(settings, transport=recorder))  # type: ignore[arg-type]
+    replayed = connect(settings, transport=Replayer(recorder.replies))  # type: ignore[arg-type]
+    return per_call_ms(lambda: call(replayed), runs=TIMED_RUNS * 5)
+
+
 def measure(api: ApiChoice) -> dict[str, float]:
     sim = Simulator(username=USERNAME, password=PASSWORD)
     base_url = sim.start(host="127.0.0.1", port=0, tls=False)
@@ -76,6 +120,10 @@ def measure(api: ApiChoice) -> dict[str, float]:
         row["ms: map (already mapped)"] = per_call_ms(lambda: client.map_lun(LUNS[0], IGROUP))
         row["ms: portals"] = per_call_ms(client.portals)
         row["ms: attach (warm)"] = per_call_ms(lambda: attach(client, LUNS[0]), runs=50)
+        lookup = client_only_ms(settings, lambda c: c.lun_by_path(LUNS[0], fresh=True))
+        row["ms: LUN lookup, client only"] = lookup
+        row["ms: maps of igroup, client only"] = client_only_ms(settings, lambda c: c.maps_of_igroup(IGROUP))
+        row["ms: portals, client only"] = client_only_ms(settings, lambda c: c.portals())
         client.close()
         return row
     finally:
@@ -98,7 +146,8 @@ def table(rows: dict[str, dict[str, float]]) -> str:
 
 def main() -> int:
     rows = {api.value: measure(api) for api in (ApiChoice.ZAPI, ApiChoice.REST)}
-    print("Array requests per attach (counted by the simulator) and client time per call, latency 0")
+    print("Array requests per attach (counted by the simulator) and time per call, simulator latency 0;")
+    print("'ms' rows include loopback HTTP and the simulator, 'client only' rows replay recorded replies")
     print(table(rows))
     return 0
 
