@@ -111,8 +111,9 @@ class TgtMirror:
         self.tgtadm.create_target(self.tid, svm.iscsi.target_iqn)
         for lif in state.svm_lifs(svm.name):
             if lif.enabled and "data_iscsi" in lif.services:
-                self.tgtadm.add_portal(lif.ip, lif.ip_port)
-                self._portals.append((lif.ip, lif.ip_port))
+                # a tgtd already listening on the wildcard address refuses the portal; that is fine
+                if _Forgiving(self.tgtadm).add_portal(lif.ip, lif.ip_port):
+                    self._portals.append((lif.ip, lif.ip_port))
         log.info("tgtd target %s is %s (SVM %s) on %s", self.tid, svm.iscsi.target_iqn, svm.name, self._portals)
         self.sync(state)
         state.listeners.append(self.sync)
@@ -130,9 +131,10 @@ class TgtMirror:
         """Remove everything this mirror created from tgtd."""
         self._apply(self._applied, Target())
         self._applied = Target()
-        self.tgtadm.delete_target(self.tid)
+        tgt = _Forgiving(self.tgtadm)
+        tgt.delete_target(self.tid)
         for address, port in self._portals:
-            self.tgtadm.remove_portal(address, port)
+            tgt.remove_portal(address, port)
         self._portals.clear()
 
     def _svm(self, state: State) -> Svm:
@@ -172,13 +174,15 @@ class _Forgiving:
     def __init__(self, tgtadm: TgtadmLike) -> None:
         self._tgtadm = tgtadm
 
-    def __getattr__(self, name: str) -> Callable[..., None]:
+    def __getattr__(self, name: str) -> Callable[..., bool]:
         action = getattr(self._tgtadm, name)
 
-        def attempt(*args: Any, **kwargs: Any) -> None:
+        def attempt(*args: Any, **kwargs: Any) -> bool:
             try:
                 action(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - any tgtd trouble; args may hold a CHAP secret
                 log.error("tgtadm %s failed: %s", name, exc)
+                return False
+            return True
 
         return attempt

@@ -416,7 +416,7 @@ def _chap_from(svm: Svm, initiator: str, body: dict[str, Any], base: Chap | None
     return entry
 
 
-def _service_svm(ctx: Ctx, svm: Svm) -> Svm:
+def _service_svm(svm: Svm) -> Svm:
     if svm.iscsi is None:
         raise OntapError(e.NO_ISCSI_SERVICE, target="svm")
     return svm
@@ -430,7 +430,7 @@ def get_credentials(ctx: Ctx, request: RestRequest) -> RestResponse:
 
 @router.route("POST", "/api/protocols/san/iscsi/credentials")
 def post_credential(ctx: Ctx, request: RestRequest) -> RestResponse:
-    svm = _service_svm(ctx, _owner(ctx, request))
+    svm = _service_svm(_owner(ctx, request))
     initiator = request.body.get("initiator")
     if not initiator:
         raise OntapError(e.INVALID_INPUT, target="initiator", detail='"initiator" is required.')
@@ -440,7 +440,7 @@ def post_credential(ctx: Ctx, request: RestRequest) -> RestResponse:
 
 
 def _credential(ctx: Ctx, svm_uuid: str, initiator: str) -> tuple[Svm, Chap]:
-    svm = _service_svm(ctx, ctx.state.svm(uuid=svm_uuid))
+    svm = _service_svm(ctx.state.svm(uuid=svm_uuid))
     return svm, ctx.state.chap_entry(svm, initiator)
 
 

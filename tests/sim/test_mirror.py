@@ -151,3 +151,11 @@ def test_an_explicit_mirror_picks_its_svm_and_tid(tgt: FakeTgtadm) -> None:
     sim.start()
     sim.stop()
     assert tgt.named("create_target")[0][0] == 7 and tgt.named("delete_target") == [(7,)]
+
+
+def test_a_portal_tgtd_refuses_is_neither_fatal_nor_removed_later() -> None:
+    tgt = FakeTgtadm(fail_on=frozenset({"add_portal"}))
+    sim = Simulator(tgt=tgt)
+    sim.start()
+    sim.stop()
+    assert len(tgt.named("add_portal")) == 2 and tgt.named("remove_portal") == []
