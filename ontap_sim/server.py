@@ -9,7 +9,7 @@ import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ontap_sim.app import App, Drop, HttpRequest
+from ontap_sim.app import App, Drop, HttpRequest, Reply
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length) if length else b""
         headers = {name.lower(): value for name, value in self.headers.items()}
-        outcome = self.server.app.handle(HttpRequest(self.command, self.path, headers, body))
+        try:
+            outcome = self.server.app.handle(HttpRequest(self.command, self.path, headers, body))
+        except Exception:  # noqa: BLE001 - the edge: a simulator bug becomes a 500, not a silent hang-up
+            log.exception("simulator failed on %s %s", self.command, self.path)
+            outcome = Reply(500, b"internal simulator error\n", "text/plain")
         if isinstance(outcome, Drop):
             self._drop(outcome)
             return
