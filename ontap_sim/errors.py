@@ -30,12 +30,19 @@ class OntapError(Exception):
 
 
 SVM_NOT_FOUND = Condition(15698, "2621462", 404, 'The specified SVM "{svm}" does not exist.')
-NO_SVM_GIVEN = Condition(13115, "2621707", 400, 'No SVM was specified. Either "svm.name" or "svm.uuid" must be supplied.')
+NO_SVM_GIVEN = Condition(
+    13115, "2621707", 400, 'No SVM was specified. Either "svm.name" or "svm.uuid" must be supplied.'
+)
 INVALID_INPUT = Condition(13115, "2", 400, "{detail}")
 NOT_FOUND = Condition(15661, "4", 404, "entry doesn't exist")
 API_NOT_FOUND = Condition(13005, "3", 404, "Unable to find API: {api}")
+METHOD_NOT_ALLOWED = Condition(13005, "3", 405, "{api}")
+LUN_NOT_GIVEN = Condition(13115, "5374901", 400, 'Either "lun.uuid" or "lun.name" must be provided.')
+IGROUP_NOT_GIVEN = Condition(13115, "5374902", 400, 'Either "igroup.uuid" or "igroup.name" must be provided.')
+INITIATOR_NOT_GIVEN = Condition(13115, "5374033", 400, "No initiator was supplied.")
 VOLUME_NOT_FOUND = Condition(9036, "917927", 404, 'Volume "{volume}" does not exist.')  # REST code GUESS
-LUN_NOT_FOUND = Condition(9017, "5374875", 404, "The specified LUN does not exist or is not accessible to the caller.")  # errno GUESS for C-mode
+# errno GUESS: 9017 is the 7-Mode "no such LUN"; the C-mode number is not in our sources
+LUN_NOT_FOUND = Condition(9017, "5374875", 404, "The specified LUN does not exist or is not accessible to the caller.")
 MAP_LUN_NOT_FOUND = Condition(9017, "1254201", 404, 'LUN "{lun}" does not exist.')
 LUN_EXISTS = Condition(9012, "5374860", 409, 'A LUN already exists at path "{path}".')  # REST code GUESS
 LUN_MAPPED = Condition(9013, "5374785", 409, "The LUN is mapped; unmap it first.")  # REST code GUESS
@@ -47,9 +54,13 @@ INVALID_INITIATOR = Condition(9006, "5374039", 400, 'Invalid iSCSI initiator nam
 INITIATOR_PRESENT = Condition(9008, "5374035", 409, 'Initiator "{initiator}" is already in initiator group "{igroup}".')
 INITIATOR_ABSENT = Condition(9007, "5374034", 404, 'Initiator "{initiator}" is not in initiator group "{igroup}".')
 ALREADY_MAPPED = Condition(9023, "1254207", 409, "LUN already mapped to this group")
-LUN_ID_IN_USE = Condition(9024, "1254324", 409, "LUN ID {lun_id} is already in use in initiator group {igroup}.")  # REST code GUESS
-INITIATOR_SEES_LUN = Condition(9023, "1254193", 409, "The LUN is already mapped to initiator {initiator} through another initiator group.")  # errno GUESS
-LUN_ID_USED_BY_INITIATOR = Condition(9024, "1254324", 409, "LUN ID {lun_id} is already used by initiator {initiator}.")  # errno GUESS
+# REST code GUESS: the documented code for a duplicate LUN id per initiator
+LUN_ID_IN_USE = Condition(9024, "1254324", 409, "LUN ID {lun_id} is already in use in initiator group {igroup}.")
+# errno GUESSES for the per-initiator rules (REST codes are documented for igroup initiator adds)
+INITIATOR_SEES_LUN = Condition(
+    9023, "1254193", 409, "The LUN is already mapped to initiator {initiator} through another initiator group."
+)
+LUN_ID_USED_BY_INITIATOR = Condition(9024, "1254324", 409, "LUN ID {lun_id} is already used by initiator {initiator}.")
 NO_SUCH_MAP = Condition(9016, "5374922", 404, "The specified LUN map does not exist.")
 NO_ISCSI_SERVICE = Condition(15661, "5374078", 404, "The SVM does not have an iSCSI service.")  # errno GUESS
 CHAP_NOT_FOUND = Condition(13112, "5374895", 404, "Initiator {initiator} not found, please use default authentication.")

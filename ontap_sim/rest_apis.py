@@ -36,7 +36,7 @@ def handle(state: State, request: RestRequest) -> tuple[str, RestResponse]:
     """(route template for counting, response); OntapError propagates to the caller."""
     template, handler, variables = router.resolve(request.method, request.path)
     if handler is None:
-        condition = e.API_NOT_FOUND if template is None else e.Condition(13005, "3", 405, "{api}")
+        condition = e.API_NOT_FOUND if template is None else e.METHOD_NOT_ALLOWED
         raise OntapError(condition, api=f"{request.method} {request.path} is not supported")
     return template or request.path, handler(Ctx(state, _scope(state, request)), request, **variables)
 
@@ -260,7 +260,7 @@ def _initiator_names(body: Any) -> list[str]:
         items = [items]
     names = [item.get("name") if isinstance(item, dict) else item for item in items or []]
     if not names or not all(isinstance(n, str) and n for n in names):
-        raise OntapError(e.Condition(13115, "5374033", 400, "{detail}"), target="name", detail="No initiator was supplied.")
+        raise OntapError(e.INITIATOR_NOT_GIVEN, target="name")
     return names
 
 
@@ -328,9 +328,9 @@ def post_lun_map(ctx: Ctx, request: RestRequest) -> RestResponse:
     svm = _owner(ctx, request)
     lun_ref, igroup_ref = body.get("lun") or {}, body.get("igroup") or {}
     if not lun_ref.get("name") and not lun_ref.get("uuid"):
-        raise OntapError(e.Condition(13115, "5374901", 400, "{detail}"), target="lun", detail='Either "lun.uuid" or "lun.name" must be provided.')
+        raise OntapError(e.LUN_NOT_GIVEN, target="lun")
     if not igroup_ref.get("name") and not igroup_ref.get("uuid"):
-        raise OntapError(e.Condition(13115, "5374902", 400, "{detail}"), target="igroup", detail='Either "igroup.uuid" or "igroup.name" must be provided.')
+        raise OntapError(e.IGROUP_NOT_GIVEN, target="igroup")
     lun = state.lun(svm.name, path=lun_ref.get("name"), uuid=lun_ref.get("uuid"), missing=e.MAP_LUN_NOT_FOUND)
     igroup = state.igroup(svm.name, name=igroup_ref.get("name"), uuid=igroup_ref.get("uuid"))
     lun_id = body.get("logical_unit_number")
