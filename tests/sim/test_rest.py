@@ -212,3 +212,34 @@ class TestCredentials:
         assert listed["records"][0]["authentication_type"] == "none"
         uuid = ontap_sim.state.svms["svm1"].uuid
         assert error_code(rest("DELETE", f"/api/protocols/san/iscsi/credentials/{uuid}/default")) == "5374148"
+
+
+class TestSvmScoping:
+    SEED = {"svms": [
+        {"name": "svm1", "volumes": [{"name": "vol1", "luns": [{"name": "a"}]}]},
+        {"name": "svm2", "volumes": [{"name": "vol1", "luns": [{"name": "b"}]}]},
+    ]}
+
+    def get(self, sim: Simulator, path: str, **headers: str) -> dict:
+        return requests.get(sim.base_url + path, headers=headers, auth=("admin", "netapp1!"), timeout=5).json()
+
+    def test_header_by_name_or_uuid_and_query_filters_agree(self, start_sim) -> None:
+        sim = start_sim(seed=self.SEED)
+        uuid2 = sim.state.svms["svm2"].uuid
+        by_name = self.get(sim, "/api/storage/luns", **{"X-Dot-SVM-Name": "svm2"})
+        by_uuid = self.get(sim, "/api/storage/luns", **{"X-Dot-SVM-UUID": uuid2})
+        by_query = self.get(sim, f"/api/storage/luns?svm.uuid={uuid2}")
+        assert [r["name"] for r in by_name["records"]] == [r["name"] for r in by_uuid["records"]] == \
+            [r["name"] for r in by_query["records"]] == ["/vol/vol1/b"]
+        assert self.get(sim, "/api/storage/luns")["num_records"] == 2
+
+    def test_singletons_outside_the_scoped_svm_are_not_found(self, start_sim) -> None:
+        sim = start_sim(seed=self.SEED)
+        lun_a = sim.state.lun("svm1", path="/vol/vol1/a").uuid
+        reply = self.get(sim, f"/api/storage/luns/{lun_a}", **{"X-Dot-SVM-Name": "svm2"})
+        assert reply["error"]["code"] == "5374875"
+
+    def test_return_records_false_gives_only_the_count(self, start_sim) -> None:
+        sim = start_sim(seed=self.SEED)
+        assert self.get(sim, "/api/storage/luns?return_records=false") == {
+            "num_records": 2, "_links": {"self": {"href": "/api/storage/luns?return_records=false"}}}
