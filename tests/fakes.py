@@ -177,23 +177,25 @@ class HostTree:
         if node:
             (self.root / "dev" / name).write_text("")
         if links:
-            self.add_links(name, serial, iqn=iqn, portal=portal, lun=address.lun)
+            links = self.add_links(name, serial, iqn=iqn, portal=portal, lun=address.lun)
             self.udev_db(name).parent.mkdir(parents=True, exist_ok=True)
-            self.udev_db(name).write_text("")
+            self.udev_db(name).write_text("".join(f"S:{link}\n" for link in links) + "E:ID_BUS=scsi\n")
         return device
 
     def udev_db(self, name: str) -> Path:
         number = (self.root / f"sys/block/{name}/dev").read_text().strip()
         return self.root / f"run/udev/data/b{number}"
 
-    def add_links(self, name: str, serial: str, *, iqn: str, portal: str, lun: int) -> None:
-        by_path = self.root / f"dev/disk/by-path/ip-{portal}-iscsi-{iqn}-lun-{lun}"
-        by_path.symlink_to(f"../../{name}")
+    def add_links(self, name: str, serial: str, *, iqn: str, portal: str, lun: int) -> list[str]:
+        """udev's links for a disk; returns them relative to /dev, as udev's database lists them."""
         hexid = serial.encode("ascii").hex()
-        for by_id in (f"scsi-3600a0980{hexid}", f"wwn-0x600a0980{hexid}"):
-            link = self.root / "dev/disk/by-id" / by_id
+        links = [f"disk/by-path/ip-{portal}-iscsi-{iqn}-lun-{lun}",
+                 f"disk/by-id/scsi-3600a0980{hexid}", f"disk/by-id/wwn-0x600a0980{hexid}"]
+        for relative in links:
+            link = self.root / "dev" / relative
             link.unlink(missing_ok=True)  # a second path to the same LUN takes the link over, as with udev
             link.symlink_to(f"../../{name}")
+        return links
 
     def add_partition(self, name: str, number: int) -> str:
         part = f"{name}{number}"

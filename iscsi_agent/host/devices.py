@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +51,14 @@ def parse_vpd_pg80(data: bytes) -> str:
         raise ValueError(f"VPD page 0x80 says {length} serial bytes but carries {len(data) - VPD_HEADER_BYTES}")
     serial = data[VPD_HEADER_BYTES:VPD_HEADER_BYTES + length]
     return serial.decode("ascii", errors="replace").strip(" \x00")
+
+
+def parse_udev_links(db_text: str) -> tuple[str, ...]:
+    """The links (relative to /dev) udev keeps for a device, from its database entry's S: lines::
+
+        S:disk/by-path/ip-127.0.0.1:3260-iscsi-iqn.1992-08.com.netapp:sn.4b1d6e0f:vs.3-lun-1
+    """
+    return tuple(line[2:] for line in db_text.splitlines() if line.startswith("S:") and len(line) > 2)
 
 
 @dataclass(frozen=True)
@@ -91,11 +99,6 @@ class WaitStep(enum.Enum):
 class _Progress:
     step: WaitStep = WaitStep.SCSI_DEVICE
     seen: dict[str, object] = field(default_factory=dict)
-
-
-def polling(folders: Iterable[Path], fallback: Callable[[float], None]) -> AbstractContextManager[Callable[[float], None]]:
-    """A Watch that never watches: waits pause through the clock alone (unit tests, no inotify)."""
-    return nullcontext(fallback)
 
 
 class Devices:
@@ -164,12 +167,41 @@ class Devices:
         return tuple(sorted(found))
 
     def links(self, name: str) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
-        """The by-path and by-id links that resolve to /dev/<name> (partitions' links excluded)."""
-        node = self._paths.dev(name)
-        return self._links_in(self._paths.by_path(), node), self._links_in(self._paths.by_id(), node)
+        """The by-path and by-id links of /dev/<name> (partitions' links excluded).
 
-    def _links_in(self, folder: Path, node: Path) -> tuple[Path, ...]:
-        return tuple(sorted(link for link in entries(folder) if link.is_symlink() and self._points_to(link, node)))
+        udev's database entry says which links are this disk's: links left behind by an earlier
+        disk of the same name (seen after a LUN id was reused) resolve to /dev/<name> too, but
+        belong to another LUN. Without an entry the link folders are scanned.
+        """
+        node = self._paths.dev(name)
+        listed = self._udev_links(name)
+        candidates = listed if listed is not None else self._scanned_links()
+        mine = sorted(link for link in candidates if link.is_symlink() and self._points_to(link, node))
+        return (
+            tuple(link for link in mine if link.parent == self._paths.by_path()),
+            tuple(link for link in mine if link.parent == self._paths.by_id()),
+        )
+
+    def stray_links(self, name: str) -> tuple[Path, ...]:
+        """Links that resolve to /dev/<name> but that udev does not list for it: another disk's leftovers."""
+        listed = self._udev_links(name)
+        if listed is None:
+            return ()
+        node = self._paths.dev(name)
+        return tuple(sorted(
+            link for link in self._scanned_links()
+            if link not in listed and link.is_symlink() and self._points_to(link, node)
+        ))
+
+    def _udev_links(self, name: str) -> list[Path] | None:
+        try:
+            text = self._paths.udev_db(read_attr(self._paths.block(name, "dev"))).read_text()
+        except OSError:
+            return None
+        return [self._paths.dev(*relative.split("/")) for relative in parse_udev_links(text)]
+
+    def _scanned_links(self) -> list[Path]:
+        return entries(self._paths.by_path()) + entries(self._paths.by_id())
 
     def _points_to(self, link: Path, node: Path) -> bool:
         try:

@@ -12,7 +12,7 @@ import logging
 import os
 import select
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,11 @@ def watching(
         yield watcher.pause
     finally:
         watcher.close()
+
+
+def polling(folders: Iterable[Path], fallback: Callable[[float], None]) -> AbstractContextManager[Callable[[float], None]]:
+    """Like ``watching`` but never watches: waits pause through the clock alone (unit tests)."""
+    return nullcontext(fallback)
 
 
 def _nearest_existing(folder: Path) -> Path:

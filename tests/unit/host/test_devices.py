@@ -2,7 +2,8 @@
 
 import pytest
 
-from iscsi_agent.host.devices import DeviceIdentity, Devices, parse_vpd_pg80, polling
+from iscsi_agent.host.devices import DeviceIdentity, Devices, parse_udev_links, parse_vpd_pg80
+from iscsi_agent.host.watch import polling
 from iscsi_agent.host.errors import DeviceTimeout
 from iscsi_agent.host.sessions import ScsiAddress
 from tests.fakes import vpd_pg80
@@ -50,6 +51,28 @@ def test_a_probed_lun_reads_as_a_block_device_with_identity_and_links(tree, path
     assert [link.name for link in device.by_id] == [
         "scsi-3600a098061623f242f43643366476831", "wwn-0x600a098061623f242f43643366476831",
     ]
+
+
+def test_udev_database_links_are_parsed():
+    text = "S:disk/by-path/ip-127.0.0.1:3260-iscsi-iqn.x-lun-1\nL:0\nE:ID_BUS=scsi\nS:disk/by-id/wwn-0x600a\n"
+    assert parse_udev_links(text) == ("disk/by-path/ip-127.0.0.1:3260-iscsi-iqn.x-lun-1", "disk/by-id/wwn-0x600a")
+
+
+def test_a_leftover_link_of_an_earlier_disk_with_the_same_name_is_not_this_disks(tree, devices):
+    tree.add_disk(ADDRESS, "sda", "serial000001", iqn=IQN)
+    leftover = tree.root / "dev/disk/by-id/scsi-3600a0980" f"{'oldserial999'.encode().hex()}"
+    leftover.symlink_to("../../sda")
+    _, by_id = devices.links("sda")
+    assert leftover not in by_id and len(by_id) == 2
+    assert devices.stray_links("sda") == (leftover,)
+
+
+def test_without_a_udev_entry_the_link_folders_are_scanned(tree, devices):
+    tree.add_disk(ADDRESS, "sda", "serial000001", iqn=IQN)
+    tree.udev_db("sda").unlink()
+    by_path, by_id = devices.links("sda")
+    assert len(by_path) == 1 and len(by_id) == 2
+    assert devices.stray_links("sda") == ()
 
 
 def test_links_of_other_disks_and_partitions_are_not_counted(tree, devices):

@@ -2,7 +2,8 @@
 
 import pytest
 
-from iscsi_agent.host.devices import DeviceIdentity, Devices, polling
+from iscsi_agent.host.devices import DeviceIdentity, Devices
+from iscsi_agent.host.watch import polling
 from iscsi_agent.host.identity import (
     StaleReason,
     Verdict,

@@ -4,7 +4,8 @@ import errno
 
 import pytest
 
-from iscsi_agent.host.devices import Devices, polling
+from iscsi_agent.host.devices import Devices
+from iscsi_agent.host.watch import polling
 from iscsi_agent.host.errors import DeviceInUse, SysfsError
 from iscsi_agent.host.removal import DeviceRemover, DeviceUsage, Mount, Opener, parse_mountinfo, removal_blocker
 from iscsi_agent.host.sessions import ScsiAddress
