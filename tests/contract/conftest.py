@@ -16,7 +16,6 @@ from iscsi_agent.array.client import ArrayClient
 from iscsi_agent.array.connect import connect
 from iscsi_agent.array.settings import ApiChoice, ArraySettings
 from iscsi_agent.array.transport import HttpTransport
-from ontap_sim.pytest_plugin import ontap_sim, ontap_sim_tls  # noqa: F401 - fixtures used by the tests here
 from ontap_sim.simulator import Simulator
 
 USERNAME, PASSWORD = "admin", "netapp1!"

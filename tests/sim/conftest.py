@@ -8,7 +8,6 @@ import pytest
 import requests
 from lxml import etree
 
-from ontap_sim.pytest_plugin import ontap_sim, ontap_sim_tls  # noqa: F401 - fixtures for this directory
 from ontap_sim.simulator import Simulator
 from tests.sim.wire import AUTH, ZAPI_PATH, results_of, zapi_body
 
