@@ -35,6 +35,11 @@ class TgtError(Exception):
     """tgtadm refused a request; the message carries its own words."""
 
 
+def _acl_entry(initiator: str) -> tuple[str, str]:
+    is_name = initiator.startswith(("iqn.", "eui.", "naa."))
+    return ("--initiator-name", initiator) if is_name else ("--initiator-address", initiator)
+
+
 def naa_id(serial: str) -> str:
     """The NAA WWID ONTAP derives from a LUN serial (shared/ontap-api.md, section 4)."""
     return NAA_PREFIX + serial.encode("ascii").hex()
@@ -60,11 +65,15 @@ class Tgtadm:
         self._tgtadm("--op", "delete", "--force", "--mode", "target", "--tid", str(tid))
 
     def bind_initiator(self, tid: int, initiator: str) -> None:
-        """Let an initiator (or "ALL") log in: how an igroup's membership reaches the target."""
-        self._tgtadm("--op", "bind", "--mode", "target", "--tid", str(tid), "-I", initiator)
+        """Let an initiator log in: how an igroup's membership reaches the target's ACL.
+
+        An iSCSI name binds by ``--initiator-name``; "ALL" or an IP address by
+        ``--initiator-address`` (tgtadm's ``-I`` matches addresses, never names).
+        """
+        self._tgtadm("--op", "bind", "--mode", "target", "--tid", str(tid), *_acl_entry(initiator))
 
     def unbind_initiator(self, tid: int, initiator: str) -> None:
-        self._tgtadm("--op", "unbind", "--mode", "target", "--tid", str(tid), "-I", initiator)
+        self._tgtadm("--op", "unbind", "--mode", "target", "--tid", str(tid), *_acl_entry(initiator))
 
     def add_lun(self, tid: int, lun_id: int, serial: str, size_bytes: int) -> Path:
         """Create a sparse-file LU at lun_id that reports the ONTAP identity of ``serial``."""

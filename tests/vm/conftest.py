@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from iscsi_agent.host.command import SubprocessRunner
 from ontap_sim.tgt import Tgtadm
+from tests.vm.cleanup import reset_initiator
 
 TARGET_TID = 1
 TARGET_IQN = "iqn.1992-08.com.netapp:sn.4b1d6e0f2a9c11efb3c1005056a7d2e4:vs.3"
@@ -24,8 +24,6 @@ PORTALS = ("127.0.0.1:3260", "127.0.0.2:3260")
 INITIATOR_NAME_FILE = Path("/etc/iscsi/initiatorname.iscsi")
 # ONTAP serials are 12 printable characters and do use ?, $ and /; tgtadm cannot carry , or =.
 SERIAL_ALPHABET = string.ascii_letters + string.digits + "?$/-_+#"
-
-_run = SubprocessRunner()
 
 
 def ontap_like_serial(rng: random.Random) -> str:
@@ -75,7 +73,14 @@ def initiator_iqn() -> str:
 
 
 @pytest.fixture
-def target(tmp_path: Path) -> Iterator[OntapLikeTarget]:
+def clean_initiator() -> Iterator[None]:
+    """After the test: no multipath map, session or node record is left for the next one."""
+    yield
+    reset_initiator()
+
+
+@pytest.fixture
+def target(tmp_path: Path, clean_initiator: None) -> Iterator[OntapLikeTarget]:
     tgt = Tgtadm(backing_dir=tmp_path / "backing")
     tgt.create_target(TARGET_TID, TARGET_IQN)
     tgt.bind_initiator(TARGET_TID, "ALL")
@@ -83,18 +88,7 @@ def target(tmp_path: Path) -> Iterator[OntapLikeTarget]:
     try:
         yield staged
     finally:
-        reset_initiator()
+        reset_initiator()  # sessions must end before tgtd lets the target go
         tgt.delete_target(TARGET_TID)
         for user in tgt.accounts():
             tgt.delete_account(user)
-
-
-def reset_initiator() -> None:
-    """Leave no map, session or node record behind for the next test."""
-    _run(["multipath", "-F"], timeout=60)
-    Path("/etc/multipath/wwids").write_text("")
-    _run(["iscsiadm", "-m", "node", "--logoutall=all"], timeout=60)
-    _run(["iscsiadm", "-m", "node", "-o", "delete"], timeout=60)
-    _run(["iscsiadm", "-m", "discoverydb", "-t", "sendtargets", "-o", "delete"], timeout=60)
-    _run(["udevadm", "settle", "--timeout=30"], timeout=60)
-

@@ -1,0 +1,20 @@
+"""Leaves no multipath map, session, node or discovery record behind, using the tools directly.
+
+Cleanup does not go through the agent's host layer, so a bug under test cannot hide behind it.
+"""
+
+from pathlib import Path
+
+from iscsi_agent.host.command import SubprocessRunner
+
+_run = SubprocessRunner()
+
+
+def reset_initiator() -> None:
+    _run(["multipath", "-F"], timeout=60)
+    Path("/etc/multipath/wwids").write_text("")
+    _run(["iscsiadm", "-m", "node", "--logoutall=all"], timeout=60)
+    _run(["iscsiadm", "-m", "node", "-o", "delete"], timeout=60)
+    _run(["iscsiadm", "-m", "discoverydb", "-t", "sendtargets", "-o", "delete"], timeout=60)
+    _run(["udevadm", "settle", "--timeout=30"], timeout=60)
+

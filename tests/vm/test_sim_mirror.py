@@ -1,0 +1,93 @@
+"""The simulated array drives the real target: what the agent's client maps, the host really sees.
+
+The ONTAP simulator runs inside the VM with a tgtd mirror; the agent's array client (over
+ZAPI and over REST) creates the igroup and maps a LUN; the host layer logs in through the
+portals the array reports and finds the LUN at the id the array assigned, with the LUN's
+serial and NAA WWID. An unmap through the client removes the LUN from the target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from iscsi_agent.array.client import ArrayClient
+from iscsi_agent.array.connect import connect
+from iscsi_agent.array.settings import ApiChoice, ArraySettings
+from iscsi_agent.host.command import SubprocessRunner
+from iscsi_agent.host.devices import Devices
+from iscsi_agent.host.identity import StaleReason, Verdict, stale_reason, verify_lun
+from iscsi_agent.host.iscsiadm import Iscsiadm, NodeSettings
+from iscsi_agent.host.paths import HostPaths
+from iscsi_agent.host.portal import Portal
+from iscsi_agent.host.sessions import ScsiAddress, Sessions
+from iscsi_agent.host.waiting import SystemClock
+from ontap_sim import Simulator
+from ontap_sim.mirror import TgtMirror
+from ontap_sim.tgt import Tgtadm, naa_id
+from tests.vm.cleanup import reset_initiator
+
+MIRROR_TID = 2  # apart from the `target` fixture's tid, so a leftover of one cannot mask the other
+DEVICE_TIMEOUT = 60.0
+IGROUP = "openstack-vmtier"
+
+
+@dataclass
+class MirroredArray:
+    sim: Simulator
+    client: ArrayClient
+    tgt: Tgtadm
+
+
+@pytest.fixture(params=[ApiChoice.ZAPI, ApiChoice.REST], ids=["zapi", "rest"])
+def array(request: pytest.FixtureRequest, tmp_path: Path, clean_initiator: None) -> Iterator[MirroredArray]:
+    tgt = Tgtadm(backing_dir=tmp_path / "backing")
+    sim = Simulator(tgt=TgtMirror(tgt, tid=MIRROR_TID))
+    url = urlsplit(sim.start())
+    client = connect(ArraySettings(
+        hostname=url.hostname or "127.0.0.1", port=url.port, scheme="http",
+        username="admin", password="netapp1!", vserver="svm1", api=request.param,
+    ))
+    try:
+        yield MirroredArray(sim, client, tgt)
+    finally:
+        client.close()
+        reset_initiator()  # sessions end before the mirror drops the target
+        sim.stop()
+
+
+def test_a_map_through_the_array_appears_on_the_host_and_an_unmap_removes_it_at_the_target(array, initiator_iqn):
+    client = array.client
+    lun = client.lun_by_path("/vol/vol1/lun1")
+    igroup = client.create_igroup(IGROUP, "linux", [initiator_iqn])
+    lun_id = client.map_lun(lun.path, igroup.name)
+    print(f"{client.api}: mapped {lun.path} (serial {lun.serial!r}) to {igroup.name} at LUN {lun_id}")
+    assert f"SCSI SN: {lun.serial}" in array.tgt.show()
+
+    paths, runner, clock = HostPaths(), SubprocessRunner(), SystemClock()
+    iscsiadm, sessions, devices = Iscsiadm(runner, timeout=60, login_timeout=120), Sessions(paths), Devices(paths, clock)
+    target_iqn = client.iscsi_service().target_iqn
+    portal = Portal.parse(client.portals()[0].target)
+    assert [found.iqn for found in iscsiadm.discover(portal)] == [target_iqn]
+    iscsiadm.configure_node(target_iqn, portal, NodeSettings())
+    iscsiadm.login(target_iqn, portal)
+    session = sessions.find(target_iqn, portal)
+    assert session is not None
+    sessions.scan_lun(session.host_number, lun_id)
+    address = ScsiAddress(session.host_number, 0, 0, lun_id)
+    device = devices.wait_for(address, DEVICE_TIMEOUT, context=f"session{session.sid}")
+    print(f"host sees {device.node} by-path {[link.name for link in device.by_path]} "
+          f"serial {device.identity.serial!r} wwid {device.identity.wwid}")
+    verdict, identity = verify_lun(devices, address, lun.serial)
+    assert verdict is Verdict.MATCH
+    assert identity.wwid == "naa." + naa_id(lun.serial) == "naa." + lun.naa_id
+
+    assert client.unmap_lun(lun.path, igroup.name) is True
+    assert f"SCSI SN: {lun.serial}" not in array.tgt.show()
+    assert client.maps_of_igroup(igroup.name) == ()
+    # the host still holds the device: the array's word is what marks it stale
+    assert stale_reason(lun_id, devices.identity(address), {}) is StaleReason.LUN_GONE
