@@ -104,6 +104,7 @@ class HostTree:
         self.root = root
         self.mapped: dict[tuple[int, int], dict] = {}
         self.udev = True
+        self.udev_removes_links = True
         for folder in ("sys/class/iscsi_session", "sys/class/scsi_host", "sys/class/scsi_device", "sys/block",
                        "sys/devices/platform", "dev/disk/by-path", "dev/disk/by-id", "dev/mapper", "proc/self"):
             (root / folder).mkdir(parents=True, exist_ok=True)
@@ -218,7 +219,7 @@ class HostTree:
             self.udev_db(name).unlink(missing_ok=True)
             (self.root / f"sys/block/{name}").unlink()
             (self.root / "dev" / name).unlink(missing_ok=True)
-            for folder in ("by-path", "by-id"):
+            for folder in ("by-path", "by-id") if self.udev_removes_links else ():
                 for link in (self.root / "dev/disk" / folder).iterdir():
                     if os.readlink(link) == f"../../{name}":
                         link.unlink()

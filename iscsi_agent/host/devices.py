@@ -31,6 +31,8 @@ VPD_SERIAL_PAGE = 0x80
 VPD_HEADER_BYTES = 4
 # With inotify waking the wait on link changes, polling only backs up sysfs changes.
 WATCHED_POLL_INTERVAL = 0.5
+# How long udev gets to remove a gone disk's links before dangling ones are removed for it.
+LINK_GRACE = 10.0
 
 Watch = Callable[[Iterable[Path], Callable[[float], None]], AbstractContextManager[Callable[[float], None]]]
 
@@ -262,39 +264,52 @@ class Devices:
         progress.step = WaitStep.READY
         return device
 
-    def wait_gone(self, device: BlockDevice, timeout: float) -> None:
-        """Wait until the kernel, /dev and udev have all let go of the device: sysfs entry, node and links."""
-        def gone() -> bool:
-            return not self.leftovers(device)
+    def wait_gone(self, device: BlockDevice, timeout: float, link_grace: float = LINK_GRACE) -> None:
+        """Wait until the kernel has dropped the device (sysfs entry and node), then until udev drops its links.
 
+        Links udev still leaves ``link_grace`` seconds after the node went (seen under load, when
+        a new disk of the same name came and went meanwhile) dangle, and would silently lead to
+        the next disk given that name; they are removed here, while the name is still unused.
+        """
         try:
             with self._watch(self._link_folders(), self._clock.sleep) as pause:
-                wait_until(gone, timeout, self._clock, what=f"{device.node} to go", pause=pause,
-                           interval=WATCHED_POLL_INTERVAL)
+                wait_until(lambda: not self._kernel_leftovers(device), timeout, self._clock,
+                           what=f"{device.node} to go", pause=pause, interval=WATCHED_POLL_INTERVAL)
+                wait_until(lambda: not self._own_links(device), link_grace, self._clock,
+                           what=f"links of {device.node} to go", pause=pause, interval=WATCHED_POLL_INTERVAL)
         except WaitTimeout as exc:
             left = self.leftovers(device)
-            raise DeviceTimeout(
-                f"{device.node} ({device.address}) still present after {timeout:g}s: {', '.join(left)}",
-                address=str(device.address), device=device.name, left=left, timeout=timeout,
-            ) from exc
+            if self._kernel_leftovers(device):
+                raise DeviceTimeout(
+                    f"{device.node} ({device.address}) still present after {timeout:g}s: {', '.join(left)}",
+                    address=str(device.address), device=device.name, left=left, timeout=timeout,
+                ) from exc
+            self._remove_dangling(device)
 
     def leftovers(self, device: BlockDevice) -> list[str]:
         """What is still there of a device being removed, in words for errors and logs."""
+        return self._kernel_leftovers(device) + [f"link {self._paths.host_view(link)}" for link in self._own_links(device)]
+
+    def _kernel_leftovers(self, device: BlockDevice) -> list[str]:
         left = []
         if self._paths.block(device.name).exists():
             left.append(f"sysfs block/{device.name}")
         if device.node.exists():
             left.append(f"node {self._paths.host_view(device.node)}")
-        left.extend(
-            f"link {self._paths.host_view(link)}"
-            for link in device.by_path + device.by_id
-            if link.is_symlink() and self._points_to(link, device.node)
-        )
         return left
+
+    def _own_links(self, device: BlockDevice) -> list[Path]:
+        return [link for link in device.by_path + device.by_id if link.is_symlink() and self._points_to(link, device.node)]
+
+    def _remove_dangling(self, device: BlockDevice) -> None:
+        for link in self._own_links(device):
+            if device.node.exists():
+                return  # the name is in use again: what points to it now is not ours to judge
+            log.warning("udev left %s dangling after %s went; removing it", self._paths.host_view(link), device.node)
+            link.unlink(missing_ok=True)
 
     def _link_folders(self) -> tuple[Path, ...]:
         return (self._paths.by_path(), self._paths.by_id(), self._paths.dev())
-
 
 
 def _int(text: str) -> int:

@@ -162,7 +162,7 @@ def test_waiting_for_removal_ends_when_sysfs_node_and_links_are_gone(tree, devic
     assert devices.leftovers(device) == []
 
 
-def test_a_device_that_does_not_go_times_out_listing_what_is_left(tree, devices):
+def test_a_device_the_kernel_keeps_times_out_listing_what_is_left(tree, devices):
     tree.add_disk(ADDRESS, "sda", "serial000001", iqn=IQN)
     device = devices.read(ADDRESS)
     with pytest.raises(DeviceTimeout) as caught:
@@ -171,6 +171,30 @@ def test_a_device_that_does_not_go_times_out_listing_what_is_left(tree, devices)
     assert "still present after 2s" in message
     assert "sysfs block/sda" in message and "node /dev/sda" in message
     assert f"link /dev/disk/by-path/ip-127.0.0.1:3260-iscsi-{IQN}-lun-1" in message
+
+
+def test_links_udev_leaves_dangling_are_removed_after_a_grace_period(tree, clock, devices, caplog):
+    tree.udev_removes_links = False
+    tree.add_disk(ADDRESS, "sda", "serial000001", iqn=IQN)
+    device = devices.read(ADDRESS)
+    (devices.sysfs_dir(ADDRESS) / "delete").write_text("1")
+    started = clock.now
+    devices.wait_gone(device, timeout=30, link_grace=4)
+    assert devices.leftovers(device) == []
+    assert not any(link.is_symlink() for link in device.by_path + device.by_id)
+    assert clock.now - started == pytest.approx(4.5)  # one poll for the kernel, then the grace period
+    assert f"udev left /dev/disk/by-path/ip-127.0.0.1:3260-iscsi-{IQN}-lun-1 dangling" in caplog.text
+
+
+def test_a_dangling_link_is_kept_once_a_new_disk_took_the_name(tree, devices):
+    tree.udev_removes_links = False
+    tree.add_disk(ADDRESS, "sda", "serial000001", iqn=IQN)
+    device = devices.read(ADDRESS)
+    tree.remove_disk(ADDRESS)
+    (tree.root / "dev/sda").write_text("")  # the name is in use again (the sysfs entry is not back yet)
+    with pytest.raises(DeviceTimeout):
+        devices.wait_gone(device, timeout=1, link_grace=1)
+    assert all(link.is_symlink() for link in device.by_path)
 
 
 def test_a_reused_link_name_pointing_elsewhere_is_not_a_leftover(tree, devices):
