@@ -92,12 +92,15 @@ def run_in_vm(nodeids: Sequence[str], rootdir: Path, pytest_args: Sequence[str] 
         console = (exc.stdout or b"").decode(errors="replace") + f"\n[vm did not finish within {BOOT_TIMEOUT:g}s]"
         exit_code = None
     (rwdir / VM_LOG).write_text(console)
-    return GuestRun(
+    run = GuestRun(
         reports=_read_reports(rwdir / REPORTS_FILE),
         exit_code=exit_code,
         log_tail=_tail(rwdir / GUEST_LOG) or console[-4000:],
         results_dir=rwdir,
     )
+    if exit_code == 0:  # everything passed: nothing in the logs is worth keeping
+        shutil.rmtree(rwdir, ignore_errors=True)
+    return run
 
 
 def _read_reports(path: Path) -> dict[str, list[dict]]:
