@@ -117,6 +117,13 @@ class App:
             return Drop(float(fault.params["seconds"]), reset=False)
         return fault
 
+    @staticmethod
+    def _deliver(fault: Fault | None, reply: Reply) -> Outcome:
+        """The reply, unless a lost-reply fault says the array acted and the answer never arrived."""
+        if fault is not None and fault.kind is FaultKind.LOST_REPLY:
+            return Drop(0.0, reset=True)
+        return reply
+
     # -- ZAPI ----------------------------------------------------------------------------
 
     def _zapi(self, request: HttpRequest) -> Outcome:
@@ -131,8 +138,11 @@ class App:
         if not self._authorized(request.headers):
             return Reply(401, b"<html><body><h1>401 Unauthorized</h1></body></html>\n", "text/html",
                          {"WWW-Authenticate": 'Basic realm="Administrator"'})
-        if early is not None:
+        if early is not None and early.kind is not FaultKind.LOST_REPLY:
             return self._zapi_fault(early, version)
+        return self._deliver(early, self._zapi_reply(request, api, version))
+
+    def _zapi_reply(self, request: HttpRequest, api: str, version: str) -> Reply:
         try:
             parsed = zapi.parse_request(request.body)
             with self.state.lock:
@@ -166,8 +176,11 @@ class App:
         if not self._authorized(request.headers):
             body = {"error": {"message": "User is not authorized", "code": "6"}}
             return self._json(401, body, {"WWW-Authenticate": 'Basic realm="ONTAP"'})
-        if early is not None:
+        if early is not None and early.kind is not FaultKind.LOST_REPLY:
             return self._rest_fault(early)
+        return self._deliver(early, self._rest_reply(request, path, query, key))
+
+    def _rest_reply(self, request: HttpRequest, path: str, query: str, key: str) -> Reply:
         try:
             parsed = rest.RestRequest(request.method, path, rest.parse_query(query), request.headers,
                                       rest.parse_body(request.body))

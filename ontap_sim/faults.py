@@ -20,6 +20,7 @@ class FaultKind(enum.Enum):
     RESET = "reset"  # drop the TCP connection (RST) without a reply
     TIMEOUT = "timeout"  # seconds: hold the request, then drop it without a reply
     ERRNO = "errno"  # ZAPI errno+reason / REST code+message+status as an API failure
+    LOST_REPLY = "lost_reply"  # carry the request out, then drop the connection before the reply
 
 
 REQUIRED_PARAMS = {
@@ -28,6 +29,7 @@ REQUIRED_PARAMS = {
     FaultKind.RESET: (),
     FaultKind.TIMEOUT: ("seconds",),
     FaultKind.ERRNO: (),
+    FaultKind.LOST_REPLY: (),
 }
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from iscsi_agent.array.errors import ArrayApiError, ArrayTimeout, ArrayUnreachable
 from tests.contract.conftest import make_client
-from tests.contract.helpers import IGROUP, IQN, LUN0, array_igroup, array_igroups_named, array_map, array_maps
+from tests.contract.helpers import IGROUP, IQN, LUN0, array_igroup, array_igroups_named, array_maps
 
 
 def test_a_read_is_retried_after_resets_with_backoff(client, ontap_sim, wire, sleeps):
@@ -28,14 +28,22 @@ def test_a_busy_array_is_retried(client, ontap_sim, wire):
     assert ontap_sim.counts[wire.key(wire.luns)] == 2
 
 
-def test_a_reset_map_that_the_array_applied_is_found_by_reading_not_sent_again(client, ontap_sim, wire):
+def test_a_map_the_array_applied_but_whose_reply_was_lost_is_found_by_reading_not_sent_again(
+    client, ontap_sim, wire
+):
     array_igroup(ontap_sim, IGROUP, IQN)
-    # The first attempt landed (the map exists) and its reply was lost (the connection resets).
-    applied = array_map(ontap_sim, LUN0, IGROUP)
-    ontap_sim.faults.inject(wire.lun_map, "reset")
-    assert client.map_lun(LUN0, IGROUP) == applied
+    ontap_sim.faults.inject(wire.lun_map, "lost_reply")
+    assert client.map_lun(LUN0, IGROUP) == 0
     assert ontap_sim.counts[wire.key(wire.lun_map)] == 1
-    assert array_maps(ontap_sim, LUN0) == [(IGROUP, applied)]
+    assert array_maps(ontap_sim, LUN0) == [(IGROUP, 0)]
+
+
+def test_an_igroup_create_whose_reply_was_lost_leaves_one_igroup_holding_the_initiator(client, ontap_sim, wire):
+    ontap_sim.faults.inject(wire.igroup_create, "lost_reply")
+    igroup = client.create_igroup(IGROUP, "linux", (IQN,))
+    assert igroup.initiators == {IQN}
+    assert array_igroups_named(ontap_sim, IGROUP) == 1
+    assert ontap_sim.counts[wire.key(wire.igroup_create)] == 1
 
 
 def test_a_reset_map_that_never_landed_is_sent_again_once(client, ontap_sim, wire):

@@ -74,6 +74,13 @@ class TestFaults:
             post_zapi(ontap_sim, http, "system-get-version")
         assert results_of(post_zapi(ontap_sim, http, "system-get-version").content).get("status") == "passed"
 
+    def test_lost_reply_applies_the_request_then_drops_the_connection(self, ontap_sim: Simulator, rest) -> None:
+        ontap_sim.faults.inject("POST /api/protocols/san/igroups", "lost_reply")
+        body = {"svm": {"name": "svm1"}, "name": "host1", "protocol": "iscsi", "os_type": "linux"}
+        with pytest.raises(requests.ConnectionError):
+            rest("POST", "/api/protocols/san/igroups", json=body)
+        assert [ig.name for ig in ontap_sim.state.igroups.values()] == ["host1"]
+
     def test_timeout_holds_the_request_past_the_client_deadline(self, ontap_sim: Simulator, http: requests.Session) -> None:
         ontap_sim.faults.inject("system-get-version", "timeout", seconds=30)
         with pytest.raises(requests.ReadTimeout):
