@@ -111,9 +111,12 @@ class TgtMirror:
         self.tgtadm.create_target(self.tid, svm.iscsi.target_iqn)
         for lif in state.svm_lifs(svm.name):
             if lif.enabled and "data_iscsi" in lif.services:
-                # a tgtd already listening on the wildcard address refuses the portal; that is fine
-                if _Forgiving(self.tgtadm).add_portal(lif.ip, lif.ip_port):
-                    self._portals.append((lif.ip, lif.ip_port))
+                try:
+                    self.tgtadm.add_portal(lif.ip, lif.ip_port)
+                except Exception as exc:  # noqa: BLE001 - tgtd already listening there refuses it; that is fine
+                    log.info("tgtd portal %s:%s left as it is: %s", lif.ip, lif.ip_port, exc)
+                    continue
+                self._portals.append((lif.ip, lif.ip_port))
         log.info("tgtd target %s is %s (SVM %s) on %s", self.tid, svm.iscsi.target_iqn, svm.name, self._portals)
         self.sync(state)
         state.listeners.append(self.sync)
