@@ -3,8 +3,8 @@
 Unit, contract and simulator tests run against synthetic trees, fakes and loopback servers.
 An audit hook (PEP 578) watches the whole process while such a test runs and turns these into
 a HostAccessError: opening anything under /sys, /dev (but the harmless character devices),
-/run, /etc/iscsi or the mount table; starting a program; connecting anywhere but loopback or a
-Unix socket. Tests in the VM tier run as root in the guest, where touching the host is the point.
+/run, /etc/iscsi or the mount table; starting a program; opening a netlink socket (routes,
+links, udev events); connecting anywhere but loopback or a Unix socket. Tests in the VM tier run as root in the guest, where touching the host is the point.
 A test that really must start a program says so with @pytest.mark.allow_subprocess.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import sys
 from collections.abc import Iterator
 
@@ -61,6 +62,8 @@ def _audit(event: str, args: tuple) -> None:
         raise HostAccessError(f"test opened {args[0]!r} on the real host")
     if event in PROGRAM_EVENTS and not _Guard.allow_programs:
         raise HostAccessError(f"test started a program on the real host ({event}: {args[:2]!r})")
+    if event == "socket.__new__" and len(args) > 1 and args[1] == socket.AF_NETLINK:
+        raise HostAccessError("test opened a netlink socket to the real host's kernel")
     if event == "socket.connect" and len(args) > 1 and not _is_loopback(args[1]):
         raise HostAccessError(f"test connected to {args[1]!r}, which is not loopback")
 
