@@ -1,0 +1,331 @@
+"""The agent's configuration: the INI schema declared once, parsed once, passed down as frozen values.
+
+Every key of shared/design.md's contract is declared in ``SCHEMA`` with its parser and default;
+nothing else reads the file. Unknown sections or keys and bad values stop start-up with a
+``ConfigError`` naming the file, section and key, because a typo silently ignored on one host
+of a fleet is found only when an attach fails there. Secrets are read from their files here,
+once, and the files must not be readable by everyone.
+"""
+
+from __future__ import annotations
+
+import configparser
+import ipaddress
+import stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from iscsi_agent.array.settings import ApiChoice, ArraySettings
+from iscsi_agent.errors import AgentError
+
+DEFAULT_PATH = Path("/etc/iscsi-agent/agent.conf")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(AgentError):
+    """The configuration cannot be used; the message names file, section and key."""
+
+    code = "bad_config"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    socket: Path
+    socket_mode: int
+    socket_group: str | None
+    allowed_uids: tuple[int, ...]
+    allowed_gids: tuple[int, ...]
+    state_dir: Path
+    initiator_name_file: Path
+    host_root: Path
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    api: ApiChoice
+    hostname: str
+    port: int | None
+    scheme: str
+    username: str
+    password: str = field(repr=False)
+    password_file: Path | None
+    vserver: str
+    verify_tls: bool
+    ca_bundle: Path | None
+    timeout: float
+    igroup_prefix: str
+    os_type: str
+
+    def to_settings(self) -> ArraySettings:
+        return ArraySettings(
+            hostname=self.hostname,
+            username=self.username,
+            password=self.password,
+            vserver=self.vserver,
+            port=self.port,
+            scheme=self.scheme,
+            verify_tls=self.verify_tls,
+            ca_bundle=str(self.ca_bundle) if self.ca_bundle else None,
+            timeout=self.timeout,
+            api=self.api,
+        )
+
+
+@dataclass(frozen=True)
+class IscsiConfig:
+    iscsiadm: str
+    multipath: bool
+    login_timeout: float
+    device_timeout: float
+    chap_username: str
+    chap_secret_file: Path | None
+    chap_secret: str = field(repr=False)
+    portal_networks: tuple[Network, ...]
+
+
+@dataclass(frozen=True)
+class ReconcilerConfig:
+    interval: float
+    remove_stale_devices: bool
+    logout_idle_sessions: bool
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: tuple[str, int] | None
+
+
+@dataclass(frozen=True)
+class Config:
+    agent: AgentConfig
+    array: ArrayConfig
+    iscsi: IscsiConfig
+    reconciler: ReconcilerConfig
+    metrics: MetricsConfig
+
+
+# -- value parsers: each takes the raw text and raises ValueError saying what is wrong -------------
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _optional_text(raw: str) -> str | None:
+    return raw or None
+
+
+def _path(raw: str) -> Path:
+    if not raw.startswith("/"):
+        raise ValueError("must be an absolute path")
+    return Path(raw)
+
+
+def _optional_path(raw: str) -> Path | None:
+    return _path(raw) if raw else None
+
+
+def _bool(raw: str) -> bool:
+    words = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+    if raw.lower() not in words:
+        raise ValueError("is not true or false")
+    return words[raw.lower()]
+
+
+def _positive(number: Callable[[str], Any], name: str) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        try:
+            value = number(raw)
+        except ValueError:
+            raise ValueError(f"is not {name}") from None
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+    return parse
+
+
+_seconds = _positive(float, "a number of seconds")
+
+
+def _optional_port(raw: str) -> int | None:
+    if not raw:
+        return None
+    port = _positive(int, "a whole number")(raw)
+    if port > 65535:
+        raise ValueError("is not a TCP port (1-65535)")
+    return port
+
+
+def _mode(raw: str) -> int:
+    try:
+        mode = int(raw, 8)
+    except ValueError:
+        raise ValueError("is not an octal file mode such as 0660") from None
+    if not 0 <= mode <= 0o777:
+        raise ValueError("is not a file mode (0000-0777)")
+    return mode
+
+
+def _id_list(raw: str) -> tuple[int, ...]:
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if not all(item.isdigit() for item in items):
+        raise ValueError("is not a comma list of numeric ids")
+    return tuple(int(item) for item in items)
+
+
+def _networks(raw: str) -> tuple[Network, ...]:
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    try:
+        return tuple(ipaddress.ip_network(item) for item in items)
+    except ValueError as exc:
+        raise ValueError(f"is not a comma list of networks in CIDR form ({exc})") from None
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return raw
+
+    return parse
+
+
+def _api(raw: str) -> ApiChoice:
+    return ApiChoice(_choice(*(choice.value for choice in ApiChoice))(raw))
+
+
+def _listen(raw: str) -> tuple[str, int] | None:
+    if not raw:
+        return None
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host:
+        raise ValueError("is not host:port (leave it empty to disable)")
+    parsed = _optional_port(port)
+    assert parsed is not None
+    return host.strip("[]"), parsed
+
+
+# section -> key -> (parser, default text); the order and defaults are shared/design.md's.
+SCHEMA: Mapping[str, Mapping[str, tuple[Callable[[str], Any], str]]] = {
+    "agent": {
+        "socket": (_path, "/run/iscsi-agent/agent.sock"),
+        "socket_mode": (_mode, "0660"),
+        "socket_group": (_optional_text, ""),
+        "allowed_uids": (_id_list, "0"),
+        "allowed_gids": (_id_list, ""),
+        "state_dir": (_path, "/var/lib/iscsi-agent"),
+        "initiator_name_file": (_path, "/etc/iscsi/initiatorname.iscsi"),
+        "host_root": (_path, "/"),
+    },
+    "array": {
+        "api": (_api, "auto"),
+        "hostname": (_text, ""),
+        "port": (_optional_port, ""),
+        "scheme": (_choice("https", "http"), "https"),
+        "username": (_text, ""),
+        "password": (_text, ""),
+        "password_file": (_optional_path, ""),
+        "vserver": (_text, ""),
+        "verify_tls": (_bool, "true"),
+        "ca_bundle": (_optional_path, ""),
+        "timeout": (_seconds, "30"),
+        "igroup_prefix": (_text, "openstack-"),
+        "os_type": (_text, "linux"),
+    },
+    "iscsi": {
+        "iscsiadm": (_text, "iscsiadm"),
+        "multipath": (_bool, "false"),
+        "login_timeout": (_seconds, "15"),
+        "device_timeout": (_seconds, "30"),
+        "chap_username": (_text, ""),
+        "chap_secret_file": (_optional_path, ""),
+        "portal_networks": (_networks, ""),
+    },
+    "reconciler": {
+        "interval": (_seconds, "60"),
+        "remove_stale_devices": (_bool, "true"),
+        "logout_idle_sessions": (_bool, "true"),
+    },
+    "metrics": {
+        "listen": (_listen, "127.0.0.1:9713"),
+    },
+}
+REQUIRED = (("array", "hostname"),)
+
+
+def load_config(path: Path = DEFAULT_PATH) -> Config:
+    """Read, check and resolve the configuration file (secrets included)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}", file=str(path)) from exc
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path) -> Config:
+    """Parse configuration text; ``path`` only names the file in errors."""
+    values = _parse_values(text, path)
+    for section, key in REQUIRED:
+        if not values[section][key]:
+            raise _error(path, section, key, "is required")
+    array, iscsi = values["array"], values["iscsi"]
+    password = _secret(path, "array", "password", array["password"], array["password_file"])
+    chap_secret = _secret(path, "iscsi", "chap_secret", "", iscsi["chap_secret_file"])
+    if iscsi["chap_username"] and not chap_secret:
+        raise _error(path, "iscsi", "chap_secret_file", "is required when chap_username is set")
+    return Config(
+        agent=AgentConfig(**values["agent"]),
+        array=ArrayConfig(**{**array, "password": password}),
+        iscsi=IscsiConfig(**iscsi, chap_secret=chap_secret),
+        reconciler=ReconcilerConfig(**values["reconciler"]),
+        metrics=MetricsConfig(**values["metrics"]),
+    )
+
+
+def _parse_values(text: str, path: Path) -> dict[str, dict[str, Any]]:
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
+    parser.optionxform = str  # keys are case-sensitive, as documented
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as exc:
+        raise ConfigError(f"{path}: not a valid INI file: {exc}", file=str(path)) from exc
+    for section in parser.sections():
+        if section not in SCHEMA:
+            raise _error(path, section, None, f"unknown section (known: {', '.join(SCHEMA)})")
+        for key in parser[section]:
+            if key not in SCHEMA[section]:
+                raise _error(path, section, key, "unknown key")
+    values: dict[str, dict[str, Any]] = {}
+    for section, keys in SCHEMA.items():
+        given = parser[section] if parser.has_section(section) else {}
+        values[section] = {}
+        for key, (parse, default) in keys.items():
+            raw = given.get(key, default).strip()
+            try:
+                values[section][key] = parse(raw)
+            except ValueError as exc:
+                raise _error(path, section, key, f"{raw!r} {exc}") from None
+    return values
+
+
+def _secret(path: Path, section: str, key: str, inline: str, secret_file: Path | None) -> str:
+    """A secret given inline or (preferred) in a file only root may read."""
+    if inline and secret_file:
+        raise _error(path, section, f"{key}_file", f"set {key} or {key}_file, not both")
+    if secret_file is None:
+        return inline
+    try:
+        mode = secret_file.stat().st_mode
+        if mode & stat.S_IROTH:
+            raise _error(path, section, f"{key}_file", f"{secret_file} is readable by everyone (chmod o-r)")
+        return secret_file.read_text().strip()
+    except OSError as exc:
+        raise _error(path, section, f"{key}_file", f"{secret_file}: {exc.strerror}") from exc
+
+
+def _error(path: Path, section: str, key: str | None, problem: str) -> ConfigError:
+    where = f"[{section}] {key}" if key else f"[{section}]"
+    return ConfigError(f"{path} {where}: {problem}", file=str(path), section=section, key=key)
