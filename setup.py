@@ -21,7 +21,8 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            # The daemon and its control tool arrive with the daemon work; see README.
+            # `iscsi-agent check` today; the daemon mode and iscsi-agentctl arrive with the daemon.
+            "iscsi-agent = iscsi_agent.cli:main",
         ],
     },
 )

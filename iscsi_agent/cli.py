@@ -1,0 +1,56 @@
+"""The `iscsi-agent` command: `check` today; run without a command it will be the daemon.
+
+Exit codes follow shared/design.md: 0 success, 1 a failed check or unusable configuration,
+2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from iscsi_agent.array.connect import connect
+from iscsi_agent.check import Checker, Status, Step, passed, render
+from iscsi_agent.config import DEFAULT_PATH, ConfigError, load_config
+from iscsi_agent.host.command import SubprocessRunner
+from iscsi_agent.host.paths import HostPaths
+from iscsi_agent.host.routes import KernelRoutes
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_checker(host_root: Path) -> Checker:
+    return Checker(paths=HostPaths(host_root), runner=SubprocessRunner(), connect=connect, routes=KernelRoutes())
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    make_checker=build_checker,
+) -> int:
+    parser = argparse.ArgumentParser(prog="iscsi-agent", description="iSCSI node agent for NetApp ONTAP LUNs")
+    parser.add_argument("--config", type=Path, default=DEFAULT_PATH, help=f"configuration file (default {DEFAULT_PATH})")
+    commands = parser.add_subparsers(dest="command")
+    check = commands.add_parser("check", help="check configuration, host and array; change nothing")
+    check.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="configuration file")
+    args = parser.parse_args(argv)
+    if args.command is None:
+        print("iscsi-agent: the daemon is not part of this version yet; `iscsi-agent check` is", file=err)
+        return EXIT_USAGE
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(render([Step("config", Status.FAILED, str(exc))]), file=out)
+        return EXIT_FAILED
+    steps = [Step("config", Status.OK, str(args.config)), *make_checker(config.agent.host_root).run(config)]
+    print(render(steps), file=out)
+    return EXIT_OK if passed(steps) else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

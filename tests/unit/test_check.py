@@ -1,0 +1,108 @@
+"""`iscsi-agent check` against the simulator, a synthetic host root, a fake runner and a fake routing table."""
+
+import copy
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from iscsi_agent.array.connect import connect
+from iscsi_agent.check import Checker, Status, passed, render
+from iscsi_agent.config import parse_config
+from iscsi_agent.host.paths import HostPaths
+from iscsi_agent.host.routes import Route
+from ontap_sim import Simulator
+from ontap_sim.seed import DEFAULT_SEED
+from tests.fakes import FakeRunner
+
+IQN = "iqn.1994-05.com.redhat:compute-7"
+UNROUTED = "192.0.2.1"
+
+
+class FakeRoutes:
+    """Loopback is reachable through lo; everything else has no route."""
+
+    def lookup_all(self, addresses):
+        return {
+            address: Route(address, True, interface="lo") if address.startswith("127.")
+            else Route(address, False, problem="Network is unreachable")
+            for address in addresses
+        }
+
+
+def host_root(tmp_path: Path, initiator_line: str = f"InitiatorName={IQN}\n") -> Path:
+    name_file = tmp_path / "etc/iscsi/initiatorname.iscsi"
+    name_file.parent.mkdir(parents=True)
+    name_file.write_text(initiator_line)
+    return tmp_path
+
+
+def config_for(sim: Simulator, api: str = "rest", password: str = "netapp1!", vserver: str = "svm1"):
+    url = urlsplit(sim.base_url)
+    return parse_config(
+        f"[array]\nhostname = {url.hostname}\nport = {url.port}\nscheme = http\napi = {api}\n"
+        f"username = admin\npassword = {password}\nvserver = {vserver}\n",
+        Path("agent.conf"),
+    )
+
+
+def checker(root: Path, runner: FakeRunner | None = None) -> Checker:
+    if runner is None:
+        runner = FakeRunner()
+        runner.reply(["iscsiadm", "--version"], stdout="iscsiadm version 2.1.8\n")
+    return Checker(HostPaths(root), runner, connect, FakeRoutes())
+
+
+def by_name(steps):
+    return {step.name: step for step in steps}
+
+
+def test_a_healthy_host_and_array_pass_every_step(ontap_sim, tmp_path):
+    steps = checker(host_root(tmp_path)).run(config_for(ontap_sim))
+    print(render(steps))
+    assert passed(steps)
+    found = by_name(steps)
+    assert found["initiator name"].detail.startswith(IQN)
+    assert found["iscsiadm"].detail == "iscsiadm version 2.1.8"
+    assert "ONTAP 9.13.1 over REST" in found["array"].detail
+    assert found["svm"].detail == "svm1"
+    assert found["iscsi service"].detail.startswith("target iqn.1992-08.com.netapp:sn.")
+    assert found["portals"].detail == "127.0.0.1:3260 via lo, 127.0.0.2:3260 via lo"
+
+
+def test_problems_on_the_host_are_all_reported_and_the_array_still_checked(ontap_sim, tmp_path):
+    runner = FakeRunner()
+    runner.reply(["iscsiadm"], exit_code=127, stderr="iscsiadm: not installed")
+    steps = by_name(checker(host_root(tmp_path, "InitiatorName=iqn.bad name\n"), runner).run(config_for(ontap_sim)))
+    assert steps["initiator name"].status is Status.FAILED and "line 1" in steps["initiator name"].detail
+    assert steps["iscsiadm"].status is Status.FAILED and "not installed" in steps["iscsiadm"].detail
+    assert steps["array"].status is Status.OK and steps["portals"].status is Status.OK
+
+
+def test_wrong_credentials_fail_the_array_step_and_skip_what_depends_on_it(ontap_sim, tmp_path):
+    steps = by_name(checker(host_root(tmp_path)).run(config_for(ontap_sim, password="wrong")))
+    assert steps["array"].status is Status.FAILED and "401" in steps["array"].detail
+    assert {steps[name].status for name in ("svm", "iscsi service", "portals")} == {Status.SKIPPED}
+
+
+def test_an_unknown_svm_fails_its_step(ontap_sim, tmp_path):
+    steps = by_name(checker(host_root(tmp_path)).run(config_for(ontap_sim, api="zapi", vserver="svm9")))
+    assert steps["svm"].status is Status.FAILED and "svm9" in steps["svm"].detail
+
+
+@pytest.fixture
+def remote_lif_sim():
+    seed = copy.deepcopy(DEFAULT_SEED)
+    seed["svms"][0]["lifs"][0]["ip"] = UNROUTED
+    seed["svms"][0]["iscsi"] = {"enabled": False}
+    sim = Simulator(seed=seed)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+def test_unroutable_portals_and_a_disabled_service_are_named(remote_lif_sim, tmp_path):
+    steps = by_name(checker(host_root(tmp_path)).run(config_for(remote_lif_sim)))
+    assert steps["iscsi service"].status is Status.FAILED and "disabled" in steps["iscsi service"].detail
+    assert steps["portals"].status is Status.OK
+    assert steps["portals"].detail == f"127.0.0.2:3260 via lo; unreachable: {UNROUTED}:3260 (Network is unreachable)"

@@ -1,0 +1,68 @@
+"""The `iscsi-agent` command line: exit codes 0 / 1 / 2 and the report it prints."""
+
+import io
+from pathlib import Path
+
+import pytest
+
+from iscsi_agent.check import Status, Step
+from iscsi_agent.cli import main
+
+
+class StubChecker:
+    def __init__(self, steps):
+        self.steps = steps
+        self.configs = []
+
+    def run(self, config):
+        self.configs.append(config)
+        return self.steps
+
+
+def run(argv, steps=()):
+    out, err = io.StringIO(), io.StringIO()
+    checker = StubChecker(list(steps))
+    code = main(argv, out=out, err=err, make_checker=lambda root: checker)
+    return code, out.getvalue(), err.getvalue(), checker
+
+
+@pytest.fixture
+def conf(tmp_path) -> Path:
+    path = tmp_path / "agent.conf"
+    path.write_text("[array]\nhostname = cluster1.example\n")
+    return path
+
+
+def test_check_exits_0_when_every_step_passes_and_prints_each(conf):
+    code, out, _, checker = run(["check", "--config", str(conf)], [Step("array", Status.OK, "ONTAP 9.13.1")])
+    assert code == 0
+    assert out.splitlines() == [f"ok       config          {conf}", "ok       array           ONTAP 9.13.1"]
+    assert checker.configs[0].array.hostname == "cluster1.example"
+
+
+def test_check_exits_1_when_a_step_fails(conf):
+    code, out, _, _ = run(["--config", str(conf), "check"], [Step("iscsiadm", Status.FAILED, "not found")])
+    assert code == 1 and "FAILED   iscsiadm        not found" in out
+
+
+def test_a_skipped_step_is_not_a_pass(conf):
+    assert run(["check", "--config", str(conf)], [Step("svm", Status.SKIPPED, "array not reached")])[0] == 1
+
+
+def test_an_unusable_configuration_exits_1_naming_it(tmp_path):
+    bad = tmp_path / "agent.conf"
+    bad.write_text("[array]\nhostname = x\ntimeout = soon\n")
+    code, out, _, checker = run(["check", "--config", str(bad)])
+    assert code == 1 and f"FAILED   config          {bad} [array] timeout: 'soon'" in out
+    assert checker.configs == []
+
+
+def test_without_a_command_it_says_the_daemon_is_not_in_this_version(conf):
+    code, _, err, _ = run(["--config", str(conf)])
+    assert code == 2 and "daemon is not part of this version" in err
+
+
+def test_a_usage_error_exits_2():
+    with pytest.raises(SystemExit) as caught:
+        run(["frobnicate"])
+    assert caught.value.code == 2
