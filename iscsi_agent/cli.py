@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -31,7 +31,7 @@ def main(
     *,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
-    make_checker=build_checker,
+    make_checker: Callable[[Path], Checker] = build_checker,
 ) -> int:
     parser = argparse.ArgumentParser(prog="iscsi-agent", description="iSCSI node agent for NetApp ONTAP LUNs")
     parser.add_argument("--config", type=Path, default=DEFAULT_PATH, help=f"configuration file (default {DEFAULT_PATH})")

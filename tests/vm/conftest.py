@@ -73,14 +73,7 @@ def initiator_iqn() -> str:
 
 
 @pytest.fixture
-def clean_initiator() -> Iterator[None]:
-    """After the test: no multipath map, session or node record is left for the next one."""
-    yield
-    reset_initiator()
-
-
-@pytest.fixture
-def target(tmp_path: Path, clean_initiator: None) -> Iterator[OntapLikeTarget]:
+def target(tmp_path: Path) -> Iterator[OntapLikeTarget]:
     tgt = Tgtadm(backing_dir=tmp_path / "backing")
     tgt.create_target(TARGET_TID, TARGET_IQN)
     tgt.bind_initiator(TARGET_TID, "ALL")

@@ -44,7 +44,7 @@ class MirroredArray:
 
 
 @pytest.fixture(params=[ApiChoice.ZAPI, ApiChoice.REST], ids=["zapi", "rest"])
-def array(request: pytest.FixtureRequest, tmp_path: Path, clean_initiator: None) -> Iterator[MirroredArray]:
+def array(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MirroredArray]:
     tgt = Tgtadm(backing_dir=tmp_path / "backing")
     sim = Simulator(tgt=TgtMirror(tgt, tid=MIRROR_TID))
     url = urlsplit(sim.start())
