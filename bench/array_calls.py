@@ -15,11 +15,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from iscsi_agent.array.client import ArrayClient  # noqa: E402
-from iscsi_agent.array.connect import connect  # noqa: E402
-from iscsi_agent.array.settings import ApiChoice, ArraySettings  # noqa: E402
-from iscsi_agent.array.transport import HttpReply, HttpTransport  # noqa: E402
-from ontap_sim import Simulator  # noqa: E402
+from iscsi_agent.array.client import ArrayClient
+from iscsi_agent.array.connect import connect
+from iscsi_agent.array.settings import ApiChoice, ArraySettings
+from iscsi_agent.array.transport import HttpReply, HttpTransport
+from ontap_sim import Simulator
 
 USERNAME, PASSWORD = "admin", "netapp1!"
 INITIATOR = "iqn.1994-05.com.redhat:bench-host"

@@ -51,7 +51,9 @@ class Checker:
     def initiator(self, config: Config) -> Step:
         name_file = str(config.agent.initiator_name_file)
         try:
-            return Step("initiator name", Status.OK, f"{read_initiator_name(self.paths, name_file)} ({name_file})")
+            return Step(
+                "initiator name", Status.OK, f"{read_initiator_name(self.paths, name_file)} ({name_file})"
+            )
         except AgentError as exc:
             return Step("initiator name", Status.FAILED, str(exc))
 
@@ -73,7 +75,9 @@ class Checker:
                 yield Step(name, Status.SKIPPED, "the array was not reached")
             return
         try:
-            yield Step("array", Status.OK, f"ONTAP {version} over {client.api.upper()} at {settings.base_url}")
+            yield Step(
+                "array", Status.OK, f"ONTAP {version} over {client.api.upper()} at {settings.base_url}"
+            )
             yield self._svm(client)
             yield self._service(client)
             yield self._portals(client, config)
@@ -94,7 +98,9 @@ class Checker:
         except AgentError as exc:
             return Step("iscsi service", Status.FAILED, str(exc))
         if not service.enabled:
-            return Step("iscsi service", Status.FAILED, f"target {service.target_iqn} is disabled on the array")
+            return Step(
+                "iscsi service", Status.FAILED, f"target {service.target_iqn} is disabled on the array"
+            )
         return Step("iscsi service", Status.OK, f"target {service.target_iqn}")
 
     def _portals(self, client: ArrayClient, config: Config) -> Step:
@@ -105,7 +111,9 @@ class Checker:
         table = self.routes.lookup_all(portal.address for portal in portals)
         usable = order_portals(portals, table, config.iscsi.portal_networks)
         reached = [f"{portal.target} via {table[portal.address].interface}" for portal in usable]
-        missed = [f"{portal.target} ({table[portal.address].problem})" for portal in portals if portal not in usable]
+        missed = [
+            f"{portal.target} ({table[portal.address].problem})" for portal in portals if portal not in usable
+        ]
         detail = ", ".join(reached) or "none reachable"
         if missed:
             detail += "; unreachable: " + ", ".join(missed)

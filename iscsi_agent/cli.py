@@ -23,7 +23,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def build_checker(host_root: Path) -> Checker:
-    return Checker(paths=HostPaths(host_root), runner=SubprocessRunner(), connect=connect, routes=KernelRoutes())
+    return Checker(
+        paths=HostPaths(host_root), runner=SubprocessRunner(), connect=connect, routes=KernelRoutes()
+    )
 
 
 def main(
@@ -34,7 +36,9 @@ def main(
     make_checker: Callable[[Path], Checker] = build_checker,
 ) -> int:
     parser = argparse.ArgumentParser(prog="iscsi-agent", description="iSCSI node agent for NetApp ONTAP LUNs")
-    parser.add_argument("--config", type=Path, default=DEFAULT_PATH, help=f"configuration file (default {DEFAULT_PATH})")
+    parser.add_argument(
+        "--config", type=Path, default=DEFAULT_PATH, help=f"configuration file (default {DEFAULT_PATH})"
+    )
     commands = parser.add_subparsers(dest="command")
     check = commands.add_parser("check", help="check configuration, host and array; change nothing")
     check.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="configuration file")

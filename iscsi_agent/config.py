@@ -128,7 +128,16 @@ def _optional_path(raw: str) -> Path | None:
 
 
 def _bool(raw: str) -> bool:
-    words = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+    words = {
+        "true": True,
+        "yes": True,
+        "on": True,
+        "1": True,
+        "false": False,
+        "no": False,
+        "off": False,
+        "0": False,
+    }
     if raw.lower() not in words:
         raise ValueError("is not true or false")
     return words[raw.lower()]

@@ -14,8 +14,12 @@ from ontap_sim.simulator import Simulator
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m ontap_sim", description="Simulated ONTAP cluster (ZAPI + REST).")
-    parser.add_argument("--listen", default="127.0.0.1:8443", help="loopback address:port (default %(default)s)")
+    parser = argparse.ArgumentParser(
+        prog="python -m ontap_sim", description="Simulated ONTAP cluster (ZAPI + REST)."
+    )
+    parser.add_argument(
+        "--listen", default="127.0.0.1:8443", help="loopback address:port (default %(default)s)"
+    )
     parser.add_argument("--tls", action="store_true", help="serve HTTPS with a throw-away CA")
     parser.add_argument("--seed", help="seed JSON file (default: the built-in seed)")
     parser.add_argument("--user", default="admin")
@@ -28,7 +32,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     host, _, port = args.listen.rpartition(":")
     tgt = None
     if args.tgt:

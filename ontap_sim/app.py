@@ -57,8 +57,9 @@ Outcome = Reply | Drop
 class App:
     """The simulator's request pipeline; ``wait(seconds)`` is the only clock it uses."""
 
-    def __init__(self, state: State, faults: Faults, username: str, password: str,
-                 wait: Callable[[float], None]) -> None:
+    def __init__(
+        self, state: State, faults: Faults, username: str, password: str, wait: Callable[[float], None]
+    ) -> None:
         self.state = state
         self.faults = faults
         self.latency = 0.0
@@ -136,8 +137,12 @@ class App:
         if isinstance(early, Drop):
             return early
         if not self._authorized(request.headers):
-            return Reply(401, b"<html><body><h1>401 Unauthorized</h1></body></html>\n", "text/html",
-                         {"WWW-Authenticate": 'Basic realm="Administrator"'})
+            return Reply(
+                401,
+                b"<html><body><h1>401 Unauthorized</h1></body></html>\n",
+                "text/html",
+                {"WWW-Authenticate": 'Basic realm="Administrator"'},
+            )
         if early is not None and early.kind is not FaultKind.LOST_REPLY:
             return self._zapi_fault(early, version)
         return self._deliver(early, self._zapi_reply(request, api, version))
@@ -156,9 +161,15 @@ class App:
 
     def _zapi_fault(self, fault: Fault, version: str) -> Reply:
         if fault.kind is FaultKind.HTTP_STATUS:
-            return Reply(int(fault.params["status"]), f"injected HTTP {fault.params['status']}\n".encode(), "text/plain")
+            return Reply(
+                int(fault.params["status"]),
+                f"injected HTTP {fault.params['status']}\n".encode(),
+                "text/plain",
+            )
         errno = fault.params.get("errno", 13001)
-        return self._xml(zapi.render_failure(errno, str(fault.params.get("reason", "injected failure")), version))
+        return self._xml(
+            zapi.render_failure(errno, str(fault.params.get("reason", "injected failure")), version)
+        )
 
     @staticmethod
     def _xml(body: bytes) -> Reply:
@@ -182,8 +193,9 @@ class App:
 
     def _rest_reply(self, request: HttpRequest, path: str, query: str, key: str) -> Reply:
         try:
-            parsed = rest.RestRequest(request.method, path, rest.parse_query(query), request.headers,
-                                      rest.parse_body(request.body))
+            parsed = rest.RestRequest(
+                request.method, path, rest.parse_query(query), request.headers, rest.parse_body(request.body)
+            )
             with self.state.lock:
                 _, response = rest_apis.handle(self.state, parsed)
         except OntapError as exc:
@@ -193,7 +205,11 @@ class App:
 
     def _rest_fault(self, fault: Fault) -> Reply:
         if fault.kind is FaultKind.HTTP_STATUS:
-            return Reply(int(fault.params["status"]), f"injected HTTP {fault.params['status']}\n".encode(), "text/plain")
+            return Reply(
+                int(fault.params["status"]),
+                f"injected HTTP {fault.params['status']}\n".encode(),
+                "text/plain",
+            )
         code = str(fault.params.get("code", fault.params.get("errno", "1")))
         message = str(fault.params.get("message", fault.params.get("reason", "injected failure")))
         return self._json(int(fault.params.get("status", 500)), {"error": {"message": message, "code": code}})

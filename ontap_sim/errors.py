@@ -42,31 +42,56 @@ IGROUP_NOT_GIVEN = Condition(13115, "5374902", 400, 'Either "igroup.uuid" or "ig
 INITIATOR_NOT_GIVEN = Condition(13115, "5374033", 400, "No initiator was supplied.")
 VOLUME_NOT_FOUND = Condition(9036, "917927", 404, 'Volume "{volume}" does not exist.')  # REST code GUESS
 # errno GUESS: 9017 is the 7-Mode "no such LUN"; the C-mode number is not in our sources
-LUN_NOT_FOUND = Condition(9017, "5374875", 404, "The specified LUN does not exist or is not accessible to the caller.")
+LUN_NOT_FOUND = Condition(
+    9017, "5374875", 404, "The specified LUN does not exist or is not accessible to the caller."
+)
 MAP_LUN_NOT_FOUND = Condition(9017, "1254201", 404, 'LUN "{lun}" does not exist.')
 LUN_EXISTS = Condition(9012, "5374860", 409, 'A LUN already exists at path "{path}".')  # REST code GUESS
 LUN_MAPPED = Condition(9013, "5374785", 409, "The LUN is mapped; unmap it first.")  # REST code GUESS
 IGROUP_NOT_FOUND = Condition(9003, "5374852", 404, 'The initiator group "{igroup}" does not exist.')
-MAP_IGROUP_NOT_FOUND = Condition(9003, "5374878", 404, "The initiator group does not exist or is not in the LUN's SVM.")
+MAP_IGROUP_NOT_FOUND = Condition(
+    9003, "5374878", 404, "The initiator group does not exist or is not in the LUN's SVM."
+)
 IGROUP_EXISTS = Condition(9004, "5374023", 409, 'An initiator group with the name "{igroup}" already exists.')
 IGROUP_MAPPED = Condition(9029, "1254213", 409, 'Initiator group "{igroup}" has LUN maps.')
 INVALID_INITIATOR = Condition(9006, "5374039", 400, 'Invalid iSCSI initiator name "{initiator}".')
-INITIATOR_PRESENT = Condition(9008, "5374035", 409, 'Initiator "{initiator}" is already in initiator group "{igroup}".')
-INITIATOR_ABSENT = Condition(9007, "5374034", 404, 'Initiator "{initiator}" is not in initiator group "{igroup}".')
+INITIATOR_PRESENT = Condition(
+    9008, "5374035", 409, 'Initiator "{initiator}" is already in initiator group "{igroup}".'
+)
+INITIATOR_ABSENT = Condition(
+    9007, "5374034", 404, 'Initiator "{initiator}" is not in initiator group "{igroup}".'
+)
 ALREADY_MAPPED = Condition(9023, "1254207", 409, "LUN already mapped to this group")
 # REST code GUESS: the documented code for a duplicate LUN id per initiator
-LUN_ID_IN_USE = Condition(9024, "1254324", 409, "LUN ID {lun_id} is already in use in initiator group {igroup}.")
+LUN_ID_IN_USE = Condition(
+    9024, "1254324", 409, "LUN ID {lun_id} is already in use in initiator group {igroup}."
+)
 # errno GUESSES for the per-initiator rules (REST codes are documented for igroup initiator adds)
 INITIATOR_SEES_LUN = Condition(
-    9023, "1254193", 409, "The LUN is already mapped to initiator {initiator} through another initiator group."
+    9023,
+    "1254193",
+    409,
+    "The LUN is already mapped to initiator {initiator} through another initiator group.",
 )
-LUN_ID_USED_BY_INITIATOR = Condition(9024, "1254324", 409, "LUN ID {lun_id} is already used by initiator {initiator}.")
+LUN_ID_USED_BY_INITIATOR = Condition(
+    9024, "1254324", 409, "LUN ID {lun_id} is already used by initiator {initiator}."
+)
 NO_SUCH_MAP = Condition(9016, "5374922", 404, "The specified LUN map does not exist.")
 NO_ISCSI_SERVICE = Condition(15661, "5374078", 404, "The SVM does not have an iSCSI service.")  # errno GUESS
-CHAP_NOT_FOUND = Condition(13112, "5374895", 404, "Initiator {initiator} not found, please use default authentication.")
-CHAP_EXISTS = Condition(13130, "5374142", 409, "A credential already exists for initiator {initiator}.")  # errno GUESS
-CHAP_SAME_PASSWORDS = Condition(13115, "5374147", 400, "Inbound and outbound CHAP passwords must be different.")
+CHAP_NOT_FOUND = Condition(
+    13112, "5374895", 404, "Initiator {initiator} not found, please use default authentication."
+)
+CHAP_EXISTS = Condition(
+    13130, "5374142", 409, "A credential already exists for initiator {initiator}."
+)  # errno GUESS
+CHAP_SAME_PASSWORDS = Condition(
+    13115, "5374147", 400, "Inbound and outbound CHAP passwords must be different."
+)
 CHAP_NEEDS_INBOUND = Condition(13115, "5374149", 400, "Inbound CHAP user and password are required for CHAP.")
-CHAP_NEEDS_OUTBOUND_PASSWORD = Condition(13115, "5374150", 400, "An outbound CHAP user needs an outbound password.")
-CHAP_NOT_ALLOWED = Condition(13115, "5374900", 400, 'CHAP properties are not allowed with authentication type "{auth_type}".')
+CHAP_NEEDS_OUTBOUND_PASSWORD = Condition(
+    13115, "5374150", 400, "An outbound CHAP user needs an outbound password."
+)
+CHAP_NOT_ALLOWED = Condition(
+    13115, "5374900", 400, 'CHAP properties are not allowed with authentication type "{auth_type}".'
+)
 CHAP_DEFAULT_UNDELETABLE = Condition(13115, "5374148", 400, "The default credential cannot be deleted.")

@@ -76,9 +76,13 @@ def plan(state: State, svm: str) -> Target:
         if lun_map.lun_id < FIRST_DATA_LUN_ID:
             skipped.append(f"{lun.path} at LUN 0 for igroup {igroup.name}: tgtd's controller LU")
         elif lun_map.lun_id in luns and luns[lun_map.lun_id].uuid != lun.uuid:
-            skipped.append(f"{lun.path} at LUN {lun_map.lun_id} for igroup {igroup.name}: id holds another LUN")
+            skipped.append(
+                f"{lun.path} at LUN {lun_map.lun_id} for igroup {igroup.name}: id holds another LUN"
+            )
         elif lun.uuid in placed and lun_map.lun_id not in luns:
-            skipped.append(f"{lun.path} at LUN {lun_map.lun_id} for igroup {igroup.name}: already at another id")
+            skipped.append(
+                f"{lun.path} at LUN {lun_map.lun_id} for igroup {igroup.name}: already at another id"
+            )
         else:
             luns[lun_map.lun_id] = MirroredLun(lun.uuid, lun.serial, lun.size)
             placed.add(lun.uuid)
@@ -117,7 +121,9 @@ class TgtMirror:
                     log.info("tgtd portal %s:%s left as it is: %s", lif.ip, lif.ip_port, exc)
                     continue
                 self._portals.append((lif.ip, lif.ip_port))
-        log.info("tgtd target %s is %s (SVM %s) on %s", self.tid, svm.iscsi.target_iqn, svm.name, self._portals)
+        log.info(
+            "tgtd target %s is %s (SVM %s) on %s", self.tid, svm.iscsi.target_iqn, svm.name, self._portals
+        )
         self.sync(state)
         state.listeners.append(self.sync)
 
@@ -151,7 +157,10 @@ class TgtMirror:
 
     def _apply(self, old: Target, new: Target) -> None:
         tgt, tid = _Forgiving(self.tgtadm), self.tid
-        for outgoing, before, after in ((False, old.inbound, new.inbound), (True, old.outbound, new.outbound)):
+        for outgoing, before, after in (
+            (False, old.inbound, new.inbound),
+            (True, old.outbound, new.outbound),
+        ):
             for user in before.keys() - after.keys():
                 tgt.unbind_account(tid, user, outgoing=outgoing)
                 tgt.delete_account(user)

@@ -192,20 +192,34 @@ class State:
                 return svm
         raise OntapError(e.SVM_NOT_FOUND, target="svm", svm=name or uuid)
 
-    def lun(self, svm: str | None, path: str | None = None, uuid: str | None = None,
-            missing: e.Condition = e.LUN_NOT_FOUND) -> Lun:
+    def lun(
+        self,
+        svm: str | None,
+        path: str | None = None,
+        uuid: str | None = None,
+        missing: e.Condition = e.LUN_NOT_FOUND,
+    ) -> Lun:
         for lun in self.luns.values():
-            if (svm is None or lun.svm == svm) and (path is None or lun.path == path) and (
-                uuid is None or lun.uuid == uuid
+            if (
+                (svm is None or lun.svm == svm)
+                and (path is None or lun.path == path)
+                and (uuid is None or lun.uuid == uuid)
             ):
                 return lun
         raise OntapError(missing, target="lun", lun=path or uuid)
 
-    def igroup(self, svm: str | None, name: str | None = None, uuid: str | None = None,
-               missing: e.Condition = e.IGROUP_NOT_FOUND) -> Igroup:
+    def igroup(
+        self,
+        svm: str | None,
+        name: str | None = None,
+        uuid: str | None = None,
+        missing: e.Condition = e.IGROUP_NOT_FOUND,
+    ) -> Igroup:
         for igroup in self.igroups.values():
-            if (svm is None or igroup.svm == svm) and (name is None or igroup.name == name) and (
-                uuid is None or igroup.uuid == uuid
+            if (
+                (svm is None or igroup.svm == svm)
+                and (name is None or igroup.name == name)
+                and (uuid is None or igroup.uuid == uuid)
             ):
                 return igroup
         raise OntapError(missing, target="igroup", igroup=name or uuid)
@@ -221,11 +235,16 @@ class State:
 
     # -- LUNs -----------------------------------------------------------------------
 
-    def create_lun(self, svm: Svm, path: str, size: int, os_type: str = "linux",
-                   serial: str | None = None) -> Lun:
+    def create_lun(
+        self, svm: Svm, path: str, size: int, os_type: str = "linux", serial: str | None = None
+    ) -> Lun:
         parts = path.split("/")
         if len(parts) != 4 or parts[:2] != ["", "vol"] or not parts[2] or not parts[3]:
-            raise OntapError(e.INVALID_INPUT, target="name", detail=f'Invalid LUN path "{path}"; expected /vol/<volume>/<lun>.')
+            raise OntapError(
+                e.INVALID_INPUT,
+                target="name",
+                detail=f'Invalid LUN path "{path}"; expected /vol/<volume>/<lun>.',
+            )
         volume = self.volumes.get((svm.name, parts[2]))
         if volume is None:
             raise OntapError(e.VOLUME_NOT_FOUND, target="location.volume.name", volume=parts[2])
@@ -233,7 +252,16 @@ class State:
             raise OntapError(e.LUN_EXISTS, target="name", path=path)
         if size <= 0:
             raise OntapError(e.INVALID_INPUT, target="space.size", detail="LUN size must be positive.")
-        lun = Lun(svm.name, volume.name, parts[3], self.new_uuid(), size, serial or self.new_serial(), os_type, volume.node)
+        lun = Lun(
+            svm.name,
+            volume.name,
+            parts[3],
+            self.new_uuid(),
+            size,
+            serial or self.new_serial(),
+            os_type,
+            volume.node,
+        )
         self.luns[lun.uuid] = lun
         log.info("created LUN %s (serial %s) in SVM %s", lun.path, lun.serial, svm.name)
         self.changed()
@@ -247,8 +275,14 @@ class State:
 
     # -- igroups --------------------------------------------------------------------
 
-    def create_igroup(self, svm: Svm, name: str, protocol: str = "iscsi", os_type: str = "linux",
-                      initiators: tuple[str, ...] = ()) -> Igroup:
+    def create_igroup(
+        self,
+        svm: Svm,
+        name: str,
+        protocol: str = "iscsi",
+        os_type: str = "linux",
+        initiators: tuple[str, ...] = (),
+    ) -> Igroup:
         if not name or len(name) > 96:
             raise OntapError(e.INVALID_INPUT, target="name", detail=f'Invalid initiator group name "{name}".')
         if any(ig.svm == svm.name and ig.name == name for ig in self.igroups.values()):
@@ -306,9 +340,15 @@ class State:
             self._check_initiator_can_see(initiator, lun, lun_id, igroup)
         taken = self._ids_visible_to(igroup)
         if lun_id is None:
-            lun_id = next(i for i in range(MAX_LUN_ID + 1) if i not in taken and i not in self.reserved_lun_ids)
+            lun_id = next(
+                i for i in range(MAX_LUN_ID + 1) if i not in taken and i not in self.reserved_lun_ids
+            )
         elif not 0 <= lun_id <= MAX_LUN_ID:
-            raise OntapError(e.INVALID_INPUT, target="logical_unit_number", detail=f"LUN ID {lun_id} is out of range 0-{MAX_LUN_ID}.")
+            raise OntapError(
+                e.INVALID_INPUT,
+                target="logical_unit_number",
+                detail=f"LUN ID {lun_id} is out of range 0-{MAX_LUN_ID}.",
+            )
         elif any(m.lun_id == lun_id for m in self.maps_of_igroup(igroup)):
             raise OntapError(e.LUN_ID_IN_USE, target="logical_unit_number", lun_id=lun_id, igroup=igroup.name)
         lun_map = LunMap(lun.svm, lun.uuid, igroup.uuid, lun_id, self.reporting_nodes(lun))
@@ -335,7 +375,8 @@ class State:
         """Ids this igroup uses plus ids its initiators already see through other igroups."""
         members = set(igroup.initiators)
         return {
-            m.lun_id for m in self.maps
+            m.lun_id
+            for m in self.maps
             if m.igroup_uuid == igroup.uuid or members.intersection(self.igroups[m.igroup_uuid].initiators)
         }
 
@@ -348,7 +389,12 @@ class State:
             if lun_map.lun_uuid == lun.uuid:
                 raise OntapError(e.INITIATOR_SEES_LUN, target="lun", initiator=initiator)
             if lun_id is not None and lun_map.lun_id == lun_id:
-                raise OntapError(e.LUN_ID_USED_BY_INITIATOR, target="logical_unit_number", lun_id=lun_id, initiator=initiator)
+                raise OntapError(
+                    e.LUN_ID_USED_BY_INITIATOR,
+                    target="logical_unit_number",
+                    lun_id=lun_id,
+                    initiator=initiator,
+                )
 
     # -- CHAP -----------------------------------------------------------------------
 
@@ -381,7 +427,11 @@ class State:
     def _store_chap(self, entry: Chap) -> Chap:
         entry = replace(entry, auth_type=entry.auth_type.lower())
         if entry.auth_type not in AUTH_TYPES:
-            raise OntapError(e.INVALID_INPUT, target="authentication_type", detail=f'Invalid authentication type "{entry.auth_type}".')
+            raise OntapError(
+                e.INVALID_INPUT,
+                target="authentication_type",
+                detail=f'Invalid authentication type "{entry.auth_type}".',
+            )
         if entry.auth_type == "chap":
             if not entry.inbound_user or not entry.inbound_password:
                 raise OntapError(e.CHAP_NEEDS_INBOUND, target="chap.inbound")

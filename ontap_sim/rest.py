@@ -19,11 +19,20 @@ from ontap_sim import errors as e
 from ontap_sim.errors import OntapError
 from ontap_sim.model import wildcard_match
 
-CONTROL_PARAMS = frozenset({
-    "fields", "max_records", "return_records", "return_timeout", "order_by", "start.index",
-    "allow_delete_while_mapped", "local_delete_only", "additional_reporting_node.name",
-    "additional_reporting_node.uuid",
-})
+CONTROL_PARAMS = frozenset(
+    {
+        "fields",
+        "max_records",
+        "return_records",
+        "return_timeout",
+        "order_by",
+        "start.index",
+        "allow_delete_while_mapped",
+        "local_delete_only",
+        "additional_reporting_node.name",
+        "additional_reporting_node.uuid",
+    }
+)
 QUERY_SAFE = "/:,*|!<>=.@?$"
 _MISSING = object()
 
@@ -109,7 +118,9 @@ class Router:
         self._routes: list[tuple[str, str, re.Pattern[str], Handler]] = []
 
     def route(self, method: str, template: str) -> Callable[[Handler], Handler]:
-        pattern = re.compile("^" + re.sub(r"\{([^}]+)\}", lambda m: f"(?P<{_group(m[1])}>[^/]+)", template) + "$")
+        pattern = re.compile(
+            "^" + re.sub(r"\{([^}]+)\}", lambda m: f"(?P<{_group(m[1])}>[^/]+)", template) + "$"
+        )
 
         def register(handler: Handler) -> Handler:
             self._routes.append((method, template, pattern, handler))
@@ -194,7 +205,9 @@ def _union(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return base
 
 
-def select(record: Mapping[str, Any], fields: str | None, defaults: Sequence[str], expensive: Sequence[str]) -> dict[str, Any]:
+def select(
+    record: Mapping[str, Any], fields: str | None, defaults: Sequence[str], expensive: Sequence[str]
+) -> dict[str, Any]:
     """The record as ONTAP shows it: defaults plus named fields; expensive ones only when named or ``**``."""
     requested = [f.strip() for f in fields.split(",") if f.strip()] if fields else []
     if "**" in requested:
@@ -225,7 +238,7 @@ def _term_matches(term: str, value: Any) -> bool:
     for op in ("<=", ">=", "<", ">"):
         if term.startswith(op) and isinstance(value, (int, float)) and not isinstance(value, bool):
             try:
-                bound = float(term[len(op):])
+                bound = float(term[len(op) :])
             except ValueError:
                 return False
             return {"<=": value <= bound, ">=": value >= bound, "<": value < bound, ">": value > bound}[op]
@@ -245,17 +258,25 @@ def filter_matches(record: Mapping[str, Any], path: str, expression: str) -> boo
 # -- collections -------------------------------------------------------------------------------
 
 
-def collection(request: RestRequest, records: Sequence[Mapping[str, Any]], defaults: Sequence[str],
-               expensive: Sequence[str] = ()) -> RestResponse:
+def collection(
+    request: RestRequest,
+    records: Sequence[Mapping[str, Any]],
+    defaults: Sequence[str],
+    expensive: Sequence[str] = (),
+) -> RestResponse:
     """Filter, order, page and trim records; ``_links.next`` carries the whole query onward."""
     params = request.params
-    chosen = [r for r in records if all(filter_matches(r, k, v) for k, v in request.query if k not in CONTROL_PARAMS)]
+    chosen = [
+        r
+        for r in records
+        if all(filter_matches(r, k, v) for k, v in request.query if k not in CONTROL_PARAMS)
+    ]
     for clause in reversed([c.strip() for c in params.get("order_by", "").split(",") if c.strip()]):
         name, _, direction = clause.partition(" ")
         chosen.sort(key=lambda r, n=name: str(_pick(r, n.split("."))), reverse=direction.strip() == "desc")
     start = _int_param(params, "start.index", 0)
     limit = _int_param(params, "max_records", 0) or len(chosen)
-    page = chosen[start:start + limit]
+    page = chosen[start : start + limit]
     self_href = _href(request.path, request.query)
     return_records = params.get("return_records", "true").lower() != "false"
     body: dict[str, Any] = {"num_records": len(page) if return_records else len(chosen)}
@@ -263,17 +284,23 @@ def collection(request: RestRequest, records: Sequence[Mapping[str, Any]], defau
         body["records"] = [select(r, params.get("fields"), defaults, expensive) for r in page]
     links: dict[str, Any] = {"self": {"href": self_href}}
     if start + limit < len(chosen):
-        onward = [(k, v) for k, v in request.query if k != "start.index"] + [("start.index", str(start + limit))]
+        onward = [(k, v) for k, v in request.query if k != "start.index"] + [
+            ("start.index", str(start + limit))
+        ]
         links["next"] = {"href": _href(request.path, tuple(onward))}
     body["_links"] = links
     return RestResponse(200, body)
 
 
-def single(request: RestRequest, record: Mapping[str, Any], defaults: Sequence[str], expensive: Sequence[str] = ()) -> RestResponse:
+def single(
+    request: RestRequest, record: Mapping[str, Any], defaults: Sequence[str], expensive: Sequence[str] = ()
+) -> RestResponse:
     return RestResponse(200, select(record, request.params.get("fields"), defaults, expensive))
 
 
-def created(request: RestRequest, record: Mapping[str, Any], location: str, expensive: Sequence[str] = ()) -> RestResponse:
+def created(
+    request: RestRequest, record: Mapping[str, Any], location: str, expensive: Sequence[str] = ()
+) -> RestResponse:
     """201 with Location; with ``return_records=true`` the created record is echoed."""
     body: dict[str, Any] = {}
     if request.flag("return_records"):

@@ -77,27 +77,53 @@ def lun_record(state: State, lun: Lun) -> dict[str, Any]:
     volume = state.volumes[(lun.svm, lun.volume)]
     maps = state.maps_of_lun(lun)
     return {
-        "uuid": lun.uuid, "name": lun.path, "svm": _svm_ref(lun.svm, state),
-        "location": {"logical_unit": lun.name, "volume": {"name": volume.name, "uuid": volume.uuid},
-                     "qtree": {"name": "", "id": 0}, "node": _node_ref(state, lun.node)},
-        "os_type": lun.os_type, "class": "regular", "enabled": True,
-        "serial_number": lun.serial, "serial_number_hex": lun.serial.encode("ascii").hex(),
-        "space": {"size": lun.size, "used": 0, "scsi_thin_provisioning_support_enabled": False,
-                  "guarantee": {"requested": False, "reserved": False}},
+        "uuid": lun.uuid,
+        "name": lun.path,
+        "svm": _svm_ref(lun.svm, state),
+        "location": {
+            "logical_unit": lun.name,
+            "volume": {"name": volume.name, "uuid": volume.uuid},
+            "qtree": {"name": "", "id": 0},
+            "node": _node_ref(state, lun.node),
+        },
+        "os_type": lun.os_type,
+        "class": "regular",
+        "enabled": True,
+        "serial_number": lun.serial,
+        "serial_number_hex": lun.serial.encode("ascii").hex(),
+        "space": {
+            "size": lun.size,
+            "used": 0,
+            "scsi_thin_provisioning_support_enabled": False,
+            "guarantee": {"requested": False, "reserved": False},
+        },
         "status": {"state": "online", "container_state": "online", "read_only": False, "mapped": bool(maps)},
-        "lun_maps": [{"logical_unit_number": m.lun_id,
-                      "igroup": {"name": state.igroups[m.igroup_uuid].name, "uuid": m.igroup_uuid}} for m in maps],
+        "lun_maps": [
+            {
+                "logical_unit_number": m.lun_id,
+                "igroup": {"name": state.igroups[m.igroup_uuid].name, "uuid": m.igroup_uuid},
+            }
+            for m in maps
+        ],
     }
 
 
 def igroup_record(state: State, igroup: Igroup) -> dict[str, Any]:
     return {
-        "uuid": igroup.uuid, "name": igroup.name, "svm": _svm_ref(igroup.svm, state),
-        "protocol": igroup.protocol, "os_type": igroup.os_type, "delete_on_unmap": False,
+        "uuid": igroup.uuid,
+        "name": igroup.name,
+        "svm": _svm_ref(igroup.svm, state),
+        "protocol": igroup.protocol,
+        "os_type": igroup.os_type,
+        "delete_on_unmap": False,
         "initiators": [{"name": i} for i in igroup.initiators],
-        "lun_maps": [{"logical_unit_number": m.lun_id,
-                      "lun": {"name": state.luns[m.lun_uuid].path, "uuid": m.lun_uuid}}
-                     for m in state.maps_of_igroup(igroup)],
+        "lun_maps": [
+            {
+                "logical_unit_number": m.lun_id,
+                "lun": {"name": state.luns[m.lun_uuid].path, "uuid": m.lun_uuid},
+            }
+            for m in state.maps_of_igroup(igroup)
+        ],
     }
 
 
@@ -106,8 +132,13 @@ def map_record(state: State, lun_map: LunMap) -> dict[str, Any]:
     return {
         "svm": _svm_ref(lun.svm, state),
         "lun": {"name": lun.path, "uuid": lun.uuid, "node": _node_ref(state, lun.node)},
-        "igroup": {"name": igroup.name, "uuid": igroup.uuid, "os_type": igroup.os_type,
-                   "protocol": igroup.protocol, "initiators": list(igroup.initiators)},
+        "igroup": {
+            "name": igroup.name,
+            "uuid": igroup.uuid,
+            "os_type": igroup.os_type,
+            "protocol": igroup.protocol,
+            "initiators": list(igroup.initiators),
+        },
         "logical_unit_number": lun_map.lun_id,
         "reporting_nodes": [_node_ref(state, n) for n in lun_map.reporting_nodes],
     }
@@ -116,24 +147,39 @@ def map_record(state: State, lun_map: LunMap) -> dict[str, Any]:
 def interface_record(state: State, lif: Lif) -> dict[str, Any]:
     node = _node_ref(state, lif.node)
     return {
-        "uuid": lif.uuid, "name": lif.name, "svm": _svm_ref(lif.svm, state), "scope": "svm",
+        "uuid": lif.uuid,
+        "name": lif.name,
+        "svm": _svm_ref(lif.svm, state),
+        "scope": "svm",
         "ip": {"address": lif.ip, "netmask": "8" if lif.ip.startswith("127.") else "24", "family": "ipv4"},
-        "enabled": lif.enabled, "state": lif.state, "services": list(lif.services),
-        "location": {"node": node, "home_node": node, "port": {"name": lif.port_name, "node": {"name": lif.node}}},
+        "enabled": lif.enabled,
+        "state": lif.state,
+        "services": list(lif.services),
+        "location": {
+            "node": node,
+            "home_node": node,
+            "port": {"name": lif.port_name, "node": {"name": lif.node}},
+        },
     }
 
 
 def service_record(state: State, svm: Svm) -> dict[str, Any]:
     assert svm.iscsi is not None
-    return {"svm": _svm_ref(svm.name, state), "enabled": svm.iscsi.enabled,
-            "target": {"name": svm.iscsi.target_iqn, "alias": svm.iscsi.alias}}
+    return {
+        "svm": _svm_ref(svm.name, state),
+        "enabled": svm.iscsi.enabled,
+        "target": {"name": svm.iscsi.target_iqn, "alias": svm.iscsi.alias},
+    }
 
 
 def credential_record(state: State, entry: Chap) -> dict[str, Any]:
     """Passwords are write-only: never rendered."""
-    record: dict[str, Any] = {"svm": _svm_ref(entry.svm, state), "initiator": entry.initiator,
-                              "authentication_type": entry.auth_type,
-                              "initiator_address": {"ranges": [], "masks": []}}
+    record: dict[str, Any] = {
+        "svm": _svm_ref(entry.svm, state),
+        "initiator": entry.initiator,
+        "authentication_type": entry.auth_type,
+        "initiator_address": {"ranges": [], "masks": []},
+    }
     if entry.auth_type == "chap":
         record["chap"] = {"inbound": {"user": entry.inbound_user}}
         if entry.outbound_user:
@@ -148,8 +194,11 @@ def credential_record(state: State, entry: Chap) -> dict[str, Any]:
 def get_cluster(ctx: Ctx, request: RestRequest) -> RestResponse:
     cluster = ctx.state.cluster
     generation, major, minor = cluster.version
-    record = {"name": cluster.name, "uuid": cluster.uuid,
-              "version": {"full": cluster.version_full, "generation": generation, "major": major, "minor": minor}}
+    record = {
+        "name": cluster.name,
+        "uuid": cluster.uuid,
+        "version": {"full": cluster.version_full, "generation": generation, "major": major, "minor": minor},
+    }
     return single(request, record, ("name", "uuid", "version"))
 
 
@@ -173,13 +222,20 @@ def get_node(ctx: Ctx, request: RestRequest, uuid: str) -> RestResponse:
 
 
 def svm_record(svm: Svm) -> dict[str, Any]:
-    return {"name": svm.name, "uuid": svm.uuid, "state": "running", "subtype": "default",
-            "iscsi": {"enabled": bool(svm.iscsi and svm.iscsi.enabled)}}
+    return {
+        "name": svm.name,
+        "uuid": svm.uuid,
+        "state": "running",
+        "subtype": "default",
+        "iscsi": {"enabled": bool(svm.iscsi and svm.iscsi.enabled)},
+    }
 
 
 @router.route("GET", "/api/svm/svms")
 def get_svms(ctx: Ctx, request: RestRequest) -> RestResponse:
-    return collection(request, [svm_record(s) for s in ctx.state.svms.values() if ctx.visible(s.name)], NAME_UUID)
+    return collection(
+        request, [svm_record(s) for s in ctx.state.svms.values() if ctx.visible(s.name)], NAME_UUID
+    )
 
 
 @router.route("GET", "/api/svm/svms/{uuid}")
@@ -192,8 +248,17 @@ def get_svm(ctx: Ctx, request: RestRequest, uuid: str) -> RestResponse:
 
 @router.route("GET", "/api/storage/volumes")
 def get_volumes(ctx: Ctx, request: RestRequest) -> RestResponse:
-    records = [{"name": v.name, "uuid": v.uuid, "svm": _svm_ref(v.svm, ctx.state), "state": "online", "style": "flexvol"}
-               for v in ctx.state.volumes.values() if ctx.visible(v.svm)]
+    records = [
+        {
+            "name": v.name,
+            "uuid": v.uuid,
+            "svm": _svm_ref(v.svm, ctx.state),
+            "state": "online",
+            "style": "flexvol",
+        }
+        for v in ctx.state.volumes.values()
+        if ctx.visible(v.svm)
+    ]
     return collection(request, records, NAME_UUID)
 
 
@@ -268,14 +333,26 @@ def _initiator_names(body: Any) -> list[str]:
 def post_igroup(ctx: Ctx, request: RestRequest) -> RestResponse:
     body = request.body
     initiators = _initiator_names(body["initiators"]) if body.get("initiators") else []
-    igroup = ctx.state.create_igroup(_owner(ctx, request), body.get("name", ""), body.get("protocol", "mixed"),
-                                     body.get("os_type", "linux"), tuple(initiators))
-    return created(request, igroup_record(ctx.state, igroup), f"/api/protocols/san/igroups/{igroup.uuid}", IGROUP_EXPENSIVE)
+    igroup = ctx.state.create_igroup(
+        _owner(ctx, request),
+        body.get("name", ""),
+        body.get("protocol", "mixed"),
+        body.get("os_type", "linux"),
+        tuple(initiators),
+    )
+    return created(
+        request,
+        igroup_record(ctx.state, igroup),
+        f"/api/protocols/san/igroups/{igroup.uuid}",
+        IGROUP_EXPENSIVE,
+    )
 
 
 @router.route("DELETE", "/api/protocols/san/igroups/{uuid}")
 def delete_igroup(ctx: Ctx, request: RestRequest, uuid: str) -> RestResponse:
-    ctx.state.destroy_igroup(_igroup_by_uuid(ctx, uuid), allow_mapped=request.flag("allow_delete_while_mapped"))
+    ctx.state.destroy_igroup(
+        _igroup_by_uuid(ctx, uuid), allow_mapped=request.flag("allow_delete_while_mapped")
+    )
     return RestResponse(200, {})
 
 
@@ -309,7 +386,9 @@ def post_initiators(ctx: Ctx, request: RestRequest, igroup_uuid: str) -> RestRes
 
 @router.route("DELETE", "/api/protocols/san/igroups/{igroup.uuid}/initiators/{name}")
 def delete_initiator(ctx: Ctx, request: RestRequest, igroup_uuid: str, name: str) -> RestResponse:
-    ctx.state.remove_initiator(_member(ctx, igroup_uuid), name, allow_mapped=request.flag("allow_delete_while_mapped"))
+    ctx.state.remove_initiator(
+        _member(ctx, igroup_uuid), name, allow_mapped=request.flag("allow_delete_while_mapped")
+    )
     return RestResponse(200, {})
 
 
@@ -335,7 +414,9 @@ def post_lun_map(ctx: Ctx, request: RestRequest) -> RestResponse:
     igroup = state.igroup(svm.name, name=igroup_ref.get("name"), uuid=igroup_ref.get("uuid"))
     lun_id = body.get("logical_unit_number")
     if lun_id is not None and not isinstance(lun_id, int):
-        raise OntapError(e.INVALID_INPUT, target="logical_unit_number", detail="logical_unit_number must be an integer.")
+        raise OntapError(
+            e.INVALID_INPUT, target="logical_unit_number", detail="logical_unit_number must be an integer."
+        )
     lun_map = state.map_lun(lun, igroup, lun_id)
     location = f"/api/protocols/san/lun-maps/{lun.uuid}/{igroup.uuid}"
     return created(request, map_record(state, lun_map), location)
@@ -382,7 +463,9 @@ def get_interface(ctx: Ctx, request: RestRequest, uuid: str) -> RestResponse:
 
 @router.route("GET", "/api/protocols/san/iscsi/services")
 def get_services(ctx: Ctx, request: RestRequest) -> RestResponse:
-    records = [service_record(ctx.state, s) for s in ctx.state.svms.values() if s.iscsi and ctx.visible(s.name)]
+    records = [
+        service_record(ctx.state, s) for s in ctx.state.svms.values() if s.iscsi and ctx.visible(s.name)
+    ]
     return collection(request, records, ("svm.name", "svm.uuid"))
 
 
@@ -406,9 +489,15 @@ def _chap_from(svm: Svm, initiator: str, body: dict[str, Any], base: Chap | None
     inbound, outbound = chap.get("inbound") or {}, chap.get("outbound") or {}
     base = base or Chap(svm.name, initiator, "none")
     auth_type = str(body.get("authentication_type", base.auth_type))
-    entry = Chap(svm.name, initiator, auth_type,
-                 inbound.get("user", base.inbound_user), inbound.get("password", base.inbound_password),
-                 outbound.get("user", base.outbound_user), outbound.get("password", base.outbound_password))
+    entry = Chap(
+        svm.name,
+        initiator,
+        auth_type,
+        inbound.get("user", base.inbound_user),
+        inbound.get("password", base.inbound_password),
+        outbound.get("user", base.outbound_user),
+        outbound.get("password", base.outbound_password),
+    )
     if "user" in outbound and not outbound["user"]:
         entry = Chap(entry.svm, entry.initiator, entry.auth_type, entry.inbound_user, entry.inbound_password)
     if auth_type.lower() != "chap" and "chap" not in body:
@@ -446,7 +535,9 @@ def _credential(ctx: Ctx, svm_uuid: str, initiator: str) -> tuple[Svm, Chap]:
 
 @router.route("GET", "/api/protocols/san/iscsi/credentials/{svm.uuid}/{initiator}")
 def get_credential(ctx: Ctx, request: RestRequest, svm_uuid: str, initiator: str) -> RestResponse:
-    return single(request, credential_record(ctx.state, _credential(ctx, svm_uuid, initiator)[1]), CREDENTIAL_DEFAULTS)
+    return single(
+        request, credential_record(ctx.state, _credential(ctx, svm_uuid, initiator)[1]), CREDENTIAL_DEFAULTS
+    )
 
 
 @router.route("PATCH", "/api/protocols/san/iscsi/credentials/{svm.uuid}/{initiator}")

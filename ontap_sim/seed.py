@@ -96,7 +96,9 @@ def build_state(seed: dict[str, Any] | None = None) -> State:
     cluster = Cluster(name, spec.get("uuid", _uuid(name)), version, ontapi)
     state = State(cluster, random.Random(cluster.uuid))
     for node in seed.get("nodes", DEFAULT_SEED["nodes"]):
-        state.nodes[node["name"]] = Node(node["name"], node.get("uuid", _uuid(name, node["name"])), node.get("ha_partner"))
+        state.nodes[node["name"]] = Node(
+            node["name"], node.get("uuid", _uuid(name, node["name"])), node.get("ha_partner")
+        )
     first_node = next(iter(state.nodes))
     for index, svm_spec in enumerate(seed.get("svms", [])):
         _add_svm(state, svm_spec, index, first_node)
@@ -109,31 +111,60 @@ def _add_svm(state: State, spec: dict[str, Any], index: int, first_node: str) ->
     iscsi = spec.get("iscsi", {"enabled": True})
     service = None
     if iscsi is not None:
-        iqn = iscsi.get("target_iqn") or f"iqn.1992-08.com.netapp:sn.{uuidlib.UUID(state.cluster.uuid).hex}:vs.{index + 2}"
+        iqn = (
+            iscsi.get("target_iqn")
+            or f"iqn.1992-08.com.netapp:sn.{uuidlib.UUID(state.cluster.uuid).hex}:vs.{index + 2}"
+        )
         service = IscsiService(iqn, iscsi.get("alias", name), bool(iscsi.get("enabled", True)))
     svm = Svm(name, svm_uuid, service)
     state.svms[name] = svm
     for lif in spec.get("lifs", []):
         record = Lif(
-            svm=name, name=lif["name"], uuid=lif.get("uuid", _uuid(name, "lif", lif["name"])), ip=lif["ip"],
-            node=lif.get("node", first_node), port_name=lif.get("port", "e0d"),
-            tpgroup_tag=int(lif.get("tpgroup_tag", 1027 + len(state.lifs))), enabled=bool(lif.get("enabled", True)),
+            svm=name,
+            name=lif["name"],
+            uuid=lif.get("uuid", _uuid(name, "lif", lif["name"])),
+            ip=lif["ip"],
+            node=lif.get("node", first_node),
+            port_name=lif.get("port", "e0d"),
+            tpgroup_tag=int(lif.get("tpgroup_tag", 1027 + len(state.lifs))),
+            enabled=bool(lif.get("enabled", True)),
             services=tuple(lif.get("services", ("data_core", "data_iscsi"))),
         )
         state.lifs[record.uuid] = record
     for vol in spec.get("volumes", []):
-        volume = Volume(name, vol["name"], vol.get("uuid", _uuid(name, "vol", vol["name"])), vol.get("node", first_node))
+        volume = Volume(
+            name, vol["name"], vol.get("uuid", _uuid(name, "vol", vol["name"])), vol.get("node", first_node)
+        )
         state.volumes[(name, volume.name)] = volume
         for lun in vol.get("luns", []):
-            state.create_lun(svm, f"/vol/{volume.name}/{lun['name']}", int(lun.get("size", GiB)),
-                             lun.get("os_type", "linux"), lun.get("serial"))
+            state.create_lun(
+                svm,
+                f"/vol/{volume.name}/{lun['name']}",
+                int(lun.get("size", GiB)),
+                lun.get("os_type", "linux"),
+                lun.get("serial"),
+            )
     for ig in spec.get("igroups", []):
-        state.create_igroup(svm, ig["name"], ig.get("protocol", "iscsi"), ig.get("os_type", "linux"),
-                            tuple(ig.get("initiators", ())))
+        state.create_igroup(
+            svm,
+            ig["name"],
+            ig.get("protocol", "iscsi"),
+            ig.get("os_type", "linux"),
+            tuple(ig.get("initiators", ())),
+        )
     for m in spec.get("maps", []):
         state.map_lun(state.lun(name, path=m["lun"]), state.igroup(name, name=m["igroup"]), m.get("lun_id"))
     for c in spec.get("chap", []):
-        state.add_chap(Chap(name, c["initiator"], c.get("auth_type", "chap"), c.get("inbound_user", ""),
-                            c.get("inbound_password", ""), c.get("outbound_user", ""), c.get("outbound_password", "")))
+        state.add_chap(
+            Chap(
+                name,
+                c["initiator"],
+                c.get("auth_type", "chap"),
+                c.get("inbound_user", ""),
+                c.get("inbound_password", ""),
+                c.get("outbound_user", ""),
+                c.get("outbound_password", ""),
+            )
+        )
     if (name, "default") not in state.chap:
         state.chap[(name, "default")] = Chap(name, "default", "none")

@@ -33,7 +33,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         try:
             outcome = self.server.app.handle(HttpRequest(self.command, self.path, headers, body))
-        except Exception:  # noqa: BLE001 - the edge: a simulator bug becomes a 500, not a silent hang-up
+        except Exception:
             log.exception("simulator failed on %s %s", self.command, self.path)
             outcome = Reply(500, b"internal simulator error\n", "text/plain")
         if isinstance(outcome, Drop):
@@ -95,8 +95,9 @@ class SimServer(ThreadingHTTPServer):
         log.debug("error while serving %s", client_address, exc_info=True)
 
     def serve(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
-                                  name="ontap-sim", daemon=True)
+        thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="ontap-sim", daemon=True
+        )
         thread.start()
         return thread
 

@@ -26,8 +26,13 @@ log = logging.getLogger(__name__)
 class Simulator:
     """A stateful ONTAP cluster answering ZAPI and REST on one loopback port."""
 
-    def __init__(self, seed: dict[str, Any] | None = None, username: str = "admin", password: str = "netapp1!",
-                 tgt: TgtadmLike | TgtMirror | None = None) -> None:
+    def __init__(
+        self,
+        seed: dict[str, Any] | None = None,
+        username: str = "admin",
+        password: str = "netapp1!",
+        tgt: TgtadmLike | TgtMirror | None = None,
+    ) -> None:
         self.state: State = build_state(seed)
         self.faults = Faults()
         self._stopping = threading.Event()

@@ -87,8 +87,16 @@ class Tgtadm:
         with backing.open("wb") as sparse:
             sparse.truncate(size_bytes)
         self._tgtadm(
-            "--op", "new", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun_id),
-            "-b", str(backing),
+            "--op",
+            "new",
+            "--mode",
+            "logicalunit",
+            "--tid",
+            str(tid),
+            "--lun",
+            str(lun_id),
+            "-b",
+            str(backing),
         )
         params = ",".join(
             (
@@ -100,8 +108,16 @@ class Tgtadm:
             )
         )
         self._tgtadm(
-            "--op", "update", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun_id),
-            "--params", params,
+            "--op",
+            "update",
+            "--mode",
+            "logicalunit",
+            "--tid",
+            str(tid),
+            "--lun",
+            str(lun_id),
+            "--params",
+            params,
         )
         log.info("tgtd target %s: LUN %s is serial %s (%s)", tid, lun_id, serial, backing)
         return backing
@@ -119,7 +135,9 @@ class Tgtadm:
     def set_account(self, user: str, password: str) -> None:
         """Create (or replace) a CHAP account; tgtd keeps accounts global, bound per target."""
         self._tgtadm("--op", "delete", "--mode", "account", "--user", user, check=False)
-        self._tgtadm("--op", "new", "--mode", "account", "--user", user, "--password", password, secrets=(password,))
+        self._tgtadm(
+            "--op", "new", "--mode", "account", "--user", user, "--password", password, secrets=(password,)
+        )
 
     def delete_account(self, user: str) -> None:
         self._tgtadm("--op", "delete", "--mode", "account", "--user", user)
@@ -127,21 +145,35 @@ class Tgtadm:
     def bind_account(self, tid: int, user: str, outgoing: bool = False) -> None:
         """Require ``user`` from initiators (or, outgoing, present it to them for mutual CHAP)."""
         self._tgtadm(
-            "--op", "bind", "--mode", "account", "--tid", str(tid), "--user", user,
+            "--op",
+            "bind",
+            "--mode",
+            "account",
+            "--tid",
+            str(tid),
+            "--user",
+            user,
             *(("--outgoing",) if outgoing else ()),
         )
 
     def unbind_account(self, tid: int, user: str, outgoing: bool = False) -> None:
         self._tgtadm(
-            "--op", "unbind", "--mode", "account", "--tid", str(tid), "--user", user,
+            "--op",
+            "unbind",
+            "--mode",
+            "account",
+            "--tid",
+            str(tid),
+            "--user",
+            user,
             *(("--outgoing",) if outgoing else ()),
         )
 
     def accounts(self) -> list[str]:
         """CHAP user names tgtd knows. Parses::
 
-            Account list:
-                alice
+        Account list:
+            alice
         """
         listing = self._tgtadm("--op", "show", "--mode", "account")
         return [line.strip() for line in listing.splitlines()[1:] if line.strip()]

@@ -51,7 +51,9 @@ def parse_request(body: bytes) -> ZapiRequest:
     api_elements = [c for c in root if isinstance(c.tag, str)]
     if local(root) != "netapp" or len(api_elements) != 1:
         raise EnvelopeError("expected <netapp> with exactly one API element")
-    return ZapiRequest(local(api_elements[0]), api_elements[0], root.get("vfiler") or None, root.get("version", ""))
+    return ZapiRequest(
+        local(api_elements[0]), api_elements[0], root.get("vfiler") or None, root.get("version", "")
+    )
 
 
 def peek_api(body: bytes) -> str | None:
@@ -183,11 +185,13 @@ def _key_from_tag(tag: str) -> tuple[str, ...]:
     try:
         root = etree.fromstring(tag.encode("utf-8"), _PARSER)
     except etree.XMLSyntaxError as exc:
-        raise OntapError(e.INVALID_INPUT, detail="Invalid value specified for \"tag\"") from exc
+        raise OntapError(e.INVALID_INPUT, detail='Invalid value specified for "tag"') from exc
     return tuple((c.text or "") for c in root)
 
 
-def iterate(api: str, args: etree._Element, records: Sequence[tuple[tuple[str, ...], etree._Element]]) -> list[etree._Element]:
+def iterate(
+    api: str, args: etree._Element, records: Sequence[tuple[tuple[str, ...], etree._Element]]
+) -> list[etree._Element]:
     """Run a ``*-get-iter`` call over (key, full record) pairs: query, paging and desired-attributes."""
     query_wrapper = child(args, "query")
     query = query_wrapper[0] if query_wrapper is not None and len(query_wrapper) else None
@@ -202,7 +206,9 @@ def iterate(api: str, args: etree._Element, records: Sequence[tuple[tuple[str, .
     page, rest = ordered[:max_records], ordered[max_records:]
     results: list[etree._Element] = []
     if page:
-        results.append(el("attributes-list", None, *(prune(r, desired) if desired is not None else r for _, r in page)))
+        results.append(
+            el("attributes-list", None, *(prune(r, desired) if desired is not None else r for _, r in page))
+        )
     if rest:
         results.append(el("next-tag", _tag_for(api, rest[0][0])))
     results.append(el("num-records", len(page)))

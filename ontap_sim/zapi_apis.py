@@ -63,30 +63,53 @@ def handle(state: State, request: ZapiRequest) -> list[etree._Element]:
 
 def lun_info(state: State, lun: Lun) -> etree._Element:
     return el(
-        "lun-info", None,
-        el("alignment", "aligned"), el("block-size", 512), el("class", "regular"),
-        el("is-space-alloc-enabled", False), el("is-space-reservation-enabled", False),
-        el("mapped", bool(state.maps_of_lun(lun))), el("multiprotocol-type", lun.os_type),
-        el("node", lun.node), el("online", True), el("path", lun.path), el("qtree", ""),
-        el("read-only", False), el("serial-number", lun.serial), el("share-state", "active"),
-        el("size", lun.size), el("size-used", 0), el("state", "online"), el("uuid", lun.uuid),
-        el("volume", lun.volume), el("vserver", lun.svm),
+        "lun-info",
+        None,
+        el("alignment", "aligned"),
+        el("block-size", 512),
+        el("class", "regular"),
+        el("is-space-alloc-enabled", False),
+        el("is-space-reservation-enabled", False),
+        el("mapped", bool(state.maps_of_lun(lun))),
+        el("multiprotocol-type", lun.os_type),
+        el("node", lun.node),
+        el("online", True),
+        el("path", lun.path),
+        el("qtree", ""),
+        el("read-only", False),
+        el("serial-number", lun.serial),
+        el("share-state", "active"),
+        el("size", lun.size),
+        el("size-used", 0),
+        el("state", "online"),
+        el("uuid", lun.uuid),
+        el("volume", lun.volume),
+        el("vserver", lun.svm),
     )
 
 
 def initiators_el(igroup: Igroup) -> etree._Element:
-    return el("initiators", None, *(el("initiator-info", None, el("initiator-name", i)) for i in igroup.initiators))
+    return el(
+        "initiators", None, *(el("initiator-info", None, el("initiator-name", i)) for i in igroup.initiators)
+    )
 
 
 def igroup_info(igroup: Igroup, lun_id: int | None = None) -> etree._Element:
     record = el(
-        "initiator-group-info", None,
-        el("initiator-group-alua-enabled", True), el("initiator-group-delete-on-unmap", False),
-        el("initiator-group-name", igroup.name), el("initiator-group-os-type", igroup.os_type),
-        el("initiator-group-portset-name", ""), el("initiator-group-report-scsi-name-enabled", True),
-        el("initiator-group-type", igroup.protocol), el("initiator-group-use-partner", True),
-        el("initiator-group-uuid", igroup.uuid), el("initiator-group-vsa-enabled", False),
-        initiators_el(igroup), el("vserver", igroup.svm),
+        "initiator-group-info",
+        None,
+        el("initiator-group-alua-enabled", True),
+        el("initiator-group-delete-on-unmap", False),
+        el("initiator-group-name", igroup.name),
+        el("initiator-group-os-type", igroup.os_type),
+        el("initiator-group-portset-name", ""),
+        el("initiator-group-report-scsi-name-enabled", True),
+        el("initiator-group-type", igroup.protocol),
+        el("initiator-group-use-partner", True),
+        el("initiator-group-uuid", igroup.uuid),
+        el("initiator-group-vsa-enabled", False),
+        initiators_el(igroup),
+        el("vserver", igroup.svm),
     )
     if lun_id is not None:
         record.append(el("lun-id", lun_id))
@@ -96,9 +119,14 @@ def igroup_info(igroup: Igroup, lun_id: int | None = None) -> etree._Element:
 def lun_map_info(state: State, lun_map: LunMap) -> etree._Element:
     lun, igroup = state.luns[lun_map.lun_uuid], state.igroups[lun_map.igroup_uuid]
     return el(
-        "lun-map-info", None,
-        el("initiator-group", igroup.name), el("initiator-group-uuid", igroup.uuid), el("lun-id", lun_map.lun_id),
-        el("lun-uuid", lun.uuid), el("node", lun.node), el("path", lun.path),
+        "lun-map-info",
+        None,
+        el("initiator-group", igroup.name),
+        el("initiator-group-uuid", igroup.uuid),
+        el("lun-id", lun_map.lun_id),
+        el("lun-uuid", lun.uuid),
+        el("node", lun.node),
+        el("path", lun.path),
         el("reporting-nodes", None, *(el("node-name", n) for n in lun_map.reporting_nodes)),
         el("vserver", lun.svm),
     )
@@ -106,10 +134,17 @@ def lun_map_info(state: State, lun_map: LunMap) -> etree._Element:
 
 def interface_info(lif: Lif, relative_port_id: int) -> etree._Element:
     return el(
-        "iscsi-interface-list-entry-info", None,
-        el("current-node", lif.node), el("current-port", lif.port_name), el("interface-name", lif.name),
-        el("ip-address", lif.ip), el("ip-port", lif.ip_port), el("is-interface-enabled", lif.enabled),
-        el("relative-port-id", relative_port_id), el("tpgroup-name", lif.name), el("tpgroup-tag", lif.tpgroup_tag),
+        "iscsi-interface-list-entry-info",
+        None,
+        el("current-node", lif.node),
+        el("current-port", lif.port_name),
+        el("interface-name", lif.name),
+        el("ip-address", lif.ip),
+        el("ip-port", lif.ip_port),
+        el("is-interface-enabled", lif.enabled),
+        el("relative-port-id", relative_port_id),
+        el("tpgroup-name", lif.name),
+        el("tpgroup-tag", lif.tpgroup_tag),
         el("vserver", lif.svm),
     )
 
@@ -120,8 +155,10 @@ def zapi_auth_type(auth_type: str) -> str:
 
 def auth_fields(entry: Chap) -> list[etree._Element]:
     return [
-        el("auth-chap-policy", "local"), el("auth-type", zapi_auth_type(entry.auth_type)),
-        el("initiator-address-ranges"), el("outbound-user-name", entry.outbound_user or None),
+        el("auth-chap-policy", "local"),
+        el("auth-type", zapi_auth_type(entry.auth_type)),
+        el("initiator-address-ranges"),
+        el("outbound-user-name", entry.outbound_user or None),
         el("user-name", entry.inbound_user or None),
     ]
 
@@ -134,16 +171,39 @@ def system_get_version(scope: Scope, args: etree._Element) -> list[etree._Elemen
     cluster = scope.state.cluster
     generation, major, minor = cluster.version
     results = [
-        el("build-timestamp", BUILD_TIMESTAMP), el("is-clustered", True), el("version", cluster.version_full),
-        el("version-tuple", None, el("system-version-tuple", None,
-                                      el("generation", generation), el("major", major), el("minor", minor))),
+        el("build-timestamp", BUILD_TIMESTAMP),
+        el("is-clustered", True),
+        el("version", cluster.version_full),
+        el(
+            "version-tuple",
+            None,
+            el(
+                "system-version-tuple",
+                None,
+                el("generation", generation),
+                el("major", major),
+                el("minor", minor),
+            ),
+        ),
     ]
     if scope.svm is None:
-        results.append(el("node-version-details", None, *(
-            el("node-version-detail-info", None, el("build-timestamp", BUILD_TIMESTAMP), el("node-name", n.name),
-               el("node-uuid", n.uuid), el("version", cluster.version_full))
-            for n in scope.state.nodes.values()
-        )))
+        results.append(
+            el(
+                "node-version-details",
+                None,
+                *(
+                    el(
+                        "node-version-detail-info",
+                        None,
+                        el("build-timestamp", BUILD_TIMESTAMP),
+                        el("node-name", n.name),
+                        el("node-uuid", n.uuid),
+                        el("version", cluster.version_full),
+                    )
+                    for n in scope.state.nodes.values()
+                ),
+            )
+        )
     return results
 
 
@@ -156,11 +216,21 @@ def system_get_ontapi_version(scope: Scope, args: etree._Element) -> list[etree.
 @api("vserver-get-iter")
 def vserver_get_iter(scope: Scope, args: etree._Element) -> list[etree._Element]:
     records = [
-        ((svm.name,), el("vserver-info", None,
-                         el("allowed-protocols", None, el("protocol", "iscsi")), el("operational-state", "running"),
-                         el("state", "running"), el("uuid", svm.uuid), el("vserver-name", svm.name),
-                         el("vserver-type", "data")))
-        for svm in scope.state.svms.values() if scope.in_scope(svm.name)
+        (
+            (svm.name,),
+            el(
+                "vserver-info",
+                None,
+                el("allowed-protocols", None, el("protocol", "iscsi")),
+                el("operational-state", "running"),
+                el("state", "running"),
+                el("uuid", svm.uuid),
+                el("vserver-name", svm.name),
+                el("vserver-type", "data"),
+            ),
+        )
+        for svm in scope.state.svms.values()
+        if scope.in_scope(svm.name)
     ]
     return iterate("vserver-get-iter", args, records)
 
@@ -171,7 +241,9 @@ def vserver_get_iter(scope: Scope, args: etree._Element) -> list[etree._Element]
 @api("lun-get-iter")
 def lun_get_iter(scope: Scope, args: etree._Element) -> list[etree._Element]:
     state = scope.state
-    records = [((lun.svm, lun.path), lun_info(state, lun)) for lun in state.luns.values() if scope.in_scope(lun.svm)]
+    records = [
+        ((lun.svm, lun.path), lun_info(state, lun)) for lun in state.luns.values() if scope.in_scope(lun.svm)
+    ]
     return iterate("lun-get-iter", args, records)
 
 
@@ -193,15 +265,21 @@ def lun_create_by_size(scope: Scope, args: etree._Element) -> list[etree._Elemen
 
 @api("igroup-get-iter")
 def igroup_get_iter(scope: Scope, args: etree._Element) -> list[etree._Element]:
-    records = [((ig.svm, ig.name), igroup_info(ig)) for ig in scope.state.igroups.values() if scope.in_scope(ig.svm)]
+    records = [
+        ((ig.svm, ig.name), igroup_info(ig)) for ig in scope.state.igroups.values() if scope.in_scope(ig.svm)
+    ]
     return iterate("igroup-get-iter", args, records)
 
 
 @api("igroup-create", svm_only=True)
 def igroup_create(scope: Scope, args: etree._Element) -> list[etree._Element]:
     os_type = text(args, "os-type") or text(args, "ostype") or "default"
-    scope.state.create_igroup(scope.vserver, required(args, "initiator-group-name"),
-                              text(args, "initiator-group-type") or "iscsi", os_type)
+    scope.state.create_igroup(
+        scope.vserver,
+        required(args, "initiator-group-name"),
+        text(args, "initiator-group-type") or "iscsi",
+        os_type,
+    )
     return []
 
 
@@ -275,8 +353,16 @@ def lun_initiator_list_map_info(scope: Scope, args: etree._Element) -> list[etre
         igroup = state.igroups[lun_map.igroup_uuid]
         if igroup.svm == scope.vserver.name and initiator in igroup.initiators:
             lun = state.luns[lun_map.lun_uuid]
-            found.append(el("lun-map-info", None, el("initiator-group", igroup.name), el("lun-id", lun_map.lun_id),
-                            el("path", lun.path), el("vserver", lun.svm)))
+            found.append(
+                el(
+                    "lun-map-info",
+                    None,
+                    el("initiator-group", igroup.name),
+                    el("lun-id", lun_map.lun_id),
+                    el("path", lun.path),
+                    el("vserver", lun.svm),
+                )
+            )
     return [el("lun-maps", None, *found)]
 
 
@@ -296,12 +382,25 @@ def iscsi_interface_get_iter(scope: Scope, args: etree._Element) -> list[etree._
 @api("iscsi-service-get-iter")
 def iscsi_service_get_iter(scope: Scope, args: etree._Element) -> list[etree._Element]:
     records = [
-        ((svm.name,), el("iscsi-service-info", None,
-                         el("alias-name", svm.iscsi.alias), el("is-available", svm.iscsi.enabled),
-                         el("login-timeout", 15), el("max-cmds-per-session", 128), el("max-conn-per-session", 4),
-                         el("max-error-recovery-level", 0), el("node-name", svm.iscsi.target_iqn),
-                         el("retain-timeout", 20), el("tcp-window-size", 131400), el("vserver", svm.name)))
-        for svm in scope.state.svms.values() if svm.iscsi is not None and scope.in_scope(svm.name)
+        (
+            (svm.name,),
+            el(
+                "iscsi-service-info",
+                None,
+                el("alias-name", svm.iscsi.alias),
+                el("is-available", svm.iscsi.enabled),
+                el("login-timeout", 15),
+                el("max-cmds-per-session", 128),
+                el("max-conn-per-session", 4),
+                el("max-error-recovery-level", 0),
+                el("node-name", svm.iscsi.target_iqn),
+                el("retain-timeout", 20),
+                el("tcp-window-size", 131400),
+                el("vserver", svm.name),
+            ),
+        )
+        for svm in scope.state.svms.values()
+        if svm.iscsi is not None and scope.in_scope(svm.name)
     ]
     return iterate("iscsi-service-get-iter", args, records)
 
@@ -319,9 +418,18 @@ def iscsi_node_get_name(scope: Scope, args: etree._Element) -> list[etree._Eleme
 @api("iscsi-initiator-auth-get-iter")
 def iscsi_initiator_auth_get_iter(scope: Scope, args: etree._Element) -> list[etree._Element]:
     records = [
-        ((entry.svm, entry.initiator), el("iscsi-security-entry-info", None, *auth_fields(entry),
-                                          el("initiator", entry.initiator), el("vserver", entry.svm)))
-        for entry in scope.state.chap.values() if scope.in_scope(entry.svm)
+        (
+            (entry.svm, entry.initiator),
+            el(
+                "iscsi-security-entry-info",
+                None,
+                *auth_fields(entry),
+                el("initiator", entry.initiator),
+                el("vserver", entry.svm),
+            ),
+        )
+        for entry in scope.state.chap.values()
+        if scope.in_scope(entry.svm)
     ]
     return iterate("iscsi-initiator-auth-get-iter", args, records)
 
@@ -343,9 +451,13 @@ def _secret(args: etree._Element, prefix: str) -> str:
 
 def _entry_from(scope: Scope, args: etree._Element, initiator: str) -> Chap:
     return Chap(
-        scope.vserver.name, initiator, (text(args, "auth-type") or "none"),
-        text(args, "user-name") or "", _secret(args, ""),
-        text(args, "outbound-user-name") or "", _secret(args, "outbound-"),
+        scope.vserver.name,
+        initiator,
+        (text(args, "auth-type") or "none"),
+        text(args, "user-name") or "",
+        _secret(args, ""),
+        text(args, "outbound-user-name") or "",
+        _secret(args, "outbound-"),
     )
 
 
@@ -366,8 +478,11 @@ def iscsi_initiator_modify_chap_params(scope: Scope, args: etree._Element) -> li
     current = scope.state.chap_entry(scope.vserver, required(args, "initiator"))
     remove_outbound = boolean(args, "remove-outbound")
     updated = Chap(
-        current.svm, current.initiator, "chap",
-        text(args, "user-name") or current.inbound_user, _secret(args, "") or current.inbound_password,
+        current.svm,
+        current.initiator,
+        "chap",
+        text(args, "user-name") or current.inbound_user,
+        _secret(args, "") or current.inbound_password,
         "" if remove_outbound else (text(args, "outbound-user-name") or current.outbound_user),
         "" if remove_outbound else (_secret(args, "outbound-") or current.outbound_password),
     )
@@ -379,4 +494,3 @@ def iscsi_initiator_modify_chap_params(scope: Scope, args: etree._Element) -> li
 def iscsi_initiator_delete_auth(scope: Scope, args: etree._Element) -> list[etree._Element]:
     scope.state.delete_chap(scope.vserver, required(args, "initiator"))
     return []
-

@@ -105,13 +105,24 @@ class HostTree:
         self.mapped: dict[tuple[int, int], dict] = {}
         self.udev = True
         self.udev_removes_links = True
-        for folder in ("sys/class/iscsi_session", "sys/class/scsi_host", "sys/class/scsi_device", "sys/block",
-                       "sys/devices/platform", "dev/disk/by-path", "dev/disk/by-id", "dev/mapper", "proc/self"):
+        for folder in (
+            "sys/class/iscsi_session",
+            "sys/class/scsi_host",
+            "sys/class/scsi_device",
+            "sys/block",
+            "sys/devices/platform",
+            "dev/disk/by-path",
+            "dev/disk/by-id",
+            "dev/mapper",
+            "proc/self",
+        ):
             (root / folder).mkdir(parents=True, exist_ok=True)
         (root / "proc/self/mountinfo").write_text("22 1 0:21 / /proc rw,nosuid - proc proc rw\n")
 
     # --- iSCSI sessions -------------------------------------------------------------
-    def add_session(self, sid: int, host: int, iqn: str, portal: str = "127.0.0.1:3260", state: str = "LOGGED_IN") -> None:
+    def add_session(
+        self, sid: int, host: int, iqn: str, portal: str = "127.0.0.1:3260", state: str = "LOGGED_IN"
+    ) -> None:
         address, _, port = portal.rpartition(":")
         host_dir = self.root / f"sys/devices/platform/host{host}"
         session_dir = host_dir / f"session{sid}"
@@ -122,8 +133,12 @@ class HostTree:
         (attrs / "device").symlink_to(f"../../../session{sid}")
         connection = session_dir / f"connection{sid}:0/iscsi_connection/connection{sid}:0"
         connection.mkdir(parents=True)
-        for name, value in (("persistent_address", address), ("persistent_port", port),
-                            ("address", address), ("port", port)):
+        for name, value in (
+            ("persistent_address", address),
+            ("persistent_port", port),
+            ("address", address),
+            ("port", port),
+        ):
             (connection / name).write_text(value + "\n")
         (self.root / f"sys/class/iscsi_session/session{sid}").symlink_to(
             f"../../devices/platform/host{host}/session{sid}/iscsi_session/session{sid}"
@@ -131,7 +146,9 @@ class HostTree:
         scsi_host = host_dir / f"scsi_host/host{host}"
         scsi_host.mkdir(parents=True)
         (scsi_host / "scan").write_text("")
-        (self.root / f"sys/class/scsi_host/host{host}").symlink_to(f"../../devices/platform/host{host}/scsi_host/host{host}")
+        (self.root / f"sys/class/scsi_host/host{host}").symlink_to(
+            f"../../devices/platform/host{host}/scsi_host/host{host}"
+        )
 
     def scan_request(self, host: int) -> str:
         return (self.root / f"sys/class/scsi_host/host{host}/scan").read_text()
@@ -163,8 +180,13 @@ class HostTree:
         device = parent / f"target{address.host}:{address.channel}:{address.target}" / str(address)
         (device / "block" / name / "holders").mkdir(parents=True)
         (device / "scsi_device" / str(address)).mkdir(parents=True)
-        for attr, value in (("vendor", "NETAPP  "), ("model", "LUN C-Mode      "), ("rev", "9800"),
-                            ("state", "running"), ("wwid", wwid or ontap_wwid(serial))):
+        for attr, value in (
+            ("vendor", "NETAPP  "),
+            ("model", "LUN C-Mode      "),
+            ("rev", "9800"),
+            ("state", "running"),
+            ("wwid", wwid or ontap_wwid(serial)),
+        ):
             (device / attr).write_text(value + "\n")
         (device / "vpd_pg80").write_bytes(pg80 if pg80 is not None else vpd_pg80(serial))
         for attr in ("rescan", "delete"):
@@ -173,7 +195,9 @@ class HostTree:
         (block / "size").write_text(f"{size_bytes // 512}\n")
         (block / "dev").write_text(f"8:{16 * (ord(name[-1]) - ord('a'))}\n")
         (device / "scsi_device" / str(address) / "device").symlink_to(f"../../../{address}")
-        (self.root / f"sys/class/scsi_device/{address}").symlink_to(os.path.relpath(device / "scsi_device" / str(address), self.root / "sys/class/scsi_device"))
+        (self.root / f"sys/class/scsi_device/{address}").symlink_to(
+            os.path.relpath(device / "scsi_device" / str(address), self.root / "sys/class/scsi_device")
+        )
         (self.root / f"sys/block/{name}").symlink_to(os.path.relpath(block, self.root / "sys/block"))
         if node:
             (self.root / "dev" / name).write_text("")
@@ -190,8 +214,11 @@ class HostTree:
     def add_links(self, name: str, serial: str, *, iqn: str, portal: str, lun: int) -> list[str]:
         """udev's links for a disk; returns them relative to /dev, as udev's database lists them."""
         hexid = serial.encode("ascii").hex()
-        links = [f"disk/by-path/ip-{portal}-iscsi-{iqn}-lun-{lun}",
-                 f"disk/by-id/scsi-3600a0980{hexid}", f"disk/by-id/wwn-0x600a0980{hexid}"]
+        links = [
+            f"disk/by-path/ip-{portal}-iscsi-{iqn}-lun-{lun}",
+            f"disk/by-id/scsi-3600a0980{hexid}",
+            f"disk/by-id/wwn-0x600a0980{hexid}",
+        ]
         for relative in links:
             link = self.root / "dev" / relative
             link.unlink(missing_ok=True)  # a second path to the same LUN takes the link over, as with udev
@@ -228,8 +255,11 @@ class HostTree:
 
     # --- users of a device ------------------------------------------------------------
     def mount(self, name: str, mount_point: str) -> None:
-        number = (self.root / f"sys/block/{name}/dev").read_text().strip() if (self.root / f"sys/block/{name}").exists() \
+        number = (
+            (self.root / f"sys/block/{name}/dev").read_text().strip()
+            if (self.root / f"sys/block/{name}").exists()
             else next((self.root / "sys/block").glob(f"*/{name}/dev")).read_text().strip()
+        )
         with (self.root / "proc/self/mountinfo").open("a") as out:
             out.write(f"40 22 {number} / {mount_point} rw,relatime shared:1 - ext4 /dev/{name} rw\n")
 

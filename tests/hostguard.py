@@ -20,7 +20,9 @@ import pytest
 
 GUARDED_PREFIXES = ("/sys/", "/dev/", "/run/", "/etc/iscsi/", "/proc/self/mountinfo", "/proc/mounts")
 HARMLESS_DEVICES = frozenset({"/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/dev/tty"})
-PROGRAM_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork"})
+PROGRAM_EVENTS = frozenset(
+    {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork"}
+)
 
 
 class HostAccessError(AssertionError):

@@ -72,9 +72,7 @@ class ArrayApiError(ArrayError):
 
     code = "array_api_error"
 
-    def __init__(
-        self, api: str, array_code: str, array_message: str, http_status: int | None = None
-    ) -> None:
+    def __init__(self, api: str, array_code: str, array_message: str, http_status: int | None = None) -> None:
         super().__init__(
             f"{api} failed: {array_message or 'no message'} (array code {array_code})",
             api=api,

@@ -122,7 +122,9 @@ class OntapClient:
             log.info("%s was already mapped to igroup %s as LUN %s", path, igroup, found)
             assigned = found
         if lun_id is not None and assigned != lun_id:
-            log.warning("%s is mapped to igroup %s as LUN %s, not the requested %s", path, igroup, assigned, lun_id)
+            log.warning(
+                "%s is mapped to igroup %s as LUN %s, not the requested %s", path, igroup, assigned, lun_id
+            )
         if (lun := self.cache.by_path(path)) is not None and not lun.mapped:
             self.cache.put(dataclasses.replace(lun, mapped=True))
         return assigned

@@ -21,9 +21,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def write_then_verify(
-    write: Callable[[], T], find: Callable[[], T | None], *, what: str, attempts: int
-) -> T:
+def write_then_verify(write: Callable[[], T], find: Callable[[], T | None], *, what: str, attempts: int) -> T:
     """Return ``write()``, or after a transport failure what ``find()`` sees; retry up to ``attempts``."""
     for attempt in range(1, max(1, attempts) + 1):
         try:
@@ -35,5 +33,7 @@ def write_then_verify(
                 return found
             if attempt >= attempts:
                 raise
-            log.warning("%s: not applied after %s; sending again (%d of %d)", what, exc.code, attempt + 1, attempts)
+            log.warning(
+                "%s: not applied after %s; sending again (%d of %d)", what, exc.code, attempt + 1, attempts
+            )
     raise AssertionError("unreachable: the last attempt returns or raises")

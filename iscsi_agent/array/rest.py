@@ -116,7 +116,12 @@ class RestConnection:
 
         A page: ``{"records": [...], "num_records": 2, "_links": {"next": {"href": "/api/storage/luns?start.uuid=…"}}}``.
         """
-        params = {**(self.svm_query() if scoped else {}), **query, "fields": fields, "max_records": str(self.page_size)}
+        params = {
+            **(self.svm_query() if scoped else {}),
+            **query,
+            "fields": fields,
+            "max_records": str(self.page_size),
+        }
         page = self.get(path, params)
         records: list[dict[str, Any]] = []
         seen: set[str] = set()
@@ -129,7 +134,9 @@ class RestConnection:
             if not href:
                 return records
             if href in seen:
-                raise ArrayResponseError(f"GET {path}", "_links.next repeats; paging would not end", missing="_links.next")
+                raise ArrayResponseError(
+                    f"GET {path}", "_links.next repeats; paging would not end", missing="_links.next"
+                )
             seen.add(href)
             page = self.get(_same_origin_path(href, path))
 
@@ -163,5 +170,7 @@ def _same_origin_path(href: str, path: str) -> str:
     """The next-page link as a path on the same array; ONTAP sends ``/api/...`` hrefs."""
     parts = urlsplit(href)
     if parts.scheme or parts.netloc or not parts.path.startswith("/api/"):
-        raise ArrayResponseError(f"GET {path}", f"_links.next is not an /api/ path: {href!r}", missing="_links.next")
+        raise ArrayResponseError(
+            f"GET {path}", f"_links.next is not an /api/ path: {href!r}", missing="_links.next"
+        )
     return href

@@ -125,7 +125,9 @@ class RestOps:
             return int_field(records[0], "logical_unit_number", f"POST {LUN_MAPS}")
         created = self.maps(path=path, igroup=igroup)  # an array that did not echo the record
         if not created:
-            raise ArrayResponseError(f"POST {LUN_MAPS}", "map created but not readable", missing="logical_unit_number")
+            raise ArrayResponseError(
+                f"POST {LUN_MAPS}", "map created but not readable", missing="logical_unit_number"
+            )
         return created[0].lun_id
 
     def unmap_lun(self, path: str, igroup: str) -> None:
@@ -134,7 +136,9 @@ class RestOps:
             raise ArrayNotMapped(f"DELETE {LUN_MAPS}", "", f"{path} is not mapped to {igroup}")
         lun_map = found[0]
         if not lun_map.lun_uuid or not lun_map.igroup_uuid:
-            raise ArrayResponseError(f"GET {LUN_MAPS}", "map lacks lun.uuid or igroup.uuid", missing="lun.uuid")
+            raise ArrayResponseError(
+                f"GET {LUN_MAPS}", "map lacks lun.uuid or igroup.uuid", missing="lun.uuid"
+            )
         self.rest.delete(f"{LUN_MAPS}/{lun_map.lun_uuid}/{lun_map.igroup_uuid}")
 
     def maps(self, *, path: str | None = None, igroup: str | None = None) -> tuple[LunMap, ...]:
@@ -174,7 +178,11 @@ class RestOps:
             try:
                 self.rest.post(
                     CREDENTIALS,
-                    {**self.rest.svm_body(), "initiator": credentials.initiator, **_credential_body(credentials)},
+                    {
+                        **self.rest.svm_body(),
+                        "initiator": credentials.initiator,
+                        **_credential_body(credentials),
+                    },
                     idempotent=False,
                 )
                 return

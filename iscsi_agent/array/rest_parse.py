@@ -122,7 +122,9 @@ def parse_chap(record: Record) -> ChapCredentials:
     try:
         auth = ChapAuth.parse(text)
     except ValueError as exc:
-        raise ArrayResponseError(api, f"unknown authentication_type {text!r}", missing="authentication_type") from exc
+        raise ArrayResponseError(
+            api, f"unknown authentication_type {text!r}", missing="authentication_type"
+        ) from exc
     return ChapCredentials(
         initiator=str(field(record, "initiator", api)),
         auth=auth,

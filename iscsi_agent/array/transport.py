@@ -159,7 +159,5 @@ class HttpTransport:
             raise ArrayError(f"{method} {path} could not be sent: {exc}", url=self.base_url) from exc
         log.debug("%s %s -> %s", method, path, response.status_code)
         if response.status_code == 401:
-            raise ArrayAuthFailed(
-                f"{self.base_url} refused the credentials (HTTP 401)", url=self.base_url
-            )
+            raise ArrayAuthFailed(f"{self.base_url} refused the credentials (HTTP 401)", url=self.base_url)
         return HttpReply(response.status_code, response.reason or "", response.headers, response.content)

@@ -198,7 +198,9 @@ class ZapiConnection:
             if not tag:
                 return records
             if attributes is None:
-                raise ArrayResponseError(api, "a page with next-tag lacks attributes-list", missing="attributes-list")
+                raise ArrayResponseError(
+                    api, "a page with next-tag lacks attributes-list", missing="attributes-list"
+                )
             if tag in seen_tags:
                 raise ArrayResponseError(api, "next-tag repeats; paging would not end", missing="next-tag")
             seen_tags.add(tag)

@@ -33,10 +33,7 @@ NO_SUCH_IGROUP = "9003"
 INITIATOR_HAS_NO_AUTH = "13112"  # "Initiator … not found, please use default authentication."
 
 LUN_FIELDS: Args = {
-    "lun-info": {
-        name: None
-        for name in ("path", "uuid", "size", "serial-number", "multiprotocol-type", "mapped", "online", "vserver")
-    }
+    "lun-info": dict.fromkeys(("path", "uuid", "size", "serial-number", "multiprotocol-type", "mapped", "online", "vserver"))
 }
 IGROUP_FIELDS: Args = {
     "initiator-group-info": {
@@ -107,7 +104,9 @@ class ZapiOps:
         return next((ig for ig in igroups if ig.name == name), None)
 
     def _igroups(self, query: Args) -> list[Igroup]:
-        return [parse_igroup(r) for r in self.zapi.iterate("igroup-get-iter", query=query, desired=IGROUP_FIELDS)]
+        return [
+            parse_igroup(r) for r in self.zapi.iterate("igroup-get-iter", query=query, desired=IGROUP_FIELDS)
+        ]
 
     def create_igroup(self, name: str, os_type: str, initiators: tuple[str, ...]) -> Igroup:
         args: Args = {"initiator-group-name": name, "initiator-group-type": "iscsi", "os-type": os_type}
@@ -179,7 +178,9 @@ class ZapiOps:
             self.zapi.invoke("iscsi-initiator-modify-chap-params", args, idempotent=True)
             return
         if existing is not None:
-            self.zapi.invoke("iscsi-initiator-delete-auth", {"initiator": credentials.initiator}, idempotent=True)
+            self.zapi.invoke(
+                "iscsi-initiator-delete-auth", {"initiator": credentials.initiator}, idempotent=True
+            )
         args = {"initiator": credentials.initiator, "auth-type": _zapi_auth(credentials.auth)}
         if credentials.auth is ChapAuth.CHAP:
             args.update(_chap_args(credentials))

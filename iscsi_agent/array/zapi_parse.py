@@ -48,7 +48,9 @@ def parse_version(results: etree._Element, ontapi: tuple[int, int] | None = None
         )
     match = _RELEASE.search(full)
     if not match:
-        raise ArrayResponseError(api, "reply lacks version-tuple and a readable version", missing="version-tuple")
+        raise ArrayResponseError(
+            api, "reply lacks version-tuple and a readable version", missing="version-tuple"
+        )
     return Version(int(match[1]), int(match[2]), int(match[3] or 0), full, ontapi)
 
 

@@ -84,9 +84,7 @@ class SubprocessRunner:
 
     env: dict[str, str] | None = field(default=None)
 
-    def __call__(
-        self, argv: Sequence[str], *, timeout: float, secrets: Sequence[str] = ()
-    ) -> CommandResult:
+    def __call__(self, argv: Sequence[str], *, timeout: float, secrets: Sequence[str] = ()) -> CommandResult:
         shown = tuple(mask(arg, secrets) for arg in argv)
         log.debug("running %s", " ".join(shown))
         try:
@@ -107,8 +105,8 @@ class SubprocessRunner:
             raise CommandTimeout(
                 f"{' '.join(shown)} did not finish within {timeout:g}s", argv=list(shown), timeout=timeout
             ) from exc
-        result = CommandResult(
-            shown, done.returncode, mask(done.stdout, secrets), mask(done.stderr, secrets)
+        result = CommandResult(shown, done.returncode, mask(done.stdout, secrets), mask(done.stderr, secrets))
+        log.debug(
+            "%s exited %d; stdout=%r stderr=%r", shown[0], done.returncode, result.stdout, result.stderr
         )
-        log.debug("%s exited %d; stdout=%r stderr=%r", shown[0], done.returncode, result.stdout, result.stderr)
         return result

@@ -50,15 +50,17 @@ def parse_vpd_pg80(data: bytes) -> str:
         raise ValueError(f"page code is 0x{data[1]:02x}, not 0x80")
     length = int.from_bytes(data[2:4], "big")
     if len(data) < VPD_HEADER_BYTES + length:
-        raise ValueError(f"VPD page 0x80 says {length} serial bytes but carries {len(data) - VPD_HEADER_BYTES}")
-    serial = data[VPD_HEADER_BYTES:VPD_HEADER_BYTES + length]
+        raise ValueError(
+            f"VPD page 0x80 says {length} serial bytes but carries {len(data) - VPD_HEADER_BYTES}"
+        )
+    serial = data[VPD_HEADER_BYTES : VPD_HEADER_BYTES + length]
     return serial.decode("ascii", errors="replace").strip(" \x00")
 
 
 def parse_udev_links(db_text: str) -> tuple[str, ...]:
     """The links (relative to /dev) udev keeps for a device, from its database entry's S: lines::
 
-        S:disk/by-path/ip-127.0.0.1:3260-iscsi-iqn.1992-08.com.netapp:sn.4b1d6e0f:vs.3-lun-1
+    S:disk/by-path/ip-127.0.0.1:3260-iscsi-iqn.1992-08.com.netapp:sn.4b1d6e0f:vs.3-lun-1
     """
     return tuple(line[2:] for line in db_text.splitlines() if line.startswith("S:") and len(line) > 2)
 
@@ -115,7 +117,7 @@ class Devices:
         return self._paths.scsi_devices() / str(address) / "device"
 
     def block_name(self, address: ScsiAddress) -> str | None:
-        """"sda" for a LUN, or None while it has no block device."""
+        """ "sda" for a LUN, or None while it has no block device."""
         names = sorted(entry.name for entry in entries(self.sysfs_dir(address) / "block"))
         return names[0] if names else None
 
@@ -190,10 +192,13 @@ class Devices:
         if listed is None:
             return ()
         node = self._paths.dev(name)
-        return tuple(sorted(
-            link for link in self._scanned_links()
-            if link not in listed and link.is_symlink() and self._points_to(link, node)
-        ))
+        return tuple(
+            sorted(
+                link
+                for link in self._scanned_links()
+                if link not in listed and link.is_symlink() and self._points_to(link, node)
+            )
+        )
 
     def _udev_links(self, name: str) -> list[Path] | None:
         try:
@@ -226,14 +231,23 @@ class Devices:
         try:
             with self._watch(self._link_folders(), self._clock.sleep) as pause:
                 device = wait_until(
-                    ready, timeout, self._clock, what=f"{where} to appear",
-                    pause=pause, interval=WATCHED_POLL_INTERVAL,
+                    ready,
+                    timeout,
+                    self._clock,
+                    what=f"{where} to appear",
+                    pause=pause,
+                    interval=WATCHED_POLL_INTERVAL,
                 )
         except WaitTimeout as exc:
             raise DeviceTimeout(
                 f"{where}: no usable device within {timeout:g}s; {progress.step.value}",
-                address=str(address), host=address.host, lun=address.lun, step=progress.step.name.lower(),
-                seen=progress.seen, timeout=timeout, context=context,
+                address=str(address),
+                host=address.host,
+                lun=address.lun,
+                step=progress.step.name.lower(),
+                seen=progress.seen,
+                timeout=timeout,
+                context=context,
             ) from exc
         log.info("%s is %s (by-path %s)", where, device.node, ", ".join(link.name for link in device.by_path))
         return device
@@ -273,22 +287,39 @@ class Devices:
         """
         try:
             with self._watch(self._link_folders(), self._clock.sleep) as pause:
-                wait_until(lambda: not self._kernel_leftovers(device), timeout, self._clock,
-                           what=f"{device.node} to go", pause=pause, interval=WATCHED_POLL_INTERVAL)
-                wait_until(lambda: not self._own_links(device), link_grace, self._clock,
-                           what=f"links of {device.node} to go", pause=pause, interval=WATCHED_POLL_INTERVAL)
+                wait_until(
+                    lambda: not self._kernel_leftovers(device),
+                    timeout,
+                    self._clock,
+                    what=f"{device.node} to go",
+                    pause=pause,
+                    interval=WATCHED_POLL_INTERVAL,
+                )
+                wait_until(
+                    lambda: not self._own_links(device),
+                    link_grace,
+                    self._clock,
+                    what=f"links of {device.node} to go",
+                    pause=pause,
+                    interval=WATCHED_POLL_INTERVAL,
+                )
         except WaitTimeout as exc:
             left = self.leftovers(device)
             if self._kernel_leftovers(device):
                 raise DeviceTimeout(
                     f"{device.node} ({device.address}) still present after {timeout:g}s: {', '.join(left)}",
-                    address=str(device.address), device=device.name, left=left, timeout=timeout,
+                    address=str(device.address),
+                    device=device.name,
+                    left=left,
+                    timeout=timeout,
                 ) from exc
             self._remove_dangling(device)
 
     def leftovers(self, device: BlockDevice) -> list[str]:
         """What is still there of a device being removed, in words for errors and logs."""
-        return self._kernel_leftovers(device) + [f"link {self._paths.host_view(link)}" for link in self._own_links(device)]
+        return self._kernel_leftovers(device) + [
+            f"link {self._paths.host_view(link)}" for link in self._own_links(device)
+        ]
 
     def _kernel_leftovers(self, device: BlockDevice) -> list[str]:
         left = []
@@ -299,13 +330,19 @@ class Devices:
         return left
 
     def _own_links(self, device: BlockDevice) -> list[Path]:
-        return [link for link in device.by_path + device.by_id if link.is_symlink() and self._points_to(link, device.node)]
+        return [
+            link
+            for link in device.by_path + device.by_id
+            if link.is_symlink() and self._points_to(link, device.node)
+        ]
 
     def _remove_dangling(self, device: BlockDevice) -> None:
         for link in self._own_links(device):
             if device.node.exists():
                 return  # the name is in use again: what points to it now is not ours to judge
-            log.warning("udev left %s dangling after %s went; removing it", self._paths.host_view(link), device.node)
+            log.warning(
+                "udev left %s dangling after %s went; removing it", self._paths.host_view(link), device.node
+            )
             link.unlink(missing_ok=True)
 
     def _link_folders(self) -> tuple[Path, ...]:

@@ -49,7 +49,7 @@ def normalize_wwid(wwid: str) -> str:
     text = wwid.strip().lower()
     for prefix in _WWID_FORMS:
         if text.startswith(prefix):
-            return text[len(prefix):]
+            return text[len(prefix) :]
     if text.startswith("3") and len(text) in (17, 33):
         return text[1:]
     return text

@@ -56,8 +56,8 @@ def _iqn_problem(name: str) -> str | None:
 def parse_initiator_name(text: str, source: str) -> str:
     """The InitiatorName in an open-iscsi name file. Parses::
 
-        ## DO NOT EDIT OR REMOVE THIS FILE!
-        InitiatorName=iqn.1993-08.org.debian:01:55d7b2b7e2e
+    ## DO NOT EDIT OR REMOVE THIS FILE!
+    InitiatorName=iqn.1993-08.org.debian:01:55d7b2b7e2e
     """
     found: tuple[int, str] | None = None
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -70,14 +70,17 @@ def parse_initiator_name(text: str, source: str) -> str:
         if found is not None:
             raise InitiatorNameError(
                 f"{source} line {number}: a second {KEY} (the first is on line {found[0]})",
-                file=source, line=number,
+                file=source,
+                line=number,
             )
         name = value.strip()
         problem = iscsi_name_problem(name)
         if problem:
             raise InitiatorNameError(
                 f"{source} line {number}: {name!r} is not a valid iSCSI name: {problem}",
-                file=source, line=number, name=name,
+                file=source,
+                line=number,
+                name=name,
             )
         found = (number, name)
     if found is None:

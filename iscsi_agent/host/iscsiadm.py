@@ -114,7 +114,7 @@ def _auth_values(prefix: str, chap: Chap | None) -> tuple[tuple[str, str], ...]:
 def parse_sendtargets(output: str) -> tuple[DiscoveredTarget, ...]:
     """Targets from a sendtargets discovery; lines that are not target lines (warnings) are skipped::
 
-        127.0.0.1:3260,1 iqn.1992-08.com.netapp:sn.4b1d6e0f2a9c11efb3c1005056a7d2e4:vs.3
+    127.0.0.1:3260,1 iqn.1992-08.com.netapp:sn.4b1d6e0f2a9c11efb3c1005056a7d2e4:vs.3
     """
     found = []
     for line in output.splitlines():
@@ -166,7 +166,9 @@ class Iscsiadm:
         # exit 21: the portal knows no targets for us; that is an empty answer, not a fault.
         result = self._run(f"discovery via {portal}", (*base, "--discover"), tolerate=(EXIT_NO_RECORDS,))
         targets = parse_sendtargets(result.stdout)
-        log.info("discovery via %s found %s", portal, ", ".join(target.iqn for target in targets) or "nothing")
+        log.info(
+            "discovery via %s found %s", portal, ", ".join(target.iqn for target in targets) or "nothing"
+        )
         return targets
 
     def configure_node(self, iqn: str, portal: Portal, settings: NodeSettings) -> None:
@@ -180,8 +182,10 @@ class Iscsiadm:
     def login(self, iqn: str, portal: Portal) -> bool:
         """Log in; False when a session existed already (exit 15), which is success too."""
         result = self._run(
-            f"login to {iqn} via {portal}", (*self._node(iqn, portal), "--login"),
-            tolerate=(EXIT_SESSION_EXISTS,), timeout=self._login_timeout,
+            f"login to {iqn} via {portal}",
+            (*self._node(iqn, portal), "--login"),
+            tolerate=(EXIT_SESSION_EXISTS,),
+            timeout=self._login_timeout,
         )
         if result.exit_code == EXIT_SESSION_EXISTS:
             log.debug("already logged in to %s via %s", iqn, portal)
@@ -192,7 +196,9 @@ class Iscsiadm:
     def logout(self, iqn: str, portal: Portal) -> bool:
         """Log out; False when there was no session (exit 21), so nothing was to do."""
         result = self._run(
-            f"logout from {iqn} via {portal}", (*self._node(iqn, portal), "--logout"), tolerate=(EXIT_NO_RECORDS,)
+            f"logout from {iqn} via {portal}",
+            (*self._node(iqn, portal), "--logout"),
+            tolerate=(EXIT_NO_RECORDS,),
         )
         if result.exit_code == EXIT_NO_RECORDS:
             return False
@@ -202,7 +208,9 @@ class Iscsiadm:
     def delete_node(self, iqn: str, portal: Portal) -> bool:
         """Delete the node record; False when there was none (exit 21)."""
         result = self._run(
-            f"node delete {iqn} {portal}", (*self._node(iqn, portal), "-o", "delete"), tolerate=(EXIT_NO_RECORDS,)
+            f"node delete {iqn} {portal}",
+            (*self._node(iqn, portal), "-o", "delete"),
+            tolerate=(EXIT_NO_RECORDS,),
         )
         if result.exit_code == EXIT_NO_RECORDS:
             return False
@@ -230,7 +238,9 @@ class Iscsiadm:
             result = self._runner([self._program, *args], timeout=timeout, secrets=secrets)
         except CommandTimeout as exc:
             raise IscsiTimeout(
-                f"iscsiadm {action}: no answer within {timeout:g}s", argv=exc.details.get("argv"), exit_code=None
+                f"iscsiadm {action}: no answer within {timeout:g}s",
+                argv=exc.details.get("argv"),
+                exit_code=None,
             ) from exc
         if result.exit_code != 0 and result.exit_code not in tolerate:
             raise error_for(action, result)

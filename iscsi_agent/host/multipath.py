@@ -68,7 +68,7 @@ class Multipath:
                 MultipathMap(
                     name=name,
                     dm=dm.name,
-                    wwid=uuid[len(DM_UUID_PREFIX):],
+                    wwid=uuid[len(DM_UUID_PREFIX) :],
                     slaves=tuple(sorted(entry.name for entry in entries(dm / "slaves"))),
                     node=self._paths.mapper(name),
                 )
@@ -103,10 +103,16 @@ class Multipath:
             return wait_until(complete, timeout, self._clock, what=f"multipath map {wwid}")
         except WaitTimeout as exc:
             found = self.find(wwid)
-            seen = f"map {found.name} ({found.dm}) over {', '.join(found.slaves) or 'no paths'}" if found else "no map"
+            seen = (
+                f"map {found.name} ({found.dm}) over {', '.join(found.slaves) or 'no paths'}"
+                if found
+                else "no map"
+            )
             raise MultipathError(
                 f"multipath map {wwid} over {', '.join(sorted(wanted))} not ready within {timeout:g}s; seen: {seen}",
-                wwid=wwid, paths=sorted(wanted), seen=seen,
+                wwid=wwid,
+                paths=sorted(wanted),
+                seen=seen,
             ) from exc
 
     def flush(self, mpath: MultipathMap) -> None:
@@ -118,12 +124,15 @@ class Multipath:
         try:
             result = self._runner(argv, timeout=self._timeout)
         except CommandTimeout as exc:
-            raise MultipathError(f"multipath {action}: no answer within {self._timeout:g}s", argv=argv) from exc
+            raise MultipathError(
+                f"multipath {action}: no answer within {self._timeout:g}s", argv=argv
+            ) from exc
         if result.exit_code != 0:
             said = (result.stderr.strip() or result.stdout.strip()).splitlines()
             raise MultipathError(
                 f"multipath {action} failed (exit {result.exit_code}){': ' + said[-1] if said else ''}",
-                argv=argv, exit_code=result.exit_code, stderr=result.stderr,
+                argv=argv,
+                exit_code=result.exit_code,
+                stderr=result.stderr,
             )
         return result
-

@@ -56,14 +56,14 @@ class DeviceUsage:
 def parse_mountinfo(text: str) -> tuple[Mount, ...]:
     """Mounts from /proc/self/mountinfo (man 5 proc); mount points have octal escapes undone::
 
-        36 35 98:0 /mnt1 /mnt1 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
+    36 35 98:0 /mnt1 /mnt1 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
     """
     mounts = []
     for line in text.splitlines():
         fields = line.split()
         if len(fields) < 7 or "-" not in fields[6:]:
             continue
-        after = fields[fields.index("-", 6) + 1:]
+        after = fields[fields.index("-", 6) + 1 :]
         mounts.append(Mount(fields[2], _unescape(fields[4]), _unescape(after[1]) if len(after) > 1 else ""))
     return tuple(mounts)
 
@@ -104,7 +104,9 @@ class DeviceRemover:
             device=self._paths.host_view(node),
             mounts=tuple(mount for mount in self._mounts() if mount.device_number in numbers),
             holders=tuple(
-                self._holder_label(holder.name) for folder in folders for holder in sorted(entries(folder / "holders"))
+                self._holder_label(holder.name)
+                for folder in folders
+                for holder in sorted(entries(folder / "holders"))
             ),
             openers=self._openers(nodes),
             claimed=self._block.claimed_elsewhere(node),
@@ -144,7 +146,7 @@ class DeviceRemover:
         return [disk, *sorted(entry for entry in entries(disk) if entry.name.startswith(name))]
 
     def _holder_label(self, holder: str) -> str:
-        """"dm-3 (3600a0980...)": the dm name is what an operator finds in /dev/mapper."""
+        """ "dm-3 (3600a0980...)": the dm name is what an operator finds in /dev/mapper."""
         try:
             dm_name = (self._paths.block(holder, "dm", "name")).read_text().strip()
         except OSError:
@@ -166,4 +168,3 @@ class DeviceRemover:
             if any(read_link(fd) in nodes for fd in entries(process / "fd")):
                 openers.append(Opener(int(process.name), read_attr(process / "comm") or "?"))
         return tuple(sorted(openers, key=lambda opener: opener.pid))
-

@@ -53,8 +53,8 @@ PortalT = TypeVar("PortalT", bound=HasAddress)
 def parse_route_reply(address: str, reply: Mapping[str, Any], link_names: Mapping[int, str]) -> Route:
     """A Route from pyroute2's RTM_NEWROUTE answer, given as a plain mapping::
 
-        {'type': 1, 'attrs': [('RTA_TABLE', 254), ('RTA_DST', '10.0.0.11'), ('RTA_OIF', 3),
-                              ('RTA_PREFSRC', '10.0.0.5'), ('RTA_GATEWAY', '10.0.0.1')], ...}
+    {'type': 1, 'attrs': [('RTA_TABLE', 254), ('RTA_DST', '10.0.0.11'), ('RTA_OIF', 3),
+                          ('RTA_PREFSRC', '10.0.0.5'), ('RTA_GATEWAY', '10.0.0.1')], ...}
     """
     attrs = dict(reply.get("attrs", ()))
     route_type = reply.get("type")
@@ -103,7 +103,11 @@ def order_portals(
 
     def preferred_rank(portal: PortalT) -> int:
         address = ipaddress.ip_address(portal.address)
-        return 0 if any(address in network for network in preferred if network.version == address.version) else 1
+        return (
+            0 if any(address in network for network in preferred if network.version == address.version) else 1
+        )
 
-    reachable = [portal for portal in portals if routes.get(portal.address, Route(portal.address, False)).reachable]
+    reachable = [
+        portal for portal in portals if routes.get(portal.address, Route(portal.address, False)).reachable
+    ]
     return tuple(sorted(reachable, key=preferred_rank))

@@ -101,8 +101,11 @@ class Sessions:
     def scan_lun(self, host: int, lun: int, channel: int = 0, target: int = 0) -> None:
         """Ask the kernel to probe exactly one LUN; never the "- - -" wildcard, which maps every LUN."""
         write_attr(
-            self._paths.scsi_host(host) / "scan", f"{channel} {target} {lun}",
-            f"scan of LUN {lun} on host{host}", host=host, lun=lun,
+            self._paths.scsi_host(host) / "scan",
+            f"{channel} {target} {lun}",
+            f"scan of LUN {lun} on host{host}",
+            host=host,
+            lun=lun,
         )
         log.info("scanned host%s channel %s target %s LUN %s", host, channel, target, lun)
 
@@ -145,7 +148,6 @@ class Sessions:
             if address and port.isdigit():
                 return Portal(address, int(port))
         return None
-
 
 
 def _int_or_none(text: str) -> int | None:

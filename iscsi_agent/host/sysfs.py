@@ -41,4 +41,6 @@ def write_attr(path: Path, value: str, action: str, **details: object) -> None:
     try:
         path.write_text(value)
     except OSError as exc:
-        raise SysfsError(f"{action} failed: {exc} (writing {value!r} to {path})", path=str(path), **details) from exc
+        raise SysfsError(
+            f"{action} failed: {exc} (writing {value!r} to {path})", path=str(path), **details
+        ) from exc

@@ -89,7 +89,9 @@ def watching(
         watcher.close()
 
 
-def polling(folders: Iterable[Path], fallback: Callable[[float], None]) -> AbstractContextManager[Callable[[float], None]]:
+def polling(
+    folders: Iterable[Path], fallback: Callable[[float], None]
+) -> AbstractContextManager[Callable[[float], None]]:
     """Like ``watching`` but never watches: waits pause through the clock alone (unit tests)."""
     return nullcontext(fallback)
 

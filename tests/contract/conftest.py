@@ -55,8 +55,15 @@ def wire(request: pytest.FixtureRequest) -> Wire:
 def settings_for(sim: Simulator, api: ApiChoice, **overrides) -> ArraySettings:
     url = urlsplit(sim.base_url)
     values = dict(
-        hostname=url.hostname, port=url.port, scheme=url.scheme, username=USERNAME, password=PASSWORD,
-        vserver="svm1", api=api, timeout=5.0, connect_timeout=2.0,
+        hostname=url.hostname,
+        port=url.port,
+        scheme=url.scheme,
+        username=USERNAME,
+        password=PASSWORD,
+        vserver="svm1",
+        api=api,
+        timeout=5.0,
+        connect_timeout=2.0,
     )
     values.update(overrides)
     return ArraySettings(**values)
@@ -78,7 +85,7 @@ def make_client(sim: Simulator, api: ApiChoice, sleeps: list, **overrides) -> Ar
 
 
 @pytest.fixture
-def client(ontap_sim: Simulator, wire: Wire, sleeps: Sleeps) -> Iterator[ArrayClient]:  # noqa: F811
+def client(ontap_sim: Simulator, wire: Wire, sleeps: Sleeps) -> Iterator[ArrayClient]:
     made = make_client(ontap_sim, wire.api, sleeps)
     ontap_sim.reset_counts()
     yield made

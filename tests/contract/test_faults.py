@@ -38,7 +38,9 @@ def test_a_map_the_array_applied_but_whose_reply_was_lost_is_found_by_reading_no
     assert array_maps(ontap_sim, LUN0) == [(IGROUP, 0)]
 
 
-def test_an_igroup_create_whose_reply_was_lost_leaves_one_igroup_holding_the_initiator(client, ontap_sim, wire):
+def test_an_igroup_create_whose_reply_was_lost_leaves_one_igroup_holding_the_initiator(
+    client, ontap_sim, wire
+):
     ontap_sim.faults.inject(wire.igroup_create, "lost_reply")
     igroup = client.create_igroup(IGROUP, "linux", (IQN,))
     assert igroup.initiators == {IQN}

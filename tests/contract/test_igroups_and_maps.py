@@ -22,7 +22,12 @@ OTHER = "iqn.1994-05.com.redhat:other-host"
 
 def test_a_created_igroup_is_found_by_its_initiator(client):
     created = client.create_igroup(IGROUP, "linux", (IQN,))
-    assert (created.name, created.protocol, created.os_type, created.initiators) == (IGROUP, "iscsi", "linux", {IQN})
+    assert (created.name, created.protocol, created.os_type, created.initiators) == (
+        IGROUP,
+        "iscsi",
+        "linux",
+        {IQN},
+    )
     (found,) = client.igroups_with_initiator(IQN)
     assert found.name == IGROUP and found.has_exactly({IQN}) and found.uuid
     assert client.igroup_by_name(IGROUP) == found

@@ -33,7 +33,11 @@ def test_a_lun_found_by_path_has_the_arrays_identity(client, ontap_sim):
     lun = client.lun_by_path(LUN0)
     seeded = ontap_sim.state.lun("svm1", path=LUN0)
     assert (lun.path, lun.uuid, lun.serial, lun.size, lun.os_type) == (
-        LUN0, seeded.uuid, "wH5?k2Lm/9Qa", 1 << 30, "linux"
+        LUN0,
+        seeded.uuid,
+        "wH5?k2Lm/9Qa",
+        1 << 30,
+        "linux",
     )
     assert lun.mapped is False and lun.online is True
 

@@ -20,8 +20,8 @@ def test_a_disabled_lif_is_no_portal(client, ontap_sim):
 
     with ontap_sim.state.lock:
         lif = next(lif for lif in ontap_sim.state.lifs.values() if lif.ip == "127.0.0.2")
-        ontap_sim.state.lifs[next(k for k, v in ontap_sim.state.lifs.items() if v is lif)] = dataclasses.replace(
-            lif, enabled=False
+        ontap_sim.state.lifs[next(k for k, v in ontap_sim.state.lifs.items() if v is lif)] = (
+            dataclasses.replace(lif, enabled=False)
         )
     assert [p.address for p in client.portals()] == ["127.0.0.1"]
 
@@ -39,9 +39,17 @@ def test_an_initiator_without_its_own_entry_has_no_credentials(client):
 def test_one_way_chap_is_set_and_read_back_without_its_secret(client, ontap_sim):
     client.set_chap_credentials(ChapCredentials(INITIATOR, ChapAuth.CHAP, "hostuser", "hostsecret12"))
     read = client.chap_credentials(INITIATOR)
-    assert (read.auth, read.inbound_user, read.mutual, read.inbound_secret) == (ChapAuth.CHAP, "hostuser", False, None)
+    assert (read.auth, read.inbound_user, read.mutual, read.inbound_secret) == (
+        ChapAuth.CHAP,
+        "hostuser",
+        False,
+        None,
+    )
     with ontap_sim.state.lock:
-        assert ontap_sim.state.chap_entry(ontap_sim.state.svm(name="svm1"), INITIATOR).inbound_password == "hostsecret12"
+        assert (
+            ontap_sim.state.chap_entry(ontap_sim.state.svm(name="svm1"), INITIATOR).inbound_password
+            == "hostsecret12"
+        )
 
 
 def test_mutual_chap_can_be_set_then_dropped_back_to_one_way(client):

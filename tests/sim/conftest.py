@@ -24,8 +24,12 @@ def zapi(ontap_sim: Simulator, http: requests.Session) -> Callable[..., etree._E
     """Call a ZAPI API on the simulator; returns the <results> element, passed or failed."""
 
     def call(api: str, inner: str = "", vfiler: str | None = "svm1") -> etree._Element:
-        reply = http.post(ontap_sim.base_url + ZAPI_PATH, data=zapi_body(api, inner, vfiler),
-                          headers={"Content-Type": "text/xml"}, timeout=5)
+        reply = http.post(
+            ontap_sim.base_url + ZAPI_PATH,
+            data=zapi_body(api, inner, vfiler),
+            headers={"Content-Type": "text/xml"},
+            timeout=5,
+        )
         assert reply.status_code == 200, reply.text
         return results_of(reply.content)
 

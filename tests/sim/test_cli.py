@@ -15,11 +15,30 @@ import requests
 @pytest.mark.allow_subprocess
 def test_standalone_run_with_seed_and_tls(tmp_path: Path) -> None:
     seed = tmp_path / "seed.json"
-    seed.write_text(json.dumps({"cluster": {"name": "standalone", "version": "9.7"}, "svms": [{"name": "s"}]}))
-    argv = [sys.executable, "-m", "ontap_sim", "--listen", "127.0.0.1:0", "--tls", "--seed", str(seed),
-            "--user", "u", "--password", "pw"]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                               cwd=Path(__file__).resolve().parents[2])
+    seed.write_text(
+        json.dumps({"cluster": {"name": "standalone", "version": "9.7"}, "svms": [{"name": "s"}]})
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "ontap_sim",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls",
+        "--seed",
+        str(seed),
+        "--user",
+        "u",
+        "--password",
+        "pw",
+    ]
+    process = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     try:
         base_url = process.stdout.readline().strip()
         ca = process.stdout.readline().strip().removeprefix("CA certificate: ")

@@ -23,7 +23,9 @@ def recording_app() -> tuple[App, list[float]]:
     return App(build_state(), Faults(), "admin", "netapp1!", wait=waits.append), waits
 
 
-def post_zapi(sim: Simulator, http: requests.Session, api: str, inner: str = "", timeout: float = 5) -> requests.Response:
+def post_zapi(
+    sim: Simulator, http: requests.Session, api: str, inner: str = "", timeout: float = 5
+) -> requests.Response:
     return http.post(sim.base_url + ZAPI_PATH, data=zapi_body(api, inner), timeout=timeout)
 
 
@@ -50,7 +52,9 @@ class TestFaults:
         assert second.get("status") == "passed"
 
     def test_errno_on_rest_carries_code_message_and_status(self, ontap_sim: Simulator, rest) -> None:
-        ontap_sim.faults.inject("POST /api/protocols/san/lun-maps", "errno", code="5374573", message="no LIF", status=400)
+        ontap_sim.faults.inject(
+            "POST /api/protocols/san/lun-maps", "errno", code="5374573", message="no LIF", status=400
+        )
         reply = rest("POST", "/api/protocols/san/lun-maps", json={})
         assert reply.status_code == 400 and reply.json()["error"] == {"code": "5374573", "message": "no LIF"}
 
@@ -68,20 +72,26 @@ class TestFaults:
         ontap_sim.faults.inject("*", "http_status", times=None, status=502)
         assert {rest("GET", "/api/cluster").status_code for _ in range(3)} == {502}
 
-    def test_reset_drops_the_connection_without_reply(self, ontap_sim: Simulator, http: requests.Session) -> None:
+    def test_reset_drops_the_connection_without_reply(
+        self, ontap_sim: Simulator, http: requests.Session
+    ) -> None:
         ontap_sim.faults.inject("system-get-version", "reset")
         with pytest.raises(requests.ConnectionError):
             post_zapi(ontap_sim, http, "system-get-version")
         assert results_of(post_zapi(ontap_sim, http, "system-get-version").content).get("status") == "passed"
 
-    def test_lost_reply_applies_the_request_then_drops_the_connection(self, ontap_sim: Simulator, rest) -> None:
+    def test_lost_reply_applies_the_request_then_drops_the_connection(
+        self, ontap_sim: Simulator, rest
+    ) -> None:
         ontap_sim.faults.inject("POST /api/protocols/san/igroups", "lost_reply")
         body = {"svm": {"name": "svm1"}, "name": "host1", "protocol": "iscsi", "os_type": "linux"}
         with pytest.raises(requests.ConnectionError):
             rest("POST", "/api/protocols/san/igroups", json=body)
         assert [ig.name for ig in ontap_sim.state.igroups.values()] == ["host1"]
 
-    def test_timeout_holds_the_request_past_the_client_deadline(self, ontap_sim: Simulator, http: requests.Session) -> None:
+    def test_timeout_holds_the_request_past_the_client_deadline(
+        self, ontap_sim: Simulator, http: requests.Session
+    ) -> None:
         ontap_sim.faults.inject("system-get-version", "timeout", seconds=30)
         with pytest.raises(requests.ReadTimeout):
             post_zapi(ontap_sim, http, "system-get-version", timeout=0.2)

@@ -72,13 +72,17 @@ class TestStart:
 
 
 class TestMaps:
-    def test_a_map_adds_the_lun_with_its_serial_and_admits_the_igroup(self, sim: Simulator, tgt: FakeTgtadm) -> None:
+    def test_a_map_adds_the_lun_with_its_serial_and_admits_the_igroup(
+        self, sim: Simulator, tgt: FakeTgtadm
+    ) -> None:
         lun_map = map_lun(sim.state, 1, igroup(sim.state, "g", IQN_A, IQN_B))
         assert lun_map.lun_id == 1  # id 0 is tgtd's controller LU, so allocation starts at 1
         assert tgt.named("add_lun") == [(1, 1, "Zp$3Rt7/xY?b", 2 * 1024**3)]
         assert tgt.named("bind_initiator") == [(1, IQN_A), (1, IQN_B)]
 
-    def test_an_unmap_removes_the_lun_and_the_last_map_closes_the_acl(self, sim: Simulator, tgt: FakeTgtadm) -> None:
+    def test_an_unmap_removes_the_lun_and_the_last_map_closes_the_acl(
+        self, sim: Simulator, tgt: FakeTgtadm
+    ) -> None:
         group = igroup(sim.state, "g", IQN_A)
         map_lun(sim.state, 0, group)
         with sim.state.lock:

@@ -88,7 +88,9 @@ class TestObjects:
     def test_new_serials_are_12_printable_characters_and_unique(self, state: State) -> None:
         created = [state.create_lun(state.svms["svm1"], f"/vol/vol1/x{i}", 1024) for i in range(50)]
         serials = [c.serial for c in created]
-        assert len(set(serials)) == 50 and all(len(s) == 12 and set(s) <= set(SERIAL_ALPHABET) for s in serials)
+        assert len(set(serials)) == 50 and all(
+            len(s) == 12 and set(s) <= set(SERIAL_ALPHABET) for s in serials
+        )
 
     def test_lun_paths_need_an_existing_volume(self, state: State) -> None:
         assert refused(e.VOLUME_NOT_FOUND, state.create_lun, state.svms["svm1"], "/vol/nope/x", 1024)
@@ -103,7 +105,12 @@ class TestObjects:
 
 @pytest.mark.parametrize(
     ("pattern", "value", "hit"),
-    [("/vol/vol1/*", "/vol/vol1/lun0", True), ("lun?", "lun1", False), ("ab?c$", "ab?c$", True), ("*", "", True)],
+    [
+        ("/vol/vol1/*", "/vol/vol1/lun0", True),
+        ("lun?", "lun1", False),
+        ("ab?c$", "ab?c$", True),
+        ("*", "", True),
+    ],
 )
 def test_only_star_is_a_wildcard(pattern: str, value: str, hit: bool) -> None:
     assert wildcard_match(pattern, value) is hit

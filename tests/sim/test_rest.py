@@ -12,8 +12,13 @@ SVM = {"X-Dot-SVM-Name": "svm1"}
 
 
 def make_igroup(rest, name: str = "host1", *initiators: str) -> dict:
-    body = {"svm": {"name": "svm1"}, "name": name, "protocol": "iscsi", "os_type": "linux",
-            "initiators": [{"name": i} for i in initiators]}
+    body = {
+        "svm": {"name": "svm1"},
+        "name": name,
+        "protocol": "iscsi",
+        "os_type": "linux",
+        "initiators": [{"name": i} for i in initiators],
+    }
     reply = rest("POST", "/api/protocols/san/igroups?return_records=true", json=body)
     assert reply.status_code == 201, reply.text
     return reply.json()["records"][0]
@@ -33,7 +38,12 @@ def error_code(reply: requests.Response) -> str:
 class TestConventions:
     def test_cluster_version_with_trailing_slash_and_max_records(self, rest) -> None:
         reply = rest("GET", "/api/cluster/?fields=version&max_records=10000")
-        assert reply.json()["version"] == {"full": reply.json()["version"]["full"], "generation": 9, "major": 13, "minor": 1}
+        assert reply.json()["version"] == {
+            "full": reply.json()["version"]["full"],
+            "generation": 9,
+            "major": 13,
+            "minor": 1,
+        }
 
     def test_collections_return_name_and_uuid_by_default(self, rest) -> None:
         record = rest("GET", "/api/storage/luns?svm.name=svm1").json()["records"][0]
@@ -90,37 +100,55 @@ class TestIgroups:
         assert reply.status_code == 409 and error_code(reply) == "5374023"
 
     def test_create_without_any_svm_is_2621707(self, rest) -> None:
-        reply = rest("POST", "/api/protocols/san/igroups", json={"name": "x", "protocol": "iscsi", "os_type": "linux"})
+        reply = rest(
+            "POST", "/api/protocols/san/igroups", json={"name": "x", "protocol": "iscsi", "os_type": "linux"}
+        )
         assert error_code(reply) == "2621707"
 
     def test_filter_by_initiator(self, rest) -> None:
         make_igroup(rest, "host1", IQN_A)
         make_igroup(rest, "host2", IQN_B)
-        found = rest("GET", f"/api/protocols/san/igroups?svm.name=svm1&initiators.name={IQN_B}&fields=initiators.name").json()
+        found = rest(
+            "GET", f"/api/protocols/san/igroups?svm.name=svm1&initiators.name={IQN_B}&fields=initiators.name"
+        ).json()
         assert [r["name"] for r in found["records"]] == ["host2"]
         assert found["records"][0]["initiators"] == [{"name": IQN_B}]
 
     def test_add_and_remove_initiators(self, rest) -> None:
         uuid = make_igroup(rest, "host1")["uuid"]
         added = rest("POST", f"/api/protocols/san/igroups/{uuid}/initiators", json={"name": IQN_A})
-        again = rest("POST", f"/api/protocols/san/igroups/{uuid}/initiators", json={"records": [{"name": IQN_A}]})
+        again = rest(
+            "POST", f"/api/protocols/san/igroups/{uuid}/initiators", json={"records": [{"name": IQN_A}]}
+        )
         assert added.status_code == 201 and error_code(again) == "5374035"
         assert rest("DELETE", f"/api/protocols/san/igroups/{uuid}/initiators/{IQN_A}").status_code == 200
-        assert error_code(rest("DELETE", f"/api/protocols/san/igroups/{uuid}/initiators/{IQN_A}")) == "5374034"
+        assert (
+            error_code(rest("DELETE", f"/api/protocols/san/igroups/{uuid}/initiators/{IQN_A}")) == "5374034"
+        )
 
-    def test_deleting_a_mapped_igroup_needs_allow_delete_while_mapped(self, rest, ontap_sim: Simulator) -> None:
+    def test_deleting_a_mapped_igroup_needs_allow_delete_while_mapped(
+        self, rest, ontap_sim: Simulator
+    ) -> None:
         uuid = make_igroup(rest, "host1", IQN_A)["uuid"]
         map_lun(rest, "/vol/vol1/lun0")
         assert error_code(rest("DELETE", f"/api/protocols/san/igroups/{uuid}")) == "1254213"
-        assert rest("DELETE", f"/api/protocols/san/igroups/{uuid}?allow_delete_while_mapped=true").status_code == 200
+        assert (
+            rest("DELETE", f"/api/protocols/san/igroups/{uuid}?allow_delete_while_mapped=true").status_code
+            == 200
+        )
         assert ontap_sim.state.maps == []
 
 
 class TestLunMaps:
     def test_map_assigns_lowest_free_id_and_reuses_freed_ones(self, rest, ontap_sim: Simulator) -> None:
         make_igroup(rest, "host1", IQN_A)
-        ids = [map_lun(rest, f"/vol/vol1/lun{i}").json()["records"][0]["logical_unit_number"] for i in range(3)]
-        lun1, igroup = ontap_sim.state.lun("svm1", path="/vol/vol1/lun1"), ontap_sim.state.igroup("svm1", name="host1")
+        ids = [
+            map_lun(rest, f"/vol/vol1/lun{i}").json()["records"][0]["logical_unit_number"] for i in range(3)
+        ]
+        lun1, igroup = (
+            ontap_sim.state.lun("svm1", path="/vol/vol1/lun1"),
+            ontap_sim.state.igroup("svm1", name="host1"),
+        )
         assert rest("DELETE", f"/api/protocols/san/lun-maps/{lun1.uuid}/{igroup.uuid}").status_code == 200
         assert ids == [0, 1, 2]
         assert map_lun(rest, "/vol/vol1/lun3").json()["records"][0]["logical_unit_number"] == 1
@@ -163,36 +191,58 @@ class TestLunMaps:
 
 class TestTarget:
     def test_iscsi_data_lifs(self, rest) -> None:
-        reply = rest("GET", "/api/network/ip/interfaces?services=data_iscsi&svm.name=svm1&fields=ip.address,enabled,state,location.node.name")
+        reply = rest(
+            "GET",
+            "/api/network/ip/interfaces?services=data_iscsi&svm.name=svm1&fields=ip.address,enabled,state,location.node.name",
+        )
         records = reply.json()["records"]
         assert [(r["ip"]["address"], r["state"], r["location"]["node"]["name"]) for r in records] == [
-            ("127.0.0.1", "up", "node-01"), ("127.0.0.2", "up", "node-02")]
+            ("127.0.0.1", "up", "node-01"),
+            ("127.0.0.2", "up", "node-02"),
+        ]
 
     def test_service_gives_the_target_name(self, rest, ontap_sim: Simulator) -> None:
-        listed = rest("GET", "/api/protocols/san/iscsi/services?svm.name=svm1&fields=target.name,target.alias,enabled").json()
+        listed = rest(
+            "GET", "/api/protocols/san/iscsi/services?svm.name=svm1&fields=target.name,target.alias,enabled"
+        ).json()
         svm_uuid = ontap_sim.state.svms["svm1"].uuid
         single = rest("GET", f"/api/protocols/san/iscsi/services/{svm_uuid}?fields=target.name").json()
-        assert listed["records"][0]["target"]["name"] == single["target"]["name"] == ontap_sim.state.svms["svm1"].iscsi.target_iqn
+        assert (
+            listed["records"][0]["target"]["name"]
+            == single["target"]["name"]
+            == ontap_sim.state.svms["svm1"].iscsi.target_iqn
+        )
         assert listed["records"][0]["enabled"] is True
 
     def test_svm_without_service_is_5374078(self, start_sim) -> None:
         sim = start_sim(seed={"svms": [{"name": "svm9", "iscsi": None}]})
         uuid = sim.state.svms["svm9"].uuid
-        reply = requests.get(f"{sim.base_url}/api/protocols/san/iscsi/services/{uuid}", auth=("admin", "netapp1!"), timeout=5)
+        reply = requests.get(
+            f"{sim.base_url}/api/protocols/san/iscsi/services/{uuid}", auth=("admin", "netapp1!"), timeout=5
+        )
         assert error_code(reply) == "5374078"
 
 
 class TestCredentials:
     def test_create_read_patch_delete_never_shows_passwords(self, rest, ontap_sim: Simulator) -> None:
-        body = {"svm": {"name": "svm1"}, "initiator": IQN_A, "authentication_type": "CHAP",
-                "chap": {"inbound": {"user": "in", "password": "insecret1234"}}}
+        body = {
+            "svm": {"name": "svm1"},
+            "initiator": IQN_A,
+            "authentication_type": "CHAP",
+            "chap": {"inbound": {"user": "in", "password": "insecret1234"}},
+        }
         assert rest("POST", "/api/protocols/san/iscsi/credentials", json=body).status_code == 201
         assert error_code(rest("POST", "/api/protocols/san/iscsi/credentials", json=body)) == "5374142"
         uuid = ontap_sim.state.svms["svm1"].uuid
         patch = {"chap": {"outbound": {"user": "out", "password": "outsecret1234"}}}
-        assert rest("PATCH", f"/api/protocols/san/iscsi/credentials/{uuid}/{IQN_A}", json=patch).status_code == 200
+        assert (
+            rest("PATCH", f"/api/protocols/san/iscsi/credentials/{uuid}/{IQN_A}", json=patch).status_code
+            == 200
+        )
         fields = "authentication_type,chap.inbound.user,chap.outbound.user,initiator"
-        listed = rest("GET", f"/api/protocols/san/iscsi/credentials?svm.name=svm1&initiator={IQN_A}&fields={fields}")
+        listed = rest(
+            "GET", f"/api/protocols/san/iscsi/credentials?svm.name=svm1&initiator={IQN_A}&fields={fields}"
+        )
         record = listed.json()["records"][0]
         assert record["authentication_type"] == "chap"
         assert record["chap"] == {"inbound": {"user": "in"}, "outbound": {"user": "out"}}
@@ -202,26 +252,37 @@ class TestCredentials:
 
     def test_chap_rules(self, rest) -> None:
         base = {"svm": {"name": "svm1"}, "initiator": IQN_A, "authentication_type": "chap"}
-        same = dict(base, chap={"inbound": {"user": "a", "password": "samesecret12"},
-                                "outbound": {"user": "b", "password": "samesecret12"}})
+        same = dict(
+            base,
+            chap={
+                "inbound": {"user": "a", "password": "samesecret12"},
+                "outbound": {"user": "b", "password": "samesecret12"},
+            },
+        )
         assert error_code(rest("POST", "/api/protocols/san/iscsi/credentials", json=same)) == "5374147"
         assert error_code(rest("POST", "/api/protocols/san/iscsi/credentials", json=base)) == "5374149"
 
     def test_default_entry_exists_and_cannot_be_deleted(self, rest, ontap_sim: Simulator) -> None:
-        listed = rest("GET", "/api/protocols/san/iscsi/credentials?initiator=default&fields=authentication_type").json()
+        listed = rest(
+            "GET", "/api/protocols/san/iscsi/credentials?initiator=default&fields=authentication_type"
+        ).json()
         assert listed["records"][0]["authentication_type"] == "none"
         uuid = ontap_sim.state.svms["svm1"].uuid
         assert error_code(rest("DELETE", f"/api/protocols/san/iscsi/credentials/{uuid}/default")) == "5374148"
 
 
 class TestSvmScoping:
-    SEED = {"svms": [
-        {"name": "svm1", "volumes": [{"name": "vol1", "luns": [{"name": "a"}]}]},
-        {"name": "svm2", "volumes": [{"name": "vol1", "luns": [{"name": "b"}]}]},
-    ]}
+    SEED = {
+        "svms": [
+            {"name": "svm1", "volumes": [{"name": "vol1", "luns": [{"name": "a"}]}]},
+            {"name": "svm2", "volumes": [{"name": "vol1", "luns": [{"name": "b"}]}]},
+        ]
+    }
 
     def get(self, sim: Simulator, path: str, **headers: str) -> dict:
-        return requests.get(sim.base_url + path, headers=headers, auth=("admin", "netapp1!"), timeout=5).json()
+        return requests.get(
+            sim.base_url + path, headers=headers, auth=("admin", "netapp1!"), timeout=5
+        ).json()
 
     def test_header_by_name_or_uuid_and_query_filters_agree(self, start_sim) -> None:
         sim = start_sim(seed=self.SEED)
@@ -229,8 +290,12 @@ class TestSvmScoping:
         by_name = self.get(sim, "/api/storage/luns", **{"X-Dot-SVM-Name": "svm2"})
         by_uuid = self.get(sim, "/api/storage/luns", **{"X-Dot-SVM-UUID": uuid2})
         by_query = self.get(sim, f"/api/storage/luns?svm.uuid={uuid2}")
-        assert [r["name"] for r in by_name["records"]] == [r["name"] for r in by_uuid["records"]] == \
-            [r["name"] for r in by_query["records"]] == ["/vol/vol1/b"]
+        assert (
+            [r["name"] for r in by_name["records"]]
+            == [r["name"] for r in by_uuid["records"]]
+            == [r["name"] for r in by_query["records"]]
+            == ["/vol/vol1/b"]
+        )
         assert self.get(sim, "/api/storage/luns")["num_records"] == 2
 
     def test_singletons_outside_the_scoped_svm_are_not_found(self, start_sim) -> None:
@@ -242,4 +307,6 @@ class TestSvmScoping:
     def test_return_records_false_gives_only_the_count(self, start_sim) -> None:
         sim = start_sim(seed=self.SEED)
         assert self.get(sim, "/api/storage/luns?return_records=false") == {
-            "num_records": 2, "_links": {"self": {"href": "/api/storage/luns?return_records=false"}}}
+            "num_records": 2,
+            "_links": {"self": {"href": "/api/storage/luns?return_records=false"}},
+        }

@@ -12,8 +12,12 @@ from ontap_sim import Simulator
 
 def test_tls_verifies_against_the_ca(ontap_sim_tls: Simulator) -> None:
     assert ontap_sim_tls.base_url.startswith("https://127.0.0.1:")
-    reply = requests.get(ontap_sim_tls.base_url + "/api/cluster", auth=("admin", "netapp1!"),
-                         verify=ontap_sim_tls.ca_cert_path, timeout=5)
+    reply = requests.get(
+        ontap_sim_tls.base_url + "/api/cluster",
+        auth=("admin", "netapp1!"),
+        verify=ontap_sim_tls.ca_cert_path,
+        timeout=5,
+    )
     assert reply.json()["name"] == "cluster1"
 
 
@@ -34,8 +38,12 @@ def test_plain_http_client_against_tls_does_not_wedge_the_server(ontap_sim_tls: 
     plain = ontap_sim_tls.base_url.replace("https://", "http://")
     with pytest.raises(requests.ConnectionError):
         requests.get(plain + "/api/cluster", timeout=5)
-    reply = requests.get(ontap_sim_tls.base_url + "/api/cluster", auth=("admin", "netapp1!"),
-                         verify=ontap_sim_tls.ca_cert_path, timeout=5)
+    reply = requests.get(
+        ontap_sim_tls.base_url + "/api/cluster",
+        auth=("admin", "netapp1!"),
+        verify=ontap_sim_tls.ca_cert_path,
+        timeout=5,
+    )
     assert reply.status_code == 200
 
 

@@ -24,7 +24,8 @@ class FakeRoutes:
 
     def lookup_all(self, addresses):
         return {
-            address: Route(address, True, interface="lo") if address.startswith("127.")
+            address: Route(address, True, interface="lo")
+            if address.startswith("127.")
             else Route(address, False, problem="Network is unreachable")
             for address in addresses
         }
@@ -73,7 +74,9 @@ def test_a_healthy_host_and_array_pass_every_step(ontap_sim, tmp_path):
 def test_problems_on_the_host_are_all_reported_and_the_array_still_checked(ontap_sim, tmp_path):
     runner = FakeRunner()
     runner.reply(["iscsiadm"], exit_code=127, stderr="iscsiadm: not installed")
-    steps = by_name(checker(host_root(tmp_path, "InitiatorName=iqn.bad name\n"), runner).run(config_for(ontap_sim)))
+    steps = by_name(
+        checker(host_root(tmp_path, "InitiatorName=iqn.bad name\n"), runner).run(config_for(ontap_sim))
+    )
     assert steps["initiator name"].status is Status.FAILED and "line 1" in steps["initiator name"].detail
     assert steps["iscsiadm"].status is Status.FAILED and "not installed" in steps["iscsiadm"].detail
     assert steps["array"].status is Status.OK and steps["portals"].status is Status.OK
@@ -105,4 +108,7 @@ def test_unroutable_portals_and_a_disabled_service_are_named(remote_lif_sim, tmp
     steps = by_name(checker(host_root(tmp_path)).run(config_for(remote_lif_sim)))
     assert steps["iscsi service"].status is Status.FAILED and "disabled" in steps["iscsi service"].detail
     assert steps["portals"].status is Status.OK
-    assert steps["portals"].detail == f"127.0.0.2:3260 via lo; unreachable: {UNROUTED}:3260 (Network is unreachable)"
+    assert (
+        steps["portals"].detail
+        == f"127.0.0.2:3260 via lo; unreachable: {UNROUTED}:3260 (Network is unreachable)"
+    )

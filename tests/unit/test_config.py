@@ -17,15 +17,29 @@ MINIMAL = "[array]\nhostname = cluster1.example\n"
 def test_a_minimal_file_gets_the_documented_defaults():
     config = parse_config(MINIMAL, CONF)
     assert config.agent.socket == Path("/run/iscsi-agent/agent.sock")
-    assert config.agent.socket_mode == 0o660 and config.agent.allowed_uids == (0,) and config.agent.allowed_gids == ()
+    assert (
+        config.agent.socket_mode == 0o660
+        and config.agent.allowed_uids == (0,)
+        and config.agent.allowed_gids == ()
+    )
     assert (config.array.api, config.array.scheme, config.array.verify_tls, config.array.timeout) == (
-        ApiChoice.AUTO, "https", True, 30.0)
-    assert (config.iscsi.multipath, config.iscsi.login_timeout, config.iscsi.portal_networks) == (False, 15.0, ())
+        ApiChoice.AUTO,
+        "https",
+        True,
+        30.0,
+    )
+    assert (config.iscsi.multipath, config.iscsi.login_timeout, config.iscsi.portal_networks) == (
+        False,
+        15.0,
+        (),
+    )
     assert config.reconciler.interval == 60.0 and config.metrics.listen == ("127.0.0.1", 9713)
 
 
 def test_values_are_parsed_into_their_types():
-    config = parse_config(MINIMAL + """
+    config = parse_config(
+        MINIMAL
+        + """
 api = rest
 port = 8443
 verify_tls = no
@@ -36,28 +50,36 @@ allowed_uids = 0, 107
 portal_networks = 192.168.50.0/24, fd00::/64
 [metrics]
 listen =
-""", CONF)
+""",
+        CONF,
+    )
     assert (config.array.api, config.array.port, config.array.verify_tls) == (ApiChoice.REST, 8443, False)
     assert config.agent.socket_mode == 0o600 and config.agent.allowed_uids == (0, 107)
-    assert config.iscsi.portal_networks == (ipaddress.ip_network("192.168.50.0/24"), ipaddress.ip_network("fd00::/64"))
+    assert config.iscsi.portal_networks == (
+        ipaddress.ip_network("192.168.50.0/24"),
+        ipaddress.ip_network("fd00::/64"),
+    )
     assert config.metrics.listen is None
 
 
-@pytest.mark.parametrize(("text", "where", "why"), [
-    (MINIMAL + "[agnet]\n", "[agnet]", "unknown section"),
-    (MINIMAL + "timeuot = 5\n", "[array] timeuot", "unknown key"),
-    (MINIMAL + "timeout = abc\n", "[array] timeout", "'abc' is not a number of seconds"),
-    (MINIMAL + "timeout = 0\n", "[array] timeout", "must be greater than 0"),
-    (MINIMAL + "port = 70000\n", "[array] port", "not a TCP port"),
-    (MINIMAL + "api = soap\n", "[array] api", "must be one of auto, rest, zapi"),
-    (MINIMAL + "verify_tls = maybe\n", "[array] verify_tls", "is not true or false"),
-    (MINIMAL + "[agent]\nsocket_mode = 0999\n", "[agent] socket_mode", "octal"),
-    (MINIMAL + "[agent]\nstate_dir = var/lib\n", "[agent] state_dir", "absolute path"),
-    (MINIMAL + "[iscsi]\nportal_networks = 10.0.0.0/33\n", "[iscsi] portal_networks", "CIDR"),
-    (MINIMAL + "[metrics]\nlisten = 9713\n", "[metrics] listen", "host:port"),
-    ("[array]\nusername = admin\n", "[array] hostname", "is required"),
-    (MINIMAL + "[iscsi]\nchap_username = u\n", "[iscsi] chap_secret_file", "required when chap_username"),
-])
+@pytest.mark.parametrize(
+    ("text", "where", "why"),
+    [
+        (MINIMAL + "[agnet]\n", "[agnet]", "unknown section"),
+        (MINIMAL + "timeuot = 5\n", "[array] timeuot", "unknown key"),
+        (MINIMAL + "timeout = abc\n", "[array] timeout", "'abc' is not a number of seconds"),
+        (MINIMAL + "timeout = 0\n", "[array] timeout", "must be greater than 0"),
+        (MINIMAL + "port = 70000\n", "[array] port", "not a TCP port"),
+        (MINIMAL + "api = soap\n", "[array] api", "must be one of auto, rest, zapi"),
+        (MINIMAL + "verify_tls = maybe\n", "[array] verify_tls", "is not true or false"),
+        (MINIMAL + "[agent]\nsocket_mode = 0999\n", "[agent] socket_mode", "octal"),
+        (MINIMAL + "[agent]\nstate_dir = var/lib\n", "[agent] state_dir", "absolute path"),
+        (MINIMAL + "[iscsi]\nportal_networks = 10.0.0.0/33\n", "[iscsi] portal_networks", "CIDR"),
+        (MINIMAL + "[metrics]\nlisten = 9713\n", "[metrics] listen", "host:port"),
+        ("[array]\nusername = admin\n", "[array] hostname", "is required"),
+        (MINIMAL + "[iscsi]\nchap_username = u\n", "[iscsi] chap_secret_file", "required when chap_username"),
+    ],
+)
 def test_a_bad_file_is_refused_naming_file_section_and_key(text, where, why):
     with pytest.raises(ConfigError) as caught:
         parse_config(text, CONF)
@@ -106,17 +128,25 @@ def test_the_chap_secret_comes_from_its_file(tmp_path):
 
 
 def test_array_settings_carry_what_the_client_needs():
-    settings = parse_config(MINIMAL + "api = zapi\nvserver = svm1\nusername = admin\nca_bundle = /etc/ca.pem\n",
-                            CONF).array.to_settings()
+    settings = parse_config(
+        MINIMAL + "api = zapi\nvserver = svm1\nusername = admin\nca_bundle = /etc/ca.pem\n", CONF
+    ).array.to_settings()
     assert (settings.hostname, settings.api, settings.vserver, settings.ca_bundle, settings.base_url) == (
-        "cluster1.example", ApiChoice.ZAPI, "svm1", "/etc/ca.pem", "https://cluster1.example:443")
+        "cluster1.example",
+        ApiChoice.ZAPI,
+        "svm1",
+        "/etc/ca.pem",
+        "https://cluster1.example:443",
+    )
 
 
 def test_the_example_file_lists_exactly_the_schema_with_its_defaults():
     example = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
     example.read_string(EXAMPLE.read_text())
     listed = {section: dict(example[section]) for section in example.sections()}
-    declared = {section: {key: default for key, (_, default) in keys.items()} for section, keys in SCHEMA.items()}
+    declared = {
+        section: {key: default for key, (_, default) in keys.items()} for section, keys in SCHEMA.items()
+    }
     assert listed == declared
     filled = EXAMPLE.read_text().replace("hostname =\n", "hostname = cluster1.example\n", 1)
     assert parse_config(filled, EXAMPLE).array.hostname == "cluster1.example"

@@ -17,4 +17,3 @@ def reset_initiator() -> None:
     _run(["iscsiadm", "-m", "node", "-o", "delete"], timeout=60)
     _run(["iscsiadm", "-m", "discoverydb", "-t", "sendtargets", "-o", "delete"], timeout=60)
     _run(["udevadm", "settle", "--timeout=30"], timeout=60)
-

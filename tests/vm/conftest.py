@@ -53,7 +53,9 @@ class OntapLikeTarget:
         self.tgt.remove_lun(self.tid, lun_id)
         self.luns.pop(lun_id, None)
 
-    def set_chap(self, user: str, password: str, out_user: str | None = None, out_password: str | None = None) -> None:
+    def set_chap(
+        self, user: str, password: str, out_user: str | None = None, out_password: str | None = None
+    ) -> None:
         self.tgt.set_account(user, password)
         self.tgt.bind_account(self.tid, user)
         if out_user and out_password:

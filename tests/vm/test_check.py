@@ -12,8 +12,10 @@ def test_check_passes_on_the_guest_against_the_simulated_array(tmp_path, initiat
     url = urlsplit(sim.start())
     try:
         conf = tmp_path / "agent.conf"
-        conf.write_text(f"[array]\nhostname = {url.hostname}\nport = {url.port}\nscheme = http\n"
-                        "username = admin\npassword = netapp1!\nvserver = svm1\n")
+        conf.write_text(
+            f"[array]\nhostname = {url.hostname}\nport = {url.port}\nscheme = http\n"
+            "username = admin\npassword = netapp1!\nvserver = svm1\n"
+        )
         out = io.StringIO()
         code = main(["check", "--config", str(conf)], out=out)
     finally:

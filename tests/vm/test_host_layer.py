@@ -16,7 +16,15 @@ from iscsi_agent.host.blockdev import KernelBlockOps
 from iscsi_agent.host.command import SubprocessRunner
 from iscsi_agent.host.devices import BlockDevice, Devices
 from iscsi_agent.host.errors import DeviceInUse, IscsiAuthFailed, IscsiLoginFailed
-from iscsi_agent.host.identity import StaleReason, Verdict, is_lun, multipath_wwid, netapp_wwid, stale_reason, verify_lun
+from iscsi_agent.host.identity import (
+    StaleReason,
+    Verdict,
+    is_lun,
+    multipath_wwid,
+    netapp_wwid,
+    stale_reason,
+    verify_lun,
+)
 from iscsi_agent.host.initiator import read_initiator_name
 from iscsi_agent.host.iscsiadm import Chap, Iscsiadm, NodeSettings
 from iscsi_agent.host.multipath import Multipath
@@ -73,9 +81,11 @@ def scan(host: HostLayer, session: Session, lun: int) -> BlockDevice:
     device = host.devices.wait_for(
         ScsiAddress(session.host_number, 0, 0, lun), DEVICE_TIMEOUT, context=f"session{session.sid}"
     )
-    print(f"LUN {lun} via {session.portal}: {device.node} ({device.address}), "
-          f"by-path {[link.name for link in device.by_path]}, serial {device.identity.serial!r}, "
-          f"wwid {device.identity.wwid}")
+    print(
+        f"LUN {lun} via {session.portal}: {device.node} ({device.address}), "
+        f"by-path {[link.name for link in device.by_path]}, serial {device.identity.serial!r}, "
+        f"wwid {device.identity.wwid}"
+    )
     return device
 
 
@@ -93,6 +103,7 @@ def run(argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 # --- initiator, discovery, login, logout --------------------------------------------------
+
 
 def test_the_guests_initiator_name_is_read_and_valid(host, initiator_iqn):
     assert read_initiator_name(host.paths) == initiator_iqn
@@ -135,6 +146,7 @@ def test_logout_ends_the_session_and_repeating_it_is_nothing_to_do(host, target)
 
 
 # --- targeted scan, identity ---------------------------------------------------------------
+
 
 def test_a_targeted_scan_brings_exactly_that_lun_with_its_link_and_identity(host, target):
     target.add_lun(1)
@@ -183,14 +195,17 @@ def test_a_lun_removed_at_the_target_leaves_a_stale_device_that_is_recognised(ho
     assert still is not None and still.node.exists() and still.by_path, "a plain rescan removed the device"
     print(f"stale after rescan: {still.node} by-path {[link.name for link in still.by_path]}")
     mapped = {2: keep}
-    verdicts = {address.lun: stale_reason(address.lun, host.devices.identity(address), mapped)
-                for address in host.sessions.devices(session)}
+    verdicts = {
+        address.lun: stale_reason(address.lun, host.devices.identity(address), mapped)
+        for address in host.sessions.devices(session)
+    }
     assert verdicts[1] is StaleReason.LUN_GONE and verdicts[2] is None
     host.remover.remove(still, DEVICE_TIMEOUT, force_flush=True)
     assert not any(link.exists() for link in still.by_path) and not still.node.exists()
 
 
 # --- removal -----------------------------------------------------------------------------
+
 
 def test_removing_an_unused_device_drops_its_node_and_links(host, target):
     target.add_lun(1)
@@ -256,6 +271,7 @@ def test_removing_a_device_claimed_exclusively_is_refused(host, target):
 
 # --- dm-multipath ------------------------------------------------------------------------
 
+
 def test_a_multipath_map_over_two_portals_and_its_clean_removal(host, target):
     serial = target.add_lun(1)
     paths = [attach(host, target, 1, portal_index=index)[1] for index in range(len(target.portals))]
@@ -279,6 +295,7 @@ def test_a_multipath_map_over_two_portals_and_its_clean_removal(host, target):
 
 # --- CHAP --------------------------------------------------------------------------------
 
+
 def test_one_way_chap_logs_in_with_the_right_secret(host, target):
     target.set_chap("agent-user", "right-secret-0123")
     target.add_lun(1)
@@ -291,7 +308,9 @@ def test_a_wrong_chap_secret_is_a_clear_auth_error(host, target):
     target.set_chap("agent-user", "right-secret-0123")
     portal = Portal.parse(target.portals[0])
     host.iscsiadm.discover(portal)
-    host.iscsiadm.configure_node(target.iqn, portal, NodeSettings(chap=Chap("agent-user", "wrong-secret-0123")))
+    host.iscsiadm.configure_node(
+        target.iqn, portal, NodeSettings(chap=Chap("agent-user", "wrong-secret-0123"))
+    )
     with pytest.raises(IscsiAuthFailed) as caught:
         host.iscsiadm.login(target.iqn, portal)
     print(f"refused: {caught.value}")

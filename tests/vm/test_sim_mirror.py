@@ -48,10 +48,17 @@ def array(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MirroredAr
     tgt = Tgtadm(backing_dir=tmp_path / "backing")
     sim = Simulator(tgt=TgtMirror(tgt, tid=MIRROR_TID))
     url = urlsplit(sim.start())
-    client = connect(ArraySettings(
-        hostname=url.hostname or "127.0.0.1", port=url.port, scheme="http",
-        username="admin", password="netapp1!", vserver="svm1", api=request.param,
-    ))
+    client = connect(
+        ArraySettings(
+            hostname=url.hostname or "127.0.0.1",
+            port=url.port,
+            scheme="http",
+            username="admin",
+            password="netapp1!",
+            vserver="svm1",
+            api=request.param,
+        )
+    )
     try:
         yield MirroredArray(sim, client, tgt)
     finally:
@@ -60,7 +67,9 @@ def array(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MirroredAr
         sim.stop()
 
 
-def test_a_map_through_the_array_appears_on_the_host_and_an_unmap_removes_it_at_the_target(array, initiator_iqn):
+def test_a_map_through_the_array_appears_on_the_host_and_an_unmap_removes_it_at_the_target(
+    array, initiator_iqn
+):
     client = array.client
     lun = client.lun_by_path("/vol/vol1/lun1")
     igroup = client.create_igroup(IGROUP, "linux", [initiator_iqn])
@@ -69,7 +78,11 @@ def test_a_map_through_the_array_appears_on_the_host_and_an_unmap_removes_it_at_
     assert f"SCSI SN: {lun.serial}" in array.tgt.show()
 
     paths, runner, clock = HostPaths(), SubprocessRunner(), SystemClock()
-    iscsiadm, sessions, devices = Iscsiadm(runner, timeout=60, login_timeout=120), Sessions(paths), Devices(paths, clock)
+    iscsiadm, sessions, devices = (
+        Iscsiadm(runner, timeout=60, login_timeout=120),
+        Sessions(paths),
+        Devices(paths, clock),
+    )
     target_iqn = client.iscsi_service().target_iqn
     portal = Portal.parse(client.portals()[0].target)
     assert [found.iqn for found in iscsiadm.discover(portal)] == [target_iqn]
@@ -80,8 +93,10 @@ def test_a_map_through_the_array_appears_on_the_host_and_an_unmap_removes_it_at_
     sessions.scan_lun(session.host_number, lun_id)
     address = ScsiAddress(session.host_number, 0, 0, lun_id)
     device = devices.wait_for(address, DEVICE_TIMEOUT, context=f"session{session.sid}")
-    print(f"host sees {device.node} by-path {[link.name for link in device.by_path]} "
-          f"serial {device.identity.serial!r} wwid {device.identity.wwid}")
+    print(
+        f"host sees {device.node} by-path {[link.name for link in device.by_path]} "
+        f"serial {device.identity.serial!r} wwid {device.identity.wwid}"
+    )
     verdict, identity = verify_lun(devices, address, lun.serial)
     assert verdict is Verdict.MATCH
     assert identity.wwid == "naa." + naa_id(lun.serial) == "naa." + lun.naa_id

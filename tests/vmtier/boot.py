@@ -24,7 +24,16 @@ REPORTS_FILE = "reports.jsonl"
 ARGS_FILE = "pytest-args.txt"
 GUEST_LOG = "guest.log"
 VM_LOG = "vm-console.log"
-GUEST_PROGRAMS = ("qemu-system-x86_64", "iscsiadm", "iscsid", "tgtd", "tgtadm", "multipath", "multipathd", "udevadm")
+GUEST_PROGRAMS = (
+    "qemu-system-x86_64",
+    "iscsiadm",
+    "iscsid",
+    "tgtd",
+    "tgtadm",
+    "multipath",
+    "multipathd",
+    "udevadm",
+)
 BOOT_TIMEOUT = 45 * 60.0
 
 
@@ -63,12 +72,19 @@ def vng_argv(kernel: Path, rwdir: Path, cwd: Path, guest_command: Sequence[str])
     """--disable-kvm: with KVM, qemu aborts on an MSR on these machines; --force-9p: virtiofsd is unusable."""
     return [
         vng_program() or "vng",
-        "--run", str(kernel),
-        "--disable-kvm", "--force-9p",
-        "--memory", "2G", "--cpus", "2",
+        "--run",
+        str(kernel),
+        "--disable-kvm",
+        "--force-9p",
+        "--memory",
+        "2G",
+        "--cpus",
+        "2",
         f"--rwdir={rwdir}",
-        "--cwd", str(cwd),
-        "--exec", shlex.join(guest_command),
+        "--cwd",
+        str(cwd),
+        "--exec",
+        shlex.join(guest_command),
     ]
 
 
@@ -84,12 +100,18 @@ def run_in_vm(nodeids: Sequence[str], rootdir: Path, pytest_args: Sequence[str] 
     try:
         done = subprocess.run(
             vng_argv(kernel, rwdir, rootdir, guest_command),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env=env, timeout=BOOT_TIMEOUT, check=False,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            timeout=BOOT_TIMEOUT,
+            check=False,
         )
         console, exit_code = done.stdout.decode(errors="replace"), done.returncode
     except subprocess.TimeoutExpired as exc:
-        console = (exc.stdout or b"").decode(errors="replace") + f"\n[vm did not finish within {BOOT_TIMEOUT:g}s]"
+        console = (exc.stdout or b"").decode(
+            errors="replace"
+        ) + f"\n[vm did not finish within {BOOT_TIMEOUT:g}s]"
         exit_code = None
     (rwdir / VM_LOG).write_text(console)
     run = GuestRun(

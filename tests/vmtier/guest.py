@@ -46,7 +46,14 @@ class GuestSetupError(Exception):
 def run(argv: Sequence[str], log, timeout: float = 60.0, check: bool = True) -> int:
     log.write(f"$ {' '.join(argv)}\n")
     log.flush()
-    done = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, timeout=timeout, check=False)
+    done = subprocess.run(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        timeout=timeout,
+        check=False,
+    )
     if check and done.returncode != 0:
         raise GuestSetupError(f"{' '.join(argv)} exited {done.returncode}")
     return done.returncode
@@ -70,7 +77,10 @@ def start_stack(log) -> None:
     run(["modprobe", "dm_multipath"], log)
     portals = ",".join(f"portal={address}:3260" for address in PORTALS)
     run(["tgtd", "--iscsi", portals], log)
-    wait_for("tgtd", lambda: run(["tgtadm", "--lld", "iscsi", "--op", "show", "--mode", "target"], log, check=False) == 0)
+    wait_for(
+        "tgtd",
+        lambda: run(["tgtadm", "--lld", "iscsi", "--op", "show", "--mode", "target"], log, check=False) == 0,
+    )
     run(["iscsid"], log)
     # exit 21 "no active sessions" proves iscsid answers; 20 means it cannot be reached yet.
     wait_for("iscsid", lambda: run(["iscsiadm", "-m", "session"], log, check=False) in (0, 21))
@@ -97,7 +107,15 @@ def main(results_dir: Path) -> int:
         log.write(f"$ {' '.join(argv)}\n")
         log.flush()
         try:
-            done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=PYTEST_TIMEOUT, check=False)
+            done = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                timeout=PYTEST_TIMEOUT,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             log.write(f"pytest did not finish within {PYTEST_TIMEOUT:g}s\n")
             return 4

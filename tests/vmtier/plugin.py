@@ -31,7 +31,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(GuestReportWriter(config, Path(reports_file)), "vm-guest-report-writer")
 
 
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
     vm_items = [item for item in items if VM_TESTS_DIR in Path(item.path).resolve().parents]
     for item in vm_items:
         item.add_marker(pytest.mark.vm)
@@ -66,16 +68,21 @@ def _reports_for(item: pytest.Item) -> list[pytest.TestReport]:
         return _synthetic(item, "skipped", f"{SKIP_ENV}=1: the real-kernel tier was not run")
     missing = boot.missing_prerequisites()
     if missing:
-        return _synthetic(item, "failed", "the VM tier cannot run; missing: " + ", ".join(missing) + " (run `make deps`)")
+        return _synthetic(
+            item, "failed", "the VM tier cannot run; missing: " + ", ".join(missing) + " (run `make deps`)"
+        )
     config = item.config
     if _guest_run_key not in config.stash:
         nodeids = [vm_item.nodeid for vm_item in config.stash[_vm_items_key]]
-        config.stash[_guest_run_key] = boot.run_in_vm(nodeids, Path(str(config.rootpath)), _guest_pytest_args(config))
+        config.stash[_guest_run_key] = boot.run_in_vm(
+            nodeids, Path(str(config.rootpath)), _guest_pytest_args(config)
+        )
     run = config.stash[_guest_run_key]
     serialized = run.reports.get(item.nodeid)
     if not serialized:
         return _synthetic(
-            item, "failed",
+            item,
+            "failed",
             f"no result came back from the VM (exit code {run.exit_code}; logs in {run.results_dir}):\n{run.log_tail}",
         )
     return [config.hook.pytest_report_from_serializable(config=config, data=data) for data in serialized]
@@ -88,7 +95,9 @@ def _guest_pytest_args(config: pytest.Config) -> list[str]:
 
 
 def _synthetic(item: pytest.Item, outcome: str, message: str) -> list[pytest.TestReport]:
-    longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {message}") if outcome == "skipped" else message
+    longrepr = (
+        (str(item.path), item.location[1] or 0, f"Skipped: {message}") if outcome == "skipped" else message
+    )
     return [
         pytest.TestReport(item.nodeid, item.location, {}, "passed", None, "setup"),
         pytest.TestReport(item.nodeid, item.location, {}, outcome, longrepr, "call"),

@@ -11,13 +11,21 @@ from tests.unit.array.fakes import ScriptedTransport, json_reply
 
 
 def cluster(generation, major, minor):
-    return json_reply({"version": {"full": "NetApp Release", "generation": generation, "major": major, "minor": minor}})
+    return json_reply(
+        {"version": {"full": "NetApp Release", "generation": generation, "major": major, "minor": minor}}
+    )
 
 
 @pytest.mark.parametrize(
     ("release", "api"),
-    [((9, 11, 1), ApiChoice.REST), ((9, 14, 0), ApiChoice.REST), ((10, 0, 0), ApiChoice.REST),
-     ((9, 11, 0), ApiChoice.ZAPI), ((9, 10, 1), ApiChoice.ZAPI), ((9, 6, 0), ApiChoice.ZAPI)],
+    [
+        ((9, 11, 1), ApiChoice.REST),
+        ((9, 14, 0), ApiChoice.REST),
+        ((10, 0, 0), ApiChoice.REST),
+        ((9, 11, 0), ApiChoice.ZAPI),
+        ((9, 10, 1), ApiChoice.ZAPI),
+        ((9, 6, 0), ApiChoice.ZAPI),
+    ],
 )
 def test_the_release_decides_the_api(release, api):
     assert choose_api(Version(*release)) is api
@@ -32,8 +40,11 @@ def test_detection_is_one_version_request():
 
 @pytest.mark.parametrize(
     "reply",
-    [HttpReply(404, "Not Found", {}, b"<html>Not Found</html>"), json_reply({"error": {"code": "3", "message": "no"}}, 400),
-     HttpReply(200, "OK", {}, b"<html>old web ui</html>")],
+    [
+        HttpReply(404, "Not Found", {}, b"<html>Not Found</html>"),
+        json_reply({"error": {"code": "3", "message": "no"}}, 400),
+        HttpReply(200, "OK", {}, b"<html>old web ui</html>"),
+    ],
 )
 def test_a_cluster_without_a_usable_rest_api_gets_zapi(reply):
     assert detect_api(ScriptedTransport(reply)) is ApiChoice.ZAPI

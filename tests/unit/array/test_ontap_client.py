@@ -139,7 +139,9 @@ def test_lun_map_gives_the_reporting_nodes_or_none(client, ops):
 
 
 def test_maps_of_an_igroup_is_one_call(client, ops):
-    ops.maps_.update({("/vol/vol1/lun0", "ig"): 0, ("/vol/vol1/lun1", "ig"): 1, ("/vol/vol1/lun1", "other"): 0})
+    ops.maps_.update(
+        {("/vol/vol1/lun0", "ig"): 0, ("/vol/vol1/lun1", "ig"): 1, ("/vol/vol1/lun1", "other"): 0}
+    )
     ops.calls.clear()
     assert [m.lun_id for m in client.maps_of_igroup("ig")] == [0, 1]
     assert ops.calls == ["maps"]

@@ -22,13 +22,18 @@ def test_a_zapi_lun_lookup_queries_that_one_path_in_the_svm():
     root = sent_xml(transport)
     assert root.get("vfiler") == "svm1"
     assert root.findtext("n:lun-get-iter/n:query/n:lun-info/n:path", namespaces=NS) == "/vol/vol1/lun0"
-    assert root.find("n:lun-get-iter/n:desired-attributes/n:lun-info/n:serial-number", namespaces=NS) is not None
+    assert (
+        root.find("n:lun-get-iter/n:desired-attributes/n:lun-info/n:serial-number", namespaces=NS) is not None
+    )
 
 
 def test_a_zapi_name_lookup_matches_the_last_path_component_in_any_volume():
     transport = ScriptedTransport(xml_reply("<num-records>0</num-records>"))
     ZapiOps(ZapiConnection(transport, "svm1")).find_luns(LunKey.NAME, "lun0")
-    assert sent_xml(transport).findtext("n:lun-get-iter/n:query/n:lun-info/n:path", namespaces=NS) == "/vol/*/lun0"
+    assert (
+        sent_xml(transport).findtext("n:lun-get-iter/n:query/n:lun-info/n:path", namespaces=NS)
+        == "/vol/*/lun0"
+    )
 
 
 def test_a_zapi_map_is_sent_once_and_not_marked_retryable():
@@ -49,21 +54,39 @@ def test_a_rest_lun_lookup_filters_by_name_and_asks_for_the_mapped_state():
 
 def test_a_rest_map_names_the_svm_lun_and_igroup_and_reads_the_echoed_id():
     transport = ScriptedTransport(
-        json_reply({"num_records": 1, "records": [{"logical_unit_number": 4, "lun": {"name": "/vol/vol1/lun0"}}]}, 201)
+        json_reply(
+            {"num_records": 1, "records": [{"logical_unit_number": 4, "lun": {"name": "/vol/vol1/lun0"}}]},
+            201,
+        )
     )
     assert RestOps(RestConnection(transport, "svm1")).map_lun("/vol/vol1/lun0", "ig", 4) == 4
     (sent,) = transport.requests
     assert sent.json == {
-        "svm": {"name": "svm1"}, "lun": {"name": "/vol/vol1/lun0"}, "igroup": {"name": "ig"}, "logical_unit_number": 4
+        "svm": {"name": "svm1"},
+        "lun": {"name": "/vol/vol1/lun0"},
+        "igroup": {"name": "ig"},
+        "logical_unit_number": 4,
     }
     assert sent.params == {"return_records": "true"} and sent.idempotent is False
 
 
 def test_a_rest_unmap_deletes_by_the_two_uuids():
     transport = ScriptedTransport(
-        json_reply({"records": [{"lun": {"name": "/vol/vol1/lun0", "uuid": "L"}, "igroup": {"name": "ig", "uuid": "G"},
-                                 "logical_unit_number": 0}]}),
+        json_reply(
+            {
+                "records": [
+                    {
+                        "lun": {"name": "/vol/vol1/lun0", "uuid": "L"},
+                        "igroup": {"name": "ig", "uuid": "G"},
+                        "logical_unit_number": 0,
+                    }
+                ]
+            }
+        ),
         json_reply({}),
     )
     RestOps(RestConnection(transport, "svm1")).unmap_lun("/vol/vol1/lun0", "ig")
-    assert (transport.requests[1].method, transport.requests[1].path) == ("DELETE", "/api/protocols/san/lun-maps/L/G")
+    assert (transport.requests[1].method, transport.requests[1].path) == (
+        "DELETE",
+        "/api/protocols/san/lun-maps/L/G",
+    )

@@ -25,7 +25,9 @@ from tests.unit.array.fakes import ScriptedTransport, json_reply
     ],
 )
 def test_an_error_body_raises_its_code_as_a_typed_error(code, error):
-    reply = json_reply({"error": {"message": "The LUN is already mapped", "code": code, "target": "lun"}}, 409)
+    reply = json_reply(
+        {"error": {"message": "The LUN is already mapped", "code": code, "target": "lun"}}, 409
+    )
     with pytest.raises(error) as caught:
         parse_reply(reply, "POST /api/protocols/san/lun-maps")
     assert type(caught.value) is error
@@ -80,14 +82,18 @@ def test_collect_follows_next_links_without_resending_the_query():
                 "_links": {"next": {"href": "/api/storage/luns?start.uuid=abc&fields=name&max_records=2"}},
             }
         ),
-        json_reply({"records": [{"name": "/vol/vol1/lun2"}], "num_records": 1, "_links": {"self": {"href": "x"}}}),
+        json_reply(
+            {"records": [{"name": "/vol/vol1/lun2"}], "num_records": 1, "_links": {"self": {"href": "x"}}}
+        ),
     )
     rest = RestConnection(transport, "svm1", page_size=2)
     records = rest.collect("/api/storage/luns", {"name": "/vol/vol1/*"}, "name")
     assert [r["name"] for r in records] == ["/vol/vol1/lun0", "/vol/vol1/lun1", "/vol/vol1/lun2"]
     first, second = transport.requests
     assert first.params == {"svm.name": "svm1", "name": "/vol/vol1/*", "fields": "name", "max_records": "2"}
-    assert second.path == "/api/storage/luns?start.uuid=abc&fields=name&max_records=2" and second.params is None
+    assert (
+        second.path == "/api/storage/luns?start.uuid=abc&fields=name&max_records=2" and second.params is None
+    )
 
 
 def test_a_short_page_with_a_next_link_is_not_the_end():
@@ -116,7 +122,9 @@ def test_a_repeating_next_link_stops_with_an_error():
 def test_writes_name_the_svm_in_the_body_and_only_reads_are_idempotent():
     transport = ScriptedTransport(json_reply({"num_records": 1, "records": [{}]}, 201))
     rest = RestConnection(transport, "svm1")
-    rest.post("/api/protocols/san/lun-maps", {**rest.svm_body(), "lun": {"name": "/vol/v/l"}}, idempotent=False)
+    rest.post(
+        "/api/protocols/san/lun-maps", {**rest.svm_body(), "lun": {"name": "/vol/v/l"}}, idempotent=False
+    )
     (sent,) = transport.requests
     assert sent.json["svm"] == {"name": "svm1"} and sent.idempotent is False
     assert RestConnection(ScriptedTransport(), "").svm_body() == {}

@@ -36,7 +36,14 @@ LUN_RECORD = json.loads(
 def test_a_lun_record_gives_identity_size_os_type_and_mapped_state():
     lun = parse_lun(LUN_RECORD)
     assert lun == Lun(
-        "/vol/vol1/lun1", "bd6b3c2e-6f4e-4f55-b1a4-5d0f63b7e1a1", "ZlAFA?QMnBdX", 10737418240, "linux", True, True, "svm1"
+        "/vol/vol1/lun1",
+        "bd6b3c2e-6f4e-4f55-b1a4-5d0f63b7e1a1",
+        "ZlAFA?QMnBdX",
+        10737418240,
+        "linux",
+        True,
+        True,
+        "svm1",
     )
     assert lun.name == "lun1" and lun.naa_id == "600a09805a6c4146413f514d6e426458"
 
@@ -62,12 +69,19 @@ def test_status_mapped_is_required_because_it_comes_only_when_asked_for():
 
 def test_an_igroup_record_lists_initiators_as_objects():
     record = {
-        "uuid": "f8aa707a-57fa-11e4-ad08-123478563412", "name": "openstack-host1", "svm": {"name": "svm1"},
-        "protocol": "iscsi", "os_type": "linux",
+        "uuid": "f8aa707a-57fa-11e4-ad08-123478563412",
+        "name": "openstack-host1",
+        "svm": {"name": "svm1"},
+        "protocol": "iscsi",
+        "os_type": "linux",
         "initiators": [{"name": "iqn.1994-05.com.redhat:abc", "comment": ""}],
     }
     assert parse_igroup(record) == Igroup(
-        "openstack-host1", "iscsi", "linux", frozenset({"iqn.1994-05.com.redhat:abc"}), "f8aa707a-57fa-11e4-ad08-123478563412"
+        "openstack-host1",
+        "iscsi",
+        "linux",
+        frozenset({"iqn.1994-05.com.redhat:abc"}),
+        "f8aa707a-57fa-11e4-ad08-123478563412",
     )
 
 
@@ -75,12 +89,19 @@ def test_a_lun_map_record_carries_uuids_and_reporting_nodes():
     record = {
         "svm": {"name": "svm1", "uuid": "s"},
         "lun": {"name": "/vol/vol1/lun1", "uuid": "l-uuid", "node": {"name": "node-01", "uuid": "n"}},
-        "igroup": {"name": "openstack-host1", "uuid": "ig-uuid", "os_type": "linux", "protocol": "iscsi",
-                   "initiators": ["iqn.1994-05.com.redhat:abc"]},
+        "igroup": {
+            "name": "openstack-host1",
+            "uuid": "ig-uuid",
+            "os_type": "linux",
+            "protocol": "iscsi",
+            "initiators": ["iqn.1994-05.com.redhat:abc"],
+        },
         "logical_unit_number": 0,
         "reporting_nodes": [{"name": "node-01", "uuid": "n1"}, {"name": "node-02", "uuid": "n2"}],
     }
-    assert parse_lun_map(record) == LunMap("/vol/vol1/lun1", "openstack-host1", 0, "l-uuid", "ig-uuid", ("node-01", "node-02"))
+    assert parse_lun_map(record) == LunMap(
+        "/vol/vol1/lun1", "openstack-host1", 0, "l-uuid", "ig-uuid", ("node-01", "node-02")
+    )
 
 
 def test_a_lun_map_without_a_lun_number_is_a_response_error():
@@ -89,12 +110,19 @@ def test_a_lun_map_without_a_lun_number_is_a_response_error():
 
 
 INTERFACE = {
-    "uuid": "1b3c", "name": "iscsi_lif1",
+    "uuid": "1b3c",
+    "name": "iscsi_lif1",
     "ip": {"address": "10.0.0.11", "netmask": "24", "family": "ipv4"},
-    "enabled": True, "state": "up", "services": ["data_core", "data_iscsi"],
-    "location": {"node": {"name": "node-02", "uuid": "n2"}, "home_node": {"name": "node-01", "uuid": "n1"},
-                 "port": {"name": "e0d"}},
-    "svm": {"name": "svm1", "uuid": "s"}, "scope": "svm",
+    "enabled": True,
+    "state": "up",
+    "services": ["data_core", "data_iscsi"],
+    "location": {
+        "node": {"name": "node-02", "uuid": "n2"},
+        "home_node": {"name": "node-01", "uuid": "n1"},
+        "port": {"name": "e0d"},
+    },
+    "svm": {"name": "svm1", "uuid": "s"},
+    "scope": "svm",
 }
 
 
@@ -112,16 +140,30 @@ def test_an_ipv6_portal_target_is_bracketed():
 
 
 def test_the_iscsi_service_target_name_is_the_iqn():
-    record = {"svm": {"name": "svm1"}, "enabled": True,
-              "target": {"name": "iqn.1992-08.com.netapp:sn.574caf71890911e8a6b7005056b4ea79:vs.2", "alias": "svm1"}}
+    record = {
+        "svm": {"name": "svm1"},
+        "enabled": True,
+        "target": {
+            "name": "iqn.1992-08.com.netapp:sn.574caf71890911e8a6b7005056b4ea79:vs.2",
+            "alias": "svm1",
+        },
+    }
     assert parse_iscsi_service(record) == IscsiService(
         "iqn.1992-08.com.netapp:sn.574caf71890911e8a6b7005056b4ea79:vs.2", "svm1", True
     )
 
 
 def test_the_cluster_version_is_integers():
-    cluster = {"name": "cluster1", "uuid": "c", "version": {"full": "NetApp Release 9.11.1: Wed Jun 01 2022",
-                                                          "generation": 9, "major": 11, "minor": 1}}
+    cluster = {
+        "name": "cluster1",
+        "uuid": "c",
+        "version": {
+            "full": "NetApp Release 9.11.1: Wed Jun 01 2022",
+            "generation": 9,
+            "major": 11,
+            "minor": 1,
+        },
+    }
     assert parse_version(cluster) == Version(9, 11, 1, "NetApp Release 9.11.1: Wed Jun 01 2022")
     with pytest.raises(ArrayResponseError):
         parse_version({"name": "cluster1"})
@@ -129,8 +171,12 @@ def test_the_cluster_version_is_integers():
 
 @pytest.mark.parametrize("spelling", ["chap", "CHAP"])
 def test_credentials_accept_either_case_and_carry_no_secret(spelling):
-    record = {"svm": {"name": "svm1", "uuid": "s"}, "initiator": "iqn.1994-05.com.redhat:abc",
-              "authentication_type": spelling, "chap": {"inbound": {"user": "inuser"}}}
+    record = {
+        "svm": {"name": "svm1", "uuid": "s"},
+        "initiator": "iqn.1994-05.com.redhat:abc",
+        "authentication_type": spelling,
+        "chap": {"inbound": {"user": "inuser"}},
+    }
     credentials = parse_chap(record)
     assert credentials.auth is ChapAuth.CHAP and credentials.inbound_user == "inuser"
     assert not credentials.mutual and credentials.inbound_secret is None

@@ -15,7 +15,12 @@ POLICY = RetryPolicy(attempts=3, base_delay=0.5, max_delay=8.0)
 
 def transport(session, sleeps, rand=lambda: 1.0):
     return HttpTransport(
-        "https://array.test:443", session=session, timeout=(5.0, 30.0), retry=POLICY, sleep=sleeps.append, rand=rand
+        "https://array.test:443",
+        session=session,
+        timeout=(5.0, 30.0),
+        retry=POLICY,
+        sleep=sleeps.append,
+        rand=rand,
     )
 
 
@@ -102,7 +107,9 @@ def test_settings_give_basic_auth_or_a_client_certificate_never_both():
     by_password = HttpTransport.from_settings(ArraySettings("array.test", "admin", "s3cret!"))
     assert by_password._session.auth == ("admin", "s3cret!")
     by_cert = HttpTransport.from_settings(
-        ArraySettings("array.test", "admin", "s3cret!", client_cert="c.pem", client_key="k.pem", ca_bundle="ca.pem")
+        ArraySettings(
+            "array.test", "admin", "s3cret!", client_cert="c.pem", client_key="k.pem", ca_bundle="ca.pem"
+        )
     )
     assert by_cert._session.auth is None
 
@@ -110,7 +117,11 @@ def test_settings_give_basic_auth_or_a_client_certificate_never_both():
 def test_tls_options_travel_with_every_request_so_the_environment_cannot_override_them():
     session = ScriptedSession(response(200))
     HttpTransport(
-        "https://array.test:443", session=session, timeout=(1.0, 2.0), verify="ca.pem", cert=("c.pem", "k.pem")
+        "https://array.test:443",
+        session=session,
+        timeout=(1.0, 2.0),
+        verify="ca.pem",
+        cert=("c.pem", "k.pem"),
     ).request("GET", "/api/cluster", idempotent=True)
     (_, _, kwargs) = session.calls[0]
     assert kwargs["verify"] == "ca.pem" and kwargs["cert"] == ("c.pem", "k.pem")

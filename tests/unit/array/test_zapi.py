@@ -103,7 +103,11 @@ TAG = "&lt;lun-get-iter-key-td&gt;&lt;key-0&gt;svm1&lt;/key-0&gt;&lt;/lun-get-it
 
 def test_iterate_follows_next_tag_and_sends_it_back_unchanged():
     transport = ScriptedTransport(
-        page("<lun-info><path>/vol/vol1/lun0</path></lun-info><lun-info><path>/vol/vol1/lun1</path></lun-info>", 2, TAG),
+        page(
+            "<lun-info><path>/vol/vol1/lun0</path></lun-info><lun-info><path>/vol/vol1/lun1</path></lun-info>",
+            2,
+            TAG,
+        ),
         page("<lun-info><path>/vol/vol1/lun2</path></lun-info>", 1),
     )
     zapi = ZapiConnection(transport, "svm1", page_size=2)
@@ -113,7 +117,10 @@ def test_iterate_follows_next_tag_and_sends_it_back_unchanged():
     ns = {"n": NAMESPACE}
     assert first.findtext("n:lun-get-iter/n:max-records", namespaces=ns) == "2"
     assert first.find("n:lun-get-iter/n:tag", namespaces=ns) is None
-    assert second.findtext("n:lun-get-iter/n:tag", namespaces=ns) == "<lun-get-iter-key-td><key-0>svm1</key-0></lun-get-iter-key-td>"
+    assert (
+        second.findtext("n:lun-get-iter/n:tag", namespaces=ns)
+        == "<lun-get-iter-key-td><key-0>svm1</key-0></lun-get-iter-key-td>"
+    )
     assert all(r.idempotent and r.path == ZAPI_PATH for r in transport.requests)
 
 

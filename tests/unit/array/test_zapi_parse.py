@@ -27,7 +27,9 @@ def results(inner: str):
 
 
 def record(inner: str):
-    return results(f"<attributes-list>{inner}</attributes-list><num-records>1</num-records>").find("attributes-list")[0]
+    return results(f"<attributes-list>{inner}</attributes-list><num-records>1</num-records>").find(
+        "attributes-list"
+    )[0]
 
 
 LUN_INFO = """<lun-info>
@@ -95,7 +97,9 @@ def test_an_igroup_record_gives_its_initiators():
 
 
 def test_an_igroup_without_initiators_has_none():
-    igroup = parse_igroup(record("<initiator-group-info><initiator-group-name>ig</initiator-group-name></initiator-group-info>"))
+    igroup = parse_igroup(
+        record("<initiator-group-info><initiator-group-name>ig</initiator-group-name></initiator-group-info>")
+    )
     assert igroup.initiators == frozenset() and igroup.uuid is None
 
 
@@ -169,18 +173,26 @@ def test_system_get_version_gives_the_release_tuple():
 
 
 def test_an_old_release_without_the_tuple_is_read_from_the_text():
-    assert parse_version(results("<version>NetApp Release 8.3.2P5: Tue Aug 23 2016</version>")).release == (8, 3, 2)
+    assert parse_version(results("<version>NetApp Release 8.3.2P5: Tue Aug 23 2016</version>")).release == (
+        8,
+        3,
+        2,
+    )
     with pytest.raises(ArrayResponseError):
         parse_version(results("<version>unknown</version>"))
 
 
 def test_the_ontapi_version_is_major_and_minor():
-    assert parse_ontapi_version(results("<major-version>1</major-version><minor-version>170</minor-version>")) == (1, 170)
+    assert parse_ontapi_version(
+        results("<major-version>1</major-version><minor-version>170</minor-version>")
+    ) == (1, 170)
 
 
 def test_chap_auth_reads_users_and_never_secrets():
     credentials = parse_chap(
-        results("<auth-type>CHAP</auth-type><user-name>inuser</user-name><outbound-user-name>outuser</outbound-user-name>"),
+        results(
+            "<auth-type>CHAP</auth-type><user-name>inuser</user-name><outbound-user-name>outuser</outbound-user-name>"
+        ),
         "iqn.1994-05.com.redhat:abc",
     )
     assert credentials.auth is ChapAuth.CHAP and credentials.mutual

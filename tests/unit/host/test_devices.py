@@ -3,9 +3,9 @@
 import pytest
 
 from iscsi_agent.host.devices import DeviceIdentity, Devices, parse_udev_links, parse_vpd_pg80
-from iscsi_agent.host.watch import polling
 from iscsi_agent.host.errors import DeviceTimeout
 from iscsi_agent.host.sessions import ScsiAddress
+from iscsi_agent.host.watch import polling
 from tests.fakes import vpd_pg80
 
 IQN = "iqn.1992-08.com.netapp:sn.abc:vs.3"
@@ -44,23 +44,30 @@ def test_a_probed_lun_reads_as_a_block_device_with_identity_and_links(tree, path
     assert device.size_bytes == 64 << 20
     assert device.state == "running"
     assert device.identity == DeviceIdentity(
-        vendor="NETAPP", model="LUN C-Mode", revision="9800",
-        serial="ab?$/Cd3fGh1", wwid="naa.600a098061623f242f43643366476831",
+        vendor="NETAPP",
+        model="LUN C-Mode",
+        revision="9800",
+        serial="ab?$/Cd3fGh1",
+        wwid="naa.600a098061623f242f43643366476831",
     )
     assert [link.name for link in device.by_path] == [f"ip-127.0.0.1:3260-iscsi-{IQN}-lun-1"]
     assert [link.name for link in device.by_id] == [
-        "scsi-3600a098061623f242f43643366476831", "wwn-0x600a098061623f242f43643366476831",
+        "scsi-3600a098061623f242f43643366476831",
+        "wwn-0x600a098061623f242f43643366476831",
     ]
 
 
 def test_udev_database_links_are_parsed():
     text = "S:disk/by-path/ip-127.0.0.1:3260-iscsi-iqn.x-lun-1\nL:0\nE:ID_BUS=scsi\nS:disk/by-id/wwn-0x600a\n"
-    assert parse_udev_links(text) == ("disk/by-path/ip-127.0.0.1:3260-iscsi-iqn.x-lun-1", "disk/by-id/wwn-0x600a")
+    assert parse_udev_links(text) == (
+        "disk/by-path/ip-127.0.0.1:3260-iscsi-iqn.x-lun-1",
+        "disk/by-id/wwn-0x600a",
+    )
 
 
 def test_a_leftover_link_of_an_earlier_disk_with_the_same_name_is_not_this_disks(tree, devices):
     tree.add_disk(ADDRESS, "sda", "serial000001", iqn=IQN)
-    leftover = tree.root / "dev/disk/by-id/scsi-3600a0980" f"{'oldserial999'.encode().hex()}"
+    leftover = tree.root / f"dev/disk/by-id/scsi-3600a0980{b'oldserial999'.hex()}"
     leftover.symlink_to("../../sda")
     _, by_id = devices.links("sda")
     assert leftover not in by_id and len(by_id) == 2

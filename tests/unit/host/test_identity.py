@@ -3,7 +3,6 @@
 import pytest
 
 from iscsi_agent.host.devices import DeviceIdentity, Devices
-from iscsi_agent.host.watch import polling
 from iscsi_agent.host.identity import (
     StaleReason,
     Verdict,
@@ -15,6 +14,7 @@ from iscsi_agent.host.identity import (
     verify_lun,
 )
 from iscsi_agent.host.sessions import ScsiAddress
+from iscsi_agent.host.watch import polling
 
 
 def identity(serial, wwid):
@@ -30,15 +30,22 @@ def test_the_wwid_is_the_netapp_prefix_and_the_serial_in_hex():
 
 @pytest.mark.parametrize(
     "spelling",
-    ["naa.600a098038314461522451712f316969", "3600a098038314461522451712f316969",
-     "0x600A098038314461522451712F316969", "600a098038314461522451712f316969\n"],
+    [
+        "naa.600a098038314461522451712f316969",
+        "3600a098038314461522451712f316969",
+        "0x600A098038314461522451712F316969",
+        "600a098038314461522451712f316969\n",
+    ],
 )
 def test_every_spelling_of_a_wwid_normalizes_to_bare_hex(spelling):
     assert normalize_wwid(spelling) == "600a098038314461522451712f316969"
 
 
 def test_a_matching_serial_and_wwid_is_the_lun():
-    assert is_lun(identity("81DaR$Qq/1ii", "naa.600a098038314461522451712f316969"), "81DaR$Qq/1ii") is Verdict.MATCH
+    assert (
+        is_lun(identity("81DaR$Qq/1ii", "naa.600a098038314461522451712f316969"), "81DaR$Qq/1ii")
+        is Verdict.MATCH
+    )
 
 
 def test_a_different_serial_is_not_the_lun():
@@ -52,7 +59,10 @@ def test_a_matching_serial_with_a_foreign_wwid_is_not_the_lun():
 
 
 def test_a_t10_wwid_never_matches():
-    assert is_lun(identity("81DaR$Qq/1ii", "t10.NETAPP  LUN C-Mode  81DaR$Qq/1ii"), "81DaR$Qq/1ii") is Verdict.WWID_MISMATCH
+    assert (
+        is_lun(identity("81DaR$Qq/1ii", "t10.NETAPP  LUN C-Mode  81DaR$Qq/1ii"), "81DaR$Qq/1ii")
+        is Verdict.WWID_MISMATCH
+    )
 
 
 @pytest.mark.parametrize(("serial", "wwid"), [(None, "naa.600a0980"), ("81DaR$Qq/1ii", None), ("", "")])

@@ -52,11 +52,17 @@ def test_invalid_names_say_why(name, why):
 
 
 def test_name_is_read_from_the_debian_file():
-    assert parse_initiator_name(DEBIAN_FILE, "/etc/iscsi/initiatorname.iscsi") == "iqn.1993-08.org.debian:01:55d7b2b7e2e"
+    assert (
+        parse_initiator_name(DEBIAN_FILE, "/etc/iscsi/initiatorname.iscsi")
+        == "iqn.1993-08.org.debian:01:55d7b2b7e2e"
+    )
 
 
 def test_spaces_around_key_and_value_are_tolerated():
-    assert parse_initiator_name("  InitiatorName = iqn.1994-05.com.redhat:abc  \n", "f") == "iqn.1994-05.com.redhat:abc"
+    assert (
+        parse_initiator_name("  InitiatorName = iqn.1994-05.com.redhat:abc  \n", "f")
+        == "iqn.1994-05.com.redhat:abc"
+    )
 
 
 def test_a_bad_name_is_reported_with_file_and_line():
@@ -69,7 +75,9 @@ def test_a_bad_name_is_reported_with_file_and_line():
 
 
 def test_a_file_without_the_key_is_an_error_naming_the_file():
-    with pytest.raises(InitiatorNameError, match=r"^/etc/iscsi/initiatorname.iscsi has no InitiatorName= line"):
+    with pytest.raises(
+        InitiatorNameError, match=r"^/etc/iscsi/initiatorname.iscsi has no InitiatorName= line"
+    ):
         parse_initiator_name("## only comments\nGenerateName=yes\n", "/etc/iscsi/initiatorname.iscsi")
 
 

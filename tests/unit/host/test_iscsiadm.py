@@ -45,7 +45,9 @@ def test_sendtargets_output_is_parsed():
 
 def test_sendtargets_parser_reads_ipv6_portals_and_skips_warnings():
     output = "iscsiadm: some warning\n[fe80::1]:3260,1031 iqn.2001-04.com.example:t1\n\n"
-    assert parse_sendtargets(output) == (DiscoveredTarget(Portal("fe80::1", 3260), 1031, "iqn.2001-04.com.example:t1"),)
+    assert parse_sendtargets(output) == (
+        DiscoveredTarget(Portal("fe80::1", 3260), 1031, "iqn.2001-04.com.example:t1"),
+    )
 
 
 def test_discovery_creates_the_record_and_discovers_through_one_portal(iscsiadm, runner):
@@ -66,13 +68,16 @@ def test_discovery_with_no_targets_is_empty_not_an_error(iscsiadm, runner):
 
 def test_unreachable_portal_is_a_timeout_naming_the_portal(iscsiadm, runner):
     runner.reply((*DISCOVERYDB, "--discover"), exit_code=11, stderr=UNREACHABLE)
-    with pytest.raises(IscsiTimeout, match=r"discovery via 127.0.0.1:3260: the portal did not answer .exit 11.: .*PDU timed out"):
+    with pytest.raises(
+        IscsiTimeout,
+        match=r"discovery via 127.0.0.1:3260: the portal did not answer .exit 11.: .*PDU timed out",
+    ):
         iscsiadm.discover(PORTAL)
 
 
 def test_node_settings_make_start_and_scan_manual(iscsiadm, runner):
     iscsiadm.configure_node(IQN, PORTAL, NodeSettings(login_timeout=10, replacement_timeout=30))
-    updates = [call.argv[len(NODE) + 2:] for call in runner.calls[1:]]
+    updates = [call.argv[len(NODE) + 2 :] for call in runner.calls[1:]]
     assert runner.argvs[0] == (*NODE, "-o", "new")
     assert updates == [
         ("-n", "node.startup", "-v", "manual"),
@@ -106,11 +111,17 @@ def test_one_way_chap_leaves_the_incoming_pair_out(iscsiadm, runner):
 
 
 def test_chap_secrets_never_appear_in_repr():
-    assert "pw-out" not in repr(Chap("alice", "pw-out", "t", "pw-in")) and "pw-in" not in repr(Chap("a", "x", "t", "pw-in"))
+    assert "pw-out" not in repr(Chap("alice", "pw-out", "t", "pw-in")) and "pw-in" not in repr(
+        Chap("a", "x", "t", "pw-in")
+    )
 
 
 def test_a_failed_update_does_not_leak_the_secret(iscsiadm, runner):
-    runner.reply((*NODE, "-o", "update", "-n", "node.session.auth.password"), exit_code=6, stderr="iscsiadm: bad record\n")
+    runner.reply(
+        (*NODE, "-o", "update", "-n", "node.session.auth.password"),
+        exit_code=6,
+        stderr="iscsiadm: bad record\n",
+    )
     with pytest.raises(IscsiadmError) as caught:
         iscsiadm.configure_node(IQN, PORTAL, NodeSettings(chap=Chap("alice", "hunter2")))
     assert "hunter2" not in str(caught.value)
@@ -125,7 +136,11 @@ def test_login_runs_with_the_login_timeout(iscsiadm, runner):
 
 
 def test_a_second_login_is_success_not_an_error(iscsiadm, runner):
-    runner.reply((*NODE, "--login"), exit_code=15, stderr="iscsiadm: default: 1 session requested, but 1 already present.\n")
+    runner.reply(
+        (*NODE, "--login"),
+        exit_code=15,
+        stderr="iscsiadm: default: 1 session requested, but 1 already present.\n",
+    )
     assert iscsiadm.login(IQN, PORTAL) is False
 
 

@@ -79,7 +79,9 @@ def test_a_map_missing_a_path_times_out_saying_what_it_runs_over(tree, mapped, m
     from iscsi_agent.host.sessions import ScsiAddress
 
     tree.add_disk(ScsiAddress(8, 0, 0, 1), "sdc", "ab?$/Cd3fGh1", portal="127.0.0.3:3260")
-    with pytest.raises(MultipathError, match=r"over sda, sdb, sdc not ready within 3s; seen: map .* \(dm-0\) over sda, sdb"):
+    with pytest.raises(
+        MultipathError, match=r"over sda, sdb, sdc not ready within 3s; seen: map .* \(dm-0\) over sda, sdb"
+    ):
         multipath.wait_for(WWID, ["sda", "sdb", "sdc"], timeout=3)
 
 

@@ -5,10 +5,17 @@ import errno
 import pytest
 
 from iscsi_agent.host.devices import Devices
-from iscsi_agent.host.watch import polling
 from iscsi_agent.host.errors import DeviceInUse, SysfsError
-from iscsi_agent.host.removal import DeviceRemover, DeviceUsage, Mount, Opener, parse_mountinfo, removal_blocker
+from iscsi_agent.host.removal import (
+    DeviceRemover,
+    DeviceUsage,
+    Mount,
+    Opener,
+    parse_mountinfo,
+    removal_blocker,
+)
 from iscsi_agent.host.sessions import ScsiAddress
+from iscsi_agent.host.watch import polling
 from tests.fakes import FakeBlockOps
 
 ADDRESS = ScsiAddress(6, 0, 0, 1)
@@ -59,8 +66,14 @@ def test_mountinfo_with_optional_fields_and_junk_lines():
         (DeviceUsage("/dev/sda"), None),
         (DeviceUsage("/dev/sda", mounts=(Mount("8:0", "/data", "/dev/sda"),)), "mounted at /data"),
         (DeviceUsage("/dev/sda", holders=("dm-3 (3600a0980)",)), "held by dm-3 (3600a0980)"),
-        (DeviceUsage("/dev/sda", openers=(Opener(4242, "qemu-system-x86"),)), "open by pid 4242 (qemu-system-x86)"),
-        (DeviceUsage("/dev/sda", claimed=True), "claimed exclusively by another user (the kernel answered EBUSY)"),
+        (
+            DeviceUsage("/dev/sda", openers=(Opener(4242, "qemu-system-x86"),)),
+            "open by pid 4242 (qemu-system-x86)",
+        ),
+        (
+            DeviceUsage("/dev/sda", claimed=True),
+            "claimed exclusively by another user (the kernel answered EBUSY)",
+        ),
     ],
 )
 def test_the_decision_names_what_holds_the_device(usage, blocker):
@@ -81,7 +94,9 @@ def test_an_unused_device_is_flushed_deleted_and_waited_for(sda, remover, block,
 
 def test_a_mounted_device_is_refused_naming_the_mount_point(tree, sda, remover, block):
     tree.mount("sda", "/var/lib/nova/mnt")
-    with pytest.raises(DeviceInUse, match=r"/dev/sda \(6:0:0:1\) is in use: mounted at /var/lib/nova/mnt") as caught:
+    with pytest.raises(
+        DeviceInUse, match=r"/dev/sda \(6:0:0:1\) is in use: mounted at /var/lib/nova/mnt"
+    ) as caught:
         remover.remove(sda, timeout=5)
     assert caught.value.details["holder"] == "mounted at /var/lib/nova/mnt"
     assert block.flushed == [] and (tree.root / "dev/sda").exists()

@@ -8,10 +8,19 @@ from iscsi_agent.host.routes import Route, order_portals, parse_route_reply
 # RTM_NEWROUTE answers as pyroute2 gives them (trimmed to what is read).
 VIA_GATEWAY = {
     "type": 1,
-    "attrs": [("RTA_TABLE", 254), ("RTA_DST", "10.0.0.11"), ("RTA_OIF", 3), ("RTA_PREFSRC", "10.0.0.5"),
-              ("RTA_GATEWAY", "10.0.0.1"), ("RTA_CACHEINFO", {"rta_clntref": 2})],
+    "attrs": [
+        ("RTA_TABLE", 254),
+        ("RTA_DST", "10.0.0.11"),
+        ("RTA_OIF", 3),
+        ("RTA_PREFSRC", "10.0.0.5"),
+        ("RTA_GATEWAY", "10.0.0.1"),
+        ("RTA_CACHEINFO", {"rta_clntref": 2}),
+    ],
 }
-LOCAL = {"type": 2, "attrs": [("RTA_TABLE", 255), ("RTA_DST", "127.0.0.2"), ("RTA_OIF", 1), ("RTA_PREFSRC", "127.0.0.1")]}
+LOCAL = {
+    "type": 2,
+    "attrs": [("RTA_TABLE", 255), ("RTA_DST", "127.0.0.2"), ("RTA_OIF", 1), ("RTA_PREFSRC", "127.0.0.1")],
+}
 BLACKHOLE = {"type": 6, "attrs": [("RTA_TABLE", 254), ("RTA_DST", "10.9.9.9")]}
 LINKS = {1: "lo", 3: "ens4"}
 
@@ -23,7 +32,9 @@ def test_a_routed_address_names_interface_source_and_gateway():
 
 
 def test_a_local_address_is_reachable_without_a_gateway():
-    assert parse_route_reply("127.0.0.2", LOCAL, LINKS) == Route("127.0.0.2", True, interface="lo", source="127.0.0.1")
+    assert parse_route_reply("127.0.0.2", LOCAL, LINKS) == Route(
+        "127.0.0.2", True, interface="lo", source="127.0.0.1"
+    )
 
 
 def test_a_blackhole_route_is_not_reachable_and_says_why():

@@ -12,8 +12,15 @@ IQN = "iqn.1992-08.com.netapp:sn.4b1d6e0f2a9c11efb3c1005056a7d2e4:vs.3"
 def test_a_session_is_read_with_its_target_portal_state_and_scsi_host(tree, paths):
     tree.add_session(1, 6, IQN, "127.0.0.1:3260")
     assert Sessions(paths).current() == (
-        Session(sid=1, target_iqn=IQN, portal=Portal("127.0.0.1", 3260), state="LOGGED_IN", host_number=6,
-                tpgt=1, iface="default"),
+        Session(
+            sid=1,
+            target_iqn=IQN,
+            portal=Portal("127.0.0.1", 3260),
+            state="LOGGED_IN",
+            host_number=6,
+            tpgt=1,
+            iface="default",
+        ),
     )
 
 
@@ -44,7 +51,9 @@ def test_find_matches_target_and_portal(tree, paths):
 
 def test_the_portal_falls_back_to_the_current_address(tree, paths):
     tree.add_session(1, 6, IQN, "127.0.0.1:3260")
-    connection = tree.root / "sys/devices/platform/host6/session1/connection1:0/iscsi_connection/connection1:0"
+    connection = (
+        tree.root / "sys/devices/platform/host6/session1/connection1:0/iscsi_connection/connection1:0"
+    )
     (connection / "persistent_address").unlink()
     (connection / "persistent_port").unlink()
     assert Sessions(paths).current()[0].portal == Portal("127.0.0.1", 3260)
