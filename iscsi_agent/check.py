@@ -110,9 +110,9 @@ class Checker:
             return Step("portals", Status.FAILED, str(exc))
         table = self.routes.lookup_all(portal.address for portal in portals)
         usable = order_portals(portals, table, config.iscsi.portal_networks)
-        reached = [f"{portal.target} via {table[portal.address].interface}" for portal in usable]
+        reached = [f"{portal.portal} via {table[portal.address].interface}" for portal in usable]
         missed = [
-            f"{portal.target} ({table[portal.address].problem})" for portal in portals if portal not in usable
+            f"{portal.portal} ({table[portal.address].problem})" for portal in portals if portal not in usable
         ]
         detail = ", ".join(reached) or "none reachable"
         if missed:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from iscsi_agent.host.command import CommandResult, CommandTimeout, mask
 from iscsi_agent.host.sessions import ScsiAddress
+from iscsi_agent.naa import netapp_wwid
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ class FakeBlockOps:
 
 
 def ontap_wwid(serial: str) -> str:
-    return "naa.600a0980" + serial.encode("ascii").hex()
+    """The WWID as sysfs shows it for an ONTAP LUN."""
+    return "naa." + netapp_wwid(serial)
 
 
 def vpd_pg80(serial: str, width: int = 36) -> bytes:
@@ -213,11 +215,10 @@ class HostTree:
 
     def add_links(self, name: str, serial: str, *, iqn: str, portal: str, lun: int) -> list[str]:
         """udev's links for a disk; returns them relative to /dev, as udev's database lists them."""
-        hexid = serial.encode("ascii").hex()
         links = [
             f"disk/by-path/ip-{portal}-iscsi-{iqn}-lun-{lun}",
-            f"disk/by-id/scsi-3600a0980{hexid}",
-            f"disk/by-id/wwn-0x600a0980{hexid}",
+            f"disk/by-id/scsi-3{netapp_wwid(serial)}",
+            f"disk/by-id/wwn-0x{netapp_wwid(serial)}",
         ]
         for relative in links:
             link = self.root / "dev" / relative

@@ -15,9 +15,9 @@ from iscsi_agent.array.model import (
     ChapCredentials,
     Igroup,
     IscsiService,
+    Lif,
     Lun,
     LunMap,
-    Portal,
     Svm,
     Version,
 )
@@ -77,7 +77,7 @@ class ArrayClient(Protocol):
         """Every map of one igroup, in one array request (the reconciler's view)."""
         ...
 
-    def portals(self) -> tuple[Portal, ...]:
+    def portals(self) -> tuple[Lif, ...]:
         """Enabled iSCSI data LIFs of the SVM."""
         ...
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-NETAPP_NAA_PREFIX = "600a0980"
+from iscsi_agent.naa import netapp_wwid
+from iscsi_agent.portal import Portal
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Lun:
     @property
     def naa_id(self) -> str:
         """NAA type 6 identifier the host sees (without the leading '3' udev adds)."""
-        return NETAPP_NAA_PREFIX + self.serial.encode("ascii").hex()
+        return netapp_wwid(self.serial)
 
 
 @dataclass(frozen=True)
@@ -88,21 +89,18 @@ class LunMap:
 
 
 @dataclass(frozen=True)
-class Portal:
+class Lif:
     """An enabled iSCSI data LIF. REST does not report the portal group tag, so ``tpgt`` may be None."""
 
-    address: str
-    port: int
+    portal: Portal
     tpgt: int | None
     current_node: str | None
     home_node: str | None
     name: str = ""
 
     @property
-    def target(self) -> str:
-        """``address:port`` as iscsiadm wants it, IPv6 addresses bracketed."""
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{host}:{self.port}"
+    def address(self) -> str:
+        return self.portal.address
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from iscsi_agent.array.model import (
     ChapCredentials,
     Igroup,
     IscsiService,
+    Lif,
     Lun,
     LunMap,
-    Portal,
     Svm,
     Version,
 )
@@ -148,7 +148,7 @@ class OntapClient:
     def maps_of_igroup(self, igroup: str) -> tuple[LunMap, ...]:
         return self.ops.maps(igroup=igroup)
 
-    def portals(self) -> tuple[Portal, ...]:
+    def portals(self) -> tuple[Lif, ...]:
         return self.ops.portals()
 
     def iscsi_service(self) -> IscsiService:

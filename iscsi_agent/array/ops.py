@@ -14,9 +14,9 @@ from iscsi_agent.array.model import (
     ChapCredentials,
     Igroup,
     IscsiService,
+    Lif,
     Lun,
     LunMap,
-    Portal,
     Svm,
     Version,
 )
@@ -63,7 +63,7 @@ class ArrayOps(Protocol):
         """Maps filtered by LUN path and/or igroup name, in one query."""
         ...
 
-    def portals(self) -> tuple[Portal, ...]: ...
+    def portals(self) -> tuple[Lif, ...]: ...
 
     def iscsi_service(self) -> IscsiService: ...
 

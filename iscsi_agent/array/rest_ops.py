@@ -17,9 +17,9 @@ from iscsi_agent.array.model import (
     ChapCredentials,
     Igroup,
     IscsiService,
+    Lif,
     Lun,
     LunMap,
-    Portal,
     Svm,
     Version,
 )
@@ -152,7 +152,7 @@ class RestOps:
             m for m in maps if (path is None or m.lun_path == path) and (igroup is None or m.igroup == igroup)
         )
 
-    def portals(self) -> tuple[Portal, ...]:
+    def portals(self) -> tuple[Lif, ...]:
         records = self.rest.collect(INTERFACES, {"services": "data_iscsi"}, PORTAL_FIELDS)
         return tuple(portal for portal in map(parse_portal, records) if portal is not None)
 

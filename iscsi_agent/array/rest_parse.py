@@ -11,14 +11,13 @@ from iscsi_agent.array.model import (
     ChapCredentials,
     Igroup,
     IscsiService,
+    Lif,
     Lun,
     LunMap,
-    Portal,
     Version,
 )
 from iscsi_agent.array.rest import field, int_field, optional_field
-
-ISCSI_PORT = 3260  # REST has no port for LIFs; ONTAP does not let the iSCSI port change
+from iscsi_agent.portal import Portal
 
 Record = Mapping[str, Any]
 
@@ -86,7 +85,7 @@ def _objects(record: Record, name: str, api: str) -> list[Record]:
     return value
 
 
-def parse_portal(record: Record) -> Portal | None:
+def parse_portal(record: Record) -> Lif | None:
     """``/api/network/ip/interfaces`` record; None for a disabled or down interface.
 
     ``{"name": "iscsi_lif1", "ip": {"address": "10.0.0.11"}, "enabled": true, "state": "up",
@@ -94,9 +93,9 @@ def parse_portal(record: Record) -> Portal | None:
     """
     if optional_field(record, "enabled", True) is False or optional_field(record, "state") == "down":
         return None
-    return Portal(
-        address=str(field(record, "ip.address", "GET /api/network/ip/interfaces")),
-        port=ISCSI_PORT,
+    return Lif(
+        # REST has no port for LIFs: the iSCSI port cannot change on ONTAP
+        portal=Portal(str(field(record, "ip.address", "GET /api/network/ip/interfaces"))),
         tpgt=None,
         current_node=optional_field(record, "location.node.name"),
         home_node=optional_field(record, "location.home_node.name"),

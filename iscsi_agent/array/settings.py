@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from iscsi_agent.portal import bracketed
+
 DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
@@ -42,9 +44,8 @@ class ArraySettings:
 
     @property
     def base_url(self) -> str:
-        host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
         port = self.port or DEFAULT_PORTS[self.scheme]
-        return f"{self.scheme}://{host}:{port}"
+        return f"{self.scheme}://{bracketed(self.hostname)}:{port}"
 
     @property
     def verify(self) -> bool | str:

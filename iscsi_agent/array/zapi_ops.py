@@ -8,9 +8,9 @@ from iscsi_agent.array.model import (
     ChapCredentials,
     Igroup,
     IscsiService,
+    Lif,
     Lun,
     LunMap,
-    Portal,
     Svm,
     Version,
 )
@@ -33,7 +33,9 @@ NO_SUCH_IGROUP = "9003"
 INITIATOR_HAS_NO_AUTH = "13112"  # "Initiator … not found, please use default authentication."
 
 LUN_FIELDS: Args = {
-    "lun-info": dict.fromkeys(("path", "uuid", "size", "serial-number", "multiprotocol-type", "mapped", "online", "vserver"))
+    "lun-info": dict.fromkeys(
+        ("path", "uuid", "size", "serial-number", "multiprotocol-type", "mapped", "online", "vserver")
+    )
 }
 IGROUP_FIELDS: Args = {
     "initiator-group-info": {
@@ -149,7 +151,7 @@ class ZapiOps:
             if (path is None or m.lun_path == path) and (igroup is None or m.igroup == igroup)
         )
 
-    def portals(self) -> tuple[Portal, ...]:
+    def portals(self) -> tuple[Lif, ...]:
         entries = self.zapi.iterate("iscsi-interface-get-iter")
         return tuple(portal for portal in map(parse_portal, entries) if portal is not None)
 

@@ -12,9 +12,9 @@ from iscsi_agent.array.model import (
     ChapCredentials,
     Igroup,
     IscsiService,
+    Lif,
     Lun,
     LunMap,
-    Portal,
     Svm,
     Version,
 )
@@ -25,6 +25,7 @@ from iscsi_agent.array.zapi import (
     required_int,
     required_text,
 )
+from iscsi_agent.portal import Portal
 
 _RELEASE = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
@@ -117,7 +118,7 @@ def parse_assigned_lun_id(results: etree._Element) -> int:
     return required_int(results, "lun-id-assigned", "lun-map")
 
 
-def parse_portal(entry: etree._Element) -> Portal | None:
+def parse_portal(entry: etree._Element) -> Lif | None:
     """``iscsi-interface-list-entry-info``; None for a disabled interface.
 
     ``<current-node>node-01</current-node><interface-name>iscsi_lif1</interface-name><ip-address>10.0.0.11</ip-address>
@@ -126,9 +127,8 @@ def parse_portal(entry: etree._Element) -> Portal | None:
     api = "iscsi-interface-get-iter"
     if not optional_bool(entry, "is-interface-enabled", True):
         return None
-    return Portal(
-        address=required_text(entry, "ip-address", api),
-        port=required_int(entry, "ip-port", api),
+    return Lif(
+        portal=Portal(required_text(entry, "ip-address", api), required_int(entry, "ip-port", api)),
         tpgt=optional_int(entry, "tpgroup-tag", api),
         current_node=optional_text(entry, "current-node"),
         home_node=None,  # ZAPI's iscsi interface list does not carry the home node

@@ -14,9 +14,7 @@ from typing import Protocol
 
 from iscsi_agent.host.devices import DeviceIdentity
 from iscsi_agent.host.sessions import ScsiAddress
-
-NETAPP_NAA_PREFIX = "600a0980"
-_WWID_FORMS = ("naa.", "0x")
+from iscsi_agent.naa import netapp_wwid, normalize_wwid
 
 
 class Verdict(enum.Enum):
@@ -29,30 +27,6 @@ class Verdict(enum.Enum):
 class StaleReason(enum.Enum):
     LUN_GONE = "the array no longer maps this LUN id"
     IDENTITY_MISMATCH = "the array maps a different LUN at this id"
-
-
-def netapp_wwid(serial: str) -> str:
-    """The NAA WWID ONTAP derives from a serial, bare lower-case hex: 600a0980 + hex(serial)."""
-    return NETAPP_NAA_PREFIX + serial.encode("ascii").hex()
-
-
-def multipath_wwid(serial: str) -> str:
-    """The same WWID as multipath and udev write it (a leading 3, the NAA designator type)."""
-    return "3" + netapp_wwid(serial)
-
-
-def normalize_wwid(wwid: str) -> str:
-    """Bare lower-case hex from any spelling: "naa.600A..." (sysfs), "3600a..." (udev), "0x600a...".
-
-    Non-NAA forms (t10., eui.) come back unchanged apart from case, so they never match.
-    """
-    text = wwid.strip().lower()
-    for prefix in _WWID_FORMS:
-        if text.startswith(prefix):
-            return text[len(prefix) :]
-    if text.startswith("3") and len(text) in (17, 33):
-        return text[1:]
-    return text
 
 
 def is_lun(identity: DeviceIdentity, serial: str) -> Verdict:

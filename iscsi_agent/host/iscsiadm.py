@@ -23,7 +23,7 @@ from iscsi_agent.host.errors import (
     IscsiTimeout,
     IscsiTransportMissing,
 )
-from iscsi_agent.host.portal import Portal
+from iscsi_agent.portal import Portal
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from iscsi_agent.host.command import CommandResult, CommandRunner, CommandTimeout
 from iscsi_agent.host.errors import MultipathError, WaitTimeout
-from iscsi_agent.host.identity import normalize_wwid
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sysfs import entries, read_attr
 from iscsi_agent.host.waiting import Clock, wait_until
+from iscsi_agent.naa import normalize_wwid
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iscsi_agent.host.paths import HostPaths
-from iscsi_agent.host.portal import Portal
 from iscsi_agent.host.sysfs import entries, read_attr, write_attr
+from iscsi_agent.portal import Portal
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ INITIATOR = "iqn.1994-05.com.redhat:chap-host"
 
 def test_portals_are_the_enabled_iscsi_lifs(client, wire):
     portals = sorted(client.portals(), key=lambda p: p.address)
-    assert [(p.address, p.port, p.current_node) for p in portals] == [
+    assert [(p.address, p.portal.port, p.current_node) for p in portals] == [
         ("127.0.0.1", 3260, "node-01"),
         ("127.0.0.2", 3260, "node-02"),
     ]

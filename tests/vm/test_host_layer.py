@@ -20,8 +20,6 @@ from iscsi_agent.host.identity import (
     StaleReason,
     Verdict,
     is_lun,
-    multipath_wwid,
-    netapp_wwid,
     stale_reason,
     verify_lun,
 )
@@ -29,10 +27,11 @@ from iscsi_agent.host.initiator import read_initiator_name
 from iscsi_agent.host.iscsiadm import Chap, Iscsiadm, NodeSettings
 from iscsi_agent.host.multipath import Multipath
 from iscsi_agent.host.paths import HostPaths
-from iscsi_agent.host.portal import Portal
 from iscsi_agent.host.removal import DeviceRemover
 from iscsi_agent.host.sessions import ScsiAddress, Session, Sessions
 from iscsi_agent.host.waiting import SystemClock
+from iscsi_agent.naa import multipath_wwid, netapp_wwid
+from iscsi_agent.portal import Portal
 
 # The guest runs everything several times slower than the host (no KVM): generous deadlines.
 DEVICE_TIMEOUT = 60.0

@@ -1,7 +1,7 @@
 """Portal reachability from the real kernel's routing table (the guest has loopback only)."""
 
-from iscsi_agent.host.portal import Portal
 from iscsi_agent.host.routes import KernelRoutes, order_portals
+from iscsi_agent.portal import Portal
 
 TEST_NET_1 = "192.0.2.1"  # RFC 5737: documentation only, never routed; nothing is sent anyway
 

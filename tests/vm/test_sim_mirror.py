@@ -23,9 +23,9 @@ from iscsi_agent.host.devices import Devices
 from iscsi_agent.host.identity import StaleReason, Verdict, stale_reason, verify_lun
 from iscsi_agent.host.iscsiadm import Iscsiadm, NodeSettings
 from iscsi_agent.host.paths import HostPaths
-from iscsi_agent.host.portal import Portal
 from iscsi_agent.host.sessions import ScsiAddress, Sessions
 from iscsi_agent.host.waiting import SystemClock
+from iscsi_agent.portal import Portal
 from ontap_sim import Simulator
 from ontap_sim.mirror import TgtMirror
 from ontap_sim.tgt import Tgtadm, naa_id

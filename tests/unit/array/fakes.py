@@ -20,14 +20,15 @@ from iscsi_agent.array.model import (
     ChapCredentials,
     Igroup,
     IscsiService,
+    Lif,
     Lun,
     LunMap,
-    Portal,
     Svm,
     Version,
 )
 from iscsi_agent.array.ops import LunKey
 from iscsi_agent.array.transport import HttpReply
+from iscsi_agent.portal import Portal
 
 NS = "http://www.netapp.com/filer/admin"
 
@@ -202,9 +203,9 @@ class FakeOps:
             if (path is None or p == path) and (igroup is None or g == igroup)
         )
 
-    def portals(self) -> tuple[Portal, ...]:
+    def portals(self) -> tuple[Lif, ...]:
         self._call("portals")
-        return (Portal("127.0.0.1", 3260, 1, "node-01", "node-01"),)
+        return (Lif(Portal("127.0.0.1", 3260), 1, "node-01", "node-01"),)
 
     def iscsi_service(self) -> IscsiService:
         self._call("iscsi_service")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from iscsi_agent.array.errors import ArrayResponseError
-from iscsi_agent.array.model import ChapAuth, Igroup, IscsiService, Lun, LunMap, Portal, Version
+from iscsi_agent.array.model import ChapAuth, Igroup, IscsiService, Lif, Lun, LunMap, Version
 from iscsi_agent.array.rest_parse import (
     parse_chap,
     parse_igroup,
@@ -15,6 +15,7 @@ from iscsi_agent.array.rest_parse import (
     parse_portal,
     parse_version,
 )
+from iscsi_agent.portal import Portal
 
 LUN_RECORD = json.loads(
     """{
@@ -127,7 +128,7 @@ INTERFACE = {
 
 
 def test_an_interface_is_a_portal_on_3260_without_a_group_tag():
-    assert parse_portal(INTERFACE) == Portal("10.0.0.11", 3260, None, "node-02", "node-01", "iscsi_lif1")
+    assert parse_portal(INTERFACE) == Lif(Portal("10.0.0.11", 3260), None, "node-02", "node-01", "iscsi_lif1")
 
 
 @pytest.mark.parametrize("change", [{"enabled": False}, {"state": "down"}])
@@ -136,7 +137,7 @@ def test_a_disabled_or_down_interface_is_no_portal(change):
 
 
 def test_an_ipv6_portal_target_is_bracketed():
-    assert parse_portal({**INTERFACE, "ip": {"address": "fd00::11"}}).target == "[fd00::11]:3260"
+    assert str(parse_portal({**INTERFACE, "ip": {"address": "fd00::11"}}).portal) == "[fd00::11]:3260"
 
 
 def test_the_iscsi_service_target_name_is_the_iqn():

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from iscsi_agent.array.errors import ArrayResponseError
-from iscsi_agent.array.model import ChapAuth, Igroup, IscsiService, Lun, LunMap, Portal, Svm, Version
+from iscsi_agent.array.model import ChapAuth, Igroup, IscsiService, Lif, Lun, LunMap, Svm, Version
 from iscsi_agent.array.zapi import parse_results
 from iscsi_agent.array.zapi_parse import (
     parse_assigned_lun_id,
@@ -19,6 +19,7 @@ from iscsi_agent.array.zapi_parse import (
     parse_svm,
     parse_version,
 )
+from iscsi_agent.portal import Portal
 from tests.unit.array.fakes import xml_reply
 
 
@@ -141,7 +142,7 @@ PORTAL = """<iscsi-interface-list-entry-info>
 
 
 def test_an_enabled_iscsi_interface_is_a_portal_with_its_tag():
-    assert parse_portal(record(PORTAL)) == Portal("10.0.0.11", 3260, 1038, "node-01", None, "iscsi_lif1")
+    assert parse_portal(record(PORTAL)) == Lif(Portal("10.0.0.11", 3260), 1038, "node-01", None, "iscsi_lif1")
 
 
 def test_a_disabled_iscsi_interface_is_no_portal():

@@ -7,14 +7,12 @@ from iscsi_agent.host.identity import (
     StaleReason,
     Verdict,
     is_lun,
-    multipath_wwid,
-    netapp_wwid,
-    normalize_wwid,
     stale_reason,
     verify_lun,
 )
 from iscsi_agent.host.sessions import ScsiAddress
 from iscsi_agent.host.watch import polling
+from iscsi_agent.naa import multipath_wwid, netapp_wwid, normalize_wwid
 
 
 def identity(serial, wwid):

@@ -13,7 +13,7 @@ from iscsi_agent.host.errors import (
     IscsiTransportMissing,
 )
 from iscsi_agent.host.iscsiadm import Chap, DiscoveredTarget, Iscsiadm, NodeSettings, parse_sendtargets
-from iscsi_agent.host.portal import Portal
+from iscsi_agent.portal import Portal
 from tests.fakes import FakeRunner
 
 IQN = "iqn.1992-08.com.netapp:sn.4b1d6e0f2a9c11efb3c1005056a7d2e4:vs.3"

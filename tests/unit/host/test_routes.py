@@ -2,8 +2,8 @@
 
 import ipaddress
 
-from iscsi_agent.host.portal import Portal
 from iscsi_agent.host.routes import Route, order_portals, parse_route_reply
+from iscsi_agent.portal import Portal
 
 # RTM_NEWROUTE answers as pyroute2 gives them (trimmed to what is read).
 VIA_GATEWAY = {

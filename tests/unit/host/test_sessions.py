@@ -3,8 +3,8 @@
 import pytest
 
 from iscsi_agent.host.errors import SysfsError
-from iscsi_agent.host.portal import Portal
 from iscsi_agent.host.sessions import ScsiAddress, Session, Sessions
+from iscsi_agent.portal import Portal
 
 IQN = "iqn.1992-08.com.netapp:sn.4b1d6e0f2a9c11efb3c1005056a7d2e4:vs.3"
 

@@ -1,10 +1,19 @@
-"""An iSCSI portal (address and TCP port) as iscsiadm and sysfs write it: "127.0.0.1:3260", "[fe80::1]:3260"."""
+"""An iSCSI portal (address and TCP port) as iscsiadm and sysfs write it: "127.0.0.1:3260", "[fe80::1]:3260".
+
+The one definition of the portal, the iSCSI port and IPv6 bracketing, shared by the host layer and the
+array client.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-ISCSI_PORT = 3260
+ISCSI_PORT = 3260  # IANA's iSCSI port; ONTAP does not let a LIF's iSCSI port change
+
+
+def bracketed(host: str) -> str:
+    """A host as it goes before ":port" in a URL or portal: IPv6 addresses in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 @dataclass(frozen=True, order=True)
@@ -28,5 +37,4 @@ class Portal:
         return cls(address, int(port) if port else ISCSI_PORT)
 
     def __str__(self) -> str:
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{host}:{self.port}"
+        return f"{bracketed(self.address)}:{self.port}"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from iscsi_agent.host.portal import Portal
+from iscsi_agent.portal import Portal
 
 
 @pytest.mark.parametrize(
