@@ -85,9 +85,8 @@ def parse_body(raw: bytes) -> dict[str, Any]:
 def expand_dotted(body: Mapping[str, Any]) -> dict[str, Any]:
     """``{"lun.name": "x"}`` becomes ``{"lun": {"name": "x"}}``; nested objects are expanded too."""
     result: dict[str, Any] = {}
-    for key, value in body.items():
-        if isinstance(value, dict):
-            value = expand_dotted(value)
+    for key, given in body.items():
+        value = expand_dotted(given) if isinstance(given, dict) else given
         *parents, leaf = key.split(".")
         target = result
         for parent in parents:

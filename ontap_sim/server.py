@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
@@ -92,7 +93,8 @@ class SimServer(ThreadingHTTPServer):
                 connection.close()
 
     def handle_error(self, request: object, client_address: object) -> None:
-        log.debug("error while serving %s", client_address, exc_info=True)
+        # socketserver calls this from inside its except block, so the exception is current
+        log.debug("error while serving %s", client_address, exc_info=True)  # noqa: LOG014
 
     def serve(self) -> threading.Thread:
         thread = threading.Thread(
@@ -107,10 +109,8 @@ class SimServer(ThreadingHTTPServer):
         with self._open_lock:
             connections = list(self._open)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self.server_close()
 
 

@@ -9,7 +9,7 @@ import tempfile
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from ontap_sim.app import App
 from ontap_sim.faults import Faults
@@ -92,7 +92,7 @@ class Simulator:
             self.ca_cert_path = None
         self.base_url = None
 
-    def __enter__(self) -> Simulator:
+    def __enter__(self) -> Self:
         if self._server is None:
             self.start()
         return self

@@ -154,9 +154,12 @@ def record_matches(query: etree._Element, record: etree._Element) -> bool:
         if len(wanted):
             if not any(record_matches(wanted, c) for c in candidates):
                 return False
-        elif wanted.text is not None and wanted.text.strip():
-            if not any(value_matches(wanted.text.strip(), (c.text or "").strip()) for c in candidates):
-                return False
+        elif (
+            wanted.text is not None
+            and wanted.text.strip()
+            and not any(value_matches(wanted.text.strip(), (c.text or "").strip()) for c in candidates)
+        ):
+            return False
     return True
 
 

@@ -46,6 +46,7 @@ class Multipath:
         paths: HostPaths,
         runner: CommandRunner,
         clock: Clock,
+        *,
         program: str = "multipath",
         daemon_program: str = "multipathd",
         timeout: float = DEFAULT_TIMEOUT,

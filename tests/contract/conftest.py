@@ -54,18 +54,18 @@ def wire(request: pytest.FixtureRequest) -> Wire:
 
 def settings_for(sim: Simulator, api: ApiChoice, **overrides) -> ArraySettings:
     url = urlsplit(sim.base_url)
-    values = dict(
-        hostname=url.hostname,
-        port=url.port,
-        scheme=url.scheme,
-        username=USERNAME,
-        password=PASSWORD,
-        vserver="svm1",
-        api=api,
-        timeout=5.0,
-        connect_timeout=2.0,
-    )
-    values.update(overrides)
+    values = {
+        "hostname": url.hostname,
+        "port": url.port,
+        "scheme": url.scheme,
+        "username": USERNAME,
+        "password": PASSWORD,
+        "vserver": "svm1",
+        "api": api,
+        "timeout": 5.0,
+        "connect_timeout": 2.0,
+        **overrides,
+    }
     return ArraySettings(**values)
 
 

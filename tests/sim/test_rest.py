@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import requests
 
 from ontap_sim import Simulator
@@ -272,7 +274,7 @@ class TestCredentials:
 
 
 class TestSvmScoping:
-    SEED = {
+    SEED: ClassVar[dict[str, Any]] = {
         "svms": [
             {"name": "svm1", "volumes": [{"name": "vol1", "luns": [{"name": "a"}]}]},
             {"name": "svm2", "volumes": [{"name": "vol1", "luns": [{"name": "b"}]}]},

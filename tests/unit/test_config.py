@@ -93,7 +93,7 @@ def test_a_file_that_is_not_ini_is_refused():
 
 
 def test_a_missing_file_is_named(tmp_path):
-    with pytest.raises(ConfigError, match="missing.conf: cannot read"):
+    with pytest.raises(ConfigError, match=r"missing\.conf: cannot read"):
         load_config(tmp_path / "missing.conf")
 
 

@@ -88,7 +88,7 @@ def test_a_commented_name_does_not_count():
 
 def test_two_names_are_ambiguous():
     text = DEBIAN_FILE + "InitiatorName=iqn.1994-05.com.redhat:abc\n"
-    with pytest.raises(InitiatorNameError, match="line 4: a second InitiatorName .the first is on line 3"):
+    with pytest.raises(InitiatorNameError, match=r"line 4: a second InitiatorName \(the first is on line 3"):
         parse_initiator_name(text, "f")
 
 
