@@ -53,7 +53,8 @@ def build_request(api: str, args: Args | None = None, *, vfiler: str | None = No
     appended in order: how ZAPI writes lists), or to None for an empty element
     (``desired-attributes`` only looks at which elements are present).
     """
-    root = etree.Element(f"{{{NAMESPACE}}}netapp", nsmap={None: NAMESPACE})
+    # None keys the default namespace in lxml; its stubs only allow str keys
+    root = etree.Element(f"{{{NAMESPACE}}}netapp", nsmap={None: NAMESPACE})  # type: ignore[dict-item]
     root.set("version", ONTAPI_VERSION)
     if vfiler:
         root.set("vfiler", vfiler)
@@ -119,6 +120,11 @@ def required_text(element: etree._Element, path: str, api: str) -> str:
 def optional_text(element: etree._Element, path: str) -> str | None:
     value = element.findtext(path)
     return value.strip() if value is not None else None
+
+
+def all_texts(element: etree._Element, path: str) -> tuple[str, ...]:
+    """The non-empty texts of every element at ``path`` (a list such as ``initiators/initiator-info/initiator-name``)."""
+    return tuple(found.text.strip() for found in element.iterfind(path) if found.text and found.text.strip())
 
 
 def required_int(element: etree._Element, path: str, api: str) -> int:

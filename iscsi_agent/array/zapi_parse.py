@@ -19,6 +19,7 @@ from iscsi_agent.array.model import (
     Version,
 )
 from iscsi_agent.array.zapi import (
+    all_texts,
     optional_bool,
     optional_int,
     optional_text,
@@ -91,9 +92,7 @@ def parse_igroup(info: etree._Element) -> Igroup:
         name=required_text(info, "initiator-group-name", api),
         protocol=optional_text(info, "initiator-group-type") or "",
         os_type=optional_text(info, "initiator-group-os-type") or "",
-        initiators=frozenset(
-            name.strip() for name in info.xpath("initiators/initiator-info/initiator-name/text()")
-        ),
+        initiators=frozenset(all_texts(info, "initiators/initiator-info/initiator-name")),
         uuid=optional_text(info, "initiator-group-uuid"),
     )
 
@@ -109,7 +108,7 @@ def parse_lun_map(info: etree._Element) -> LunMap:
         lun_id=required_int(info, "lun-id", api),
         lun_uuid=optional_text(info, "lun-uuid"),
         igroup_uuid=optional_text(info, "initiator-group-uuid"),
-        reporting_nodes=tuple(node.strip() for node in info.xpath("reporting-nodes/node-name/text()")),
+        reporting_nodes=all_texts(info, "reporting-nodes/node-name"),
     )
 
 
