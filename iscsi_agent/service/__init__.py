@@ -1,0 +1,1 @@
+"""Attach and detach orchestration, and the pure decisions it is built on."""
