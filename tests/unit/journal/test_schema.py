@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from iscsi_agent.journal import schema
-from iscsi_agent.journal.errors import JournalError, JournalInUse, JournalTooNew, JournalUnreadable
+from iscsi_agent.journal.errors import (
+    JournalError,
+    JournalInUse,
+    JournalIoError,
+    JournalTooNew,
+    JournalUnreadable,
+)
 from iscsi_agent.journal.model import Kind, Step
 from iscsi_agent.journal.store import Journal
 from tests.unit.journal.fakes import ATTACHMENT, FakeWallClock, an_attachment
@@ -114,6 +120,13 @@ def test_a_database_that_is_not_a_journal_is_refused(path, clock):
     db.close()
     with pytest.raises(JournalUnreadable, match="holds tables but no journal schema version: inventory"):
         Journal.open(path, clock)
+
+
+def test_a_state_directory_that_cannot_be_made_is_an_error_naming_it(tmp_path, clock):
+    (tmp_path / "var").write_text("a file where a directory should be")
+    with pytest.raises(JournalIoError, match="cannot create the state directory") as caught:
+        Journal.open(tmp_path / "var" / "state" / "journal.sqlite3", clock)
+    assert caught.value.details["path"] == str(tmp_path / "var" / "state")
 
 
 def test_only_one_agent_holds_the_journal_at_a_time(journal, path, clock):
