@@ -15,7 +15,7 @@ audit event watch the whole process and turn these into a HostAccessError:
   and /proc/sys;
 - starting a program, or signalling a process other than this one;
 - opening a netlink socket (routes, links, udev events);
-- connecting anywhere but loopback or a Unix socket.
+- connecting anywhere but loopback, or to, from or at a Unix socket that is a host path.
 
 HostAccessError derives from BaseException, so `except Exception` in the code under test cannot
 swallow it; one raised in another thread (a simulator's server thread) also fails the test at
@@ -95,6 +95,7 @@ PATH_EVENTS: dict[str, tuple[tuple[tuple[int, int | None], ...], bool]] = {
     "shutil.rmtree": (((0, 1),), False),
     "shutil.make_archive": (((0, None), (2, None)), True),
     "shutil.unpack_archive": (((0, None), (1, None)), True),
+    "sqlite3.connect": (((0, None),), True),  # SQLite opens its files in C, without an "open" event
 }
 # os functions that raise no audit event (Python 3.11), wrapped while the guard is active:
 # name -> whether the call follows a symlink in the last component.
@@ -198,13 +199,16 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         raise _violation(f"test signalled process {args[0]} on the real host ({event})")
     elif event == "socket.__new__" and len(args) > 1 and args[1] == socket.AF_NETLINK:
         raise _violation("test opened a netlink socket to the real host's kernel")
-    elif event == "socket.connect" and len(args) > 1 and not _is_loopback(args[1]):
-        raise _violation(f"test connected to {args[1]!r}, which is not loopback")
+    elif event in ("socket.connect", "socket.sendto", "socket.bind") and len(args) > 1:
+        address = args[1]
+        if isinstance(address, (str, bytes)):  # a Unix socket: /run/systemd/notify, /run/udev/control
+            if address[:1] not in ("\0", b"\0"):  # an abstract name is no path
+                _check_path(event, address, None, event != "socket.bind")
+        elif event != "socket.bind" and not _is_loopback(address):
+            raise _violation(f"test connected to {address!r}, which is not loopback")
 
 
 def _is_loopback(address: object) -> bool:
-    if isinstance(address, (str, bytes)):
-        return True  # a Unix socket path
     if not isinstance(address, tuple) or not address:
         return True
     host = address[0]

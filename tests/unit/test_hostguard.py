@@ -4,6 +4,7 @@ import glob
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -268,6 +269,21 @@ def test_signalling_another_process_fails():
 def test_a_netlink_socket_fails():
     with pytest.raises(HostAccessError, match="netlink"):
         socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+
+
+def test_a_unix_socket_at_a_host_path_fails_but_one_in_a_temporary_folder_works(tmp_path):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        with pytest.raises(HostAccessError, match="/run/iscsi-agent-no-such/notify"):
+            sock.sendto(b"READY=1", "/run/iscsi-agent-no-such/notify")  # as sdnotify would
+        with pytest.raises(HostAccessError, match=r"/run/iscsi-agent-no-such/agent\.sock"):
+            sock.bind("/run/iscsi-agent-no-such/agent.sock")
+        sock.bind(str(tmp_path / "agent.sock"))
+
+
+def test_a_journal_database_on_the_host_fails(tmp_path):
+    with pytest.raises(HostAccessError, match=r"/var/lib/iscsi-agent/no-such/journal\.db"):
+        sqlite3.connect("/var/lib/iscsi-agent/no-such/journal.db")
+    sqlite3.connect(tmp_path / "journal.db").close()
 
 
 def test_connecting_off_loopback_fails_before_any_packet_leaves():
