@@ -262,7 +262,11 @@ SCHEMA: Mapping[str, Mapping[str, tuple[Callable[[str], Any], str]]] = {
         "listen": (_listen, "127.0.0.1:9713"),
     },
 }
-REQUIRED = (("array", "hostname"),)
+# (section, key) -> why it has no usable default
+REQUIRED: Mapping[tuple[str, str], str] = {
+    ("array", "hostname"): "the array's management address",
+    ("array", "vserver"): "the SVM that owns the LUNs; every LUN, igroup and map call is scoped to it",
+}
 
 
 def load_config(path: Path = DEFAULT_PATH) -> Config:
@@ -277,9 +281,9 @@ def load_config(path: Path = DEFAULT_PATH) -> Config:
 def parse_config(text: str, path: Path) -> Config:
     """Parse configuration text; ``path`` only names the file in errors."""
     values = _parse_values(text, path)
-    for section, key in REQUIRED:
+    for (section, key), why in REQUIRED.items():
         if not values[section][key]:
-            raise _error(path, section, key, "is required")
+            raise _error(path, section, key, f"is required ({why})")
     array, iscsi = values["array"], values["iscsi"]
     password = _secret(path, "array", "password", array["password"], array["password_file"])
     chap_secret = _secret(path, "iscsi", "chap_secret", "", iscsi["chap_secret_file"])

@@ -41,11 +41,12 @@ LUN_NOT_GIVEN = Condition(13115, "5374901", 400, 'Either "lun.uuid" or "lun.name
 IGROUP_NOT_GIVEN = Condition(13115, "5374902", 400, 'Either "igroup.uuid" or "igroup.name" must be provided.')
 INITIATOR_NOT_GIVEN = Condition(13115, "5374033", 400, "No initiator was supplied.")
 VOLUME_NOT_FOUND = Condition(9036, "917927", 404, 'Volume "{volume}" does not exist.')  # REST code GUESS
-# errno GUESS: 9017 is the 7-Mode "no such LUN"; the C-mode number is not in our sources
+# 15661 EOBJECTNOTFOUND is what C-mode answers for a missing LUN (lun-destroy in nDVP's live-array
+# test); 9017 is the 7-Mode "no such LUN" and does not apply here
 LUN_NOT_FOUND = Condition(
-    9017, "5374875", 404, "The specified LUN does not exist or is not accessible to the caller."
+    15661, "5374875", 404, "The specified LUN does not exist or is not accessible to the caller."
 )
-MAP_LUN_NOT_FOUND = Condition(9017, "1254201", 404, 'LUN "{lun}" does not exist.')
+MAP_LUN_NOT_FOUND = Condition(15661, "1254201", 404, 'LUN "{lun}" does not exist.')
 LUN_EXISTS = Condition(9012, "5374860", 409, 'A LUN already exists at path "{path}".')  # REST code GUESS
 LUN_MAPPED = Condition(9013, "5374785", 409, "The LUN is mapped; unmap it first.")  # REST code GUESS
 IGROUP_NOT_FOUND = Condition(9003, "5374852", 404, 'The initiator group "{igroup}" does not exist.')

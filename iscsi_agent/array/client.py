@@ -42,7 +42,11 @@ class ArrayClient(Protocol):
         ...
 
     def lun_by_name(self, name: str, *, fresh: bool = False) -> Lun:
-        """A LUN by its last path component; ArrayNotFound when none or several match."""
+        """A LUN by its last path component; ArrayNotFound when none or several match.
+
+        Served from the cache only for a name the array reported unique (a cached path does not
+        prove that no other volume holds a LUN of the same name).
+        """
         ...
 
     def lun_by_uuid(self, uuid: str, *, fresh: bool = False) -> Lun: ...
@@ -60,11 +64,16 @@ class ArrayClient(Protocol):
     def add_initiator(self, igroup: str, initiator: str) -> None: ...
 
     def map_lun(self, path: str, igroup: str, lun_id: int | None = None) -> int:
-        """Map and return the LUN id; when already mapped to this igroup, the existing id."""
+        """Map and return the LUN id; when already mapped to this igroup, the existing id.
+
+        ArrayNotFound(kind="lun"|"igroup") when either does not exist; ArrayMappedElsewhere
+        (with ``igroup`` and ``lun_id``) when the igroup's initiator already sees the LUN through
+        another igroup, which ONTAP allows only once per initiator.
+        """
         ...
 
     def unmap_lun(self, path: str, igroup: str) -> bool:
-        """Remove the map; False when there was none (not an error)."""
+        """Remove the map; False when there was none (not an error), also when the LUN or igroup is gone."""
         ...
 
     def lun_map(self, path: str, igroup: str) -> LunMap | None:

@@ -10,6 +10,8 @@
     └── ArrayApiError              array_api_error        the array refused; (api, array_code, array_message, http_status)
         ├── ArrayAlreadyExists     array_already_exists   igroup or initiator already there
         │   └── ArrayAlreadyMapped array_already_mapped   the LUN is already mapped to that igroup
+        ├── ArrayMappedElsewhere   array_mapped_elsewhere the host already sees the LUN through another
+        │                                                 igroup; (path, igroup, lun_id, requested_igroup)
         └── ArrayNotMapped         array_not_mapped       unmap of a map that does not exist
 
 Timeouts and unreachability are "transport" failures: the request may or may not have been
@@ -96,3 +98,40 @@ class ArrayAlreadyMapped(ArrayAlreadyExists):
 
 class ArrayNotMapped(ArrayApiError):
     code = "array_not_mapped"
+
+
+class ArrayMappedElsewhere(ArrayApiError):
+    """The array refused a map because the host's initiator already sees the LUN through another igroup.
+
+    ONTAP lets a LUN reach an initiator once: ``igroup`` and ``lun_id`` name the map it already
+    has (found by re-reading the LUN's maps and the igroups holding ``initiators``), so an attach
+    can use that map instead of ours (``requested_igroup``). Not an ArrayAlreadyExists: the LUN is
+    not mapped to the igroup that was asked for.
+    """
+
+    code = "array_mapped_elsewhere"
+
+    def __init__(
+        self,
+        refused: ArrayApiError,
+        *,
+        path: str,
+        requested_igroup: str,
+        igroup: str,
+        lun_id: int,
+        initiators: tuple[str, ...],
+    ) -> None:
+        super().__init__(refused.api, refused.array_code, refused.array_message, refused.http_status)
+        self.message = (
+            f"{path} is already visible to {', '.join(initiators)} through igroup {igroup} as LUN {lun_id}; "
+            f"not mapped to {requested_igroup} (array code {refused.array_code})"
+        )
+        self.args = (self.message,)
+        self.details.update(
+            path=path, requested_igroup=requested_igroup, igroup=igroup, lun_id=lun_id, initiators=initiators
+        )
+        self.path = path
+        self.requested_igroup = requested_igroup
+        self.igroup = igroup
+        self.lun_id = lun_id
+        self.initiators = initiators

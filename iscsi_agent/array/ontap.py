@@ -7,7 +7,13 @@ import logging
 from collections.abc import Callable
 
 from iscsi_agent.array.cache import LunCache
-from iscsi_agent.array.errors import ArrayAlreadyExists, ArrayAlreadyMapped, ArrayNotFound, ArrayNotMapped
+from iscsi_agent.array.errors import (
+    ArrayAlreadyExists,
+    ArrayApiError,
+    ArrayMappedElsewhere,
+    ArrayNotFound,
+    ArrayNotMapped,
+)
 from iscsi_agent.array.model import (
     ChapCredentials,
     Igroup,
@@ -55,8 +61,11 @@ class OntapClient:
         if key is LunKey.NAME:
             luns = [lun for lun in luns if lun.name == value]  # wildcard queries may match more
         if len(luns) != 1:
+            if key is LunKey.NAME:
+                self.cache.forget_name(value)
             raise ArrayNotFound("lun", value, by=key.value, candidates=[lun.path for lun in luns])
-        self.cache.put(luns[0])
+        # only a name query that matched one LUN proves the name unique (see LunCache.by_name)
+        self.cache.put(luns[0], name_unique=key is LunKey.NAME)
         return luns[0]
 
     def igroups_with_initiator(self, initiator: str) -> tuple[Igroup, ...]:
@@ -115,12 +124,12 @@ class OntapClient:
                 attempts=self.attempts,
             )
             log.info("mapped %s to igroup %s as LUN %s", path, igroup, assigned)
-        except ArrayAlreadyMapped:
-            found = existing_id()
-            if found is None:
-                raise
-            log.info("%s was already mapped to igroup %s as LUN %s", path, igroup, found)
-            assigned = found
+        except ArrayNotFound as exc:
+            if exc.kind == "lun":
+                self.cache.evict(path)
+            raise
+        except ArrayApiError as exc:
+            assigned = self._resolve_refused_map(exc, path, igroup)
         if lun_id is not None and assigned != lun_id:
             log.warning(
                 "%s is mapped to igroup %s as LUN %s, not the requested %s", path, igroup, assigned, lun_id
@@ -128,6 +137,39 @@ class OntapClient:
         if (lun := self.cache.by_path(path)) is not None and not lun.mapped:
             self.cache.put(dataclasses.replace(lun, mapped=True))
         return assigned
+
+    def _resolve_refused_map(self, refused: ArrayApiError, path: str, igroup: str) -> int:
+        """Read what a refused map means: the LUN is mapped to ``igroup`` already (its id), or the host
+        sees it through another igroup (ArrayMappedElsewhere); otherwise the refusal stands.
+
+        One read of the LUN's maps; only when other igroups map it, one of ``igroup`` and one per
+        initiator in it (``igroups_with_initiator``), as ONTAP lets a LUN reach an initiator once.
+        """
+        maps = self.ops.maps(path=path)
+        ours = next((m for m in maps if m.igroup == igroup), None)
+        if ours is not None:
+            log.info("%s was already mapped to igroup %s as LUN %s", path, igroup, ours.lun_id)
+            return ours.lun_id
+        others = {m.igroup: m for m in maps}
+        mine = self.ops.igroup_by_name(igroup) if others else None
+        seen_through: dict[str, list[str]] = {}
+        for initiator in sorted(mine.initiators if mine else ()):
+            for holder in self.ops.igroups_with_initiator(initiator):
+                if holder.name in others and holder.name != igroup:
+                    seen_through.setdefault(holder.name, []).append(initiator)
+        if not seen_through:
+            raise refused
+        name = min(seen_through)
+        elsewhere = ArrayMappedElsewhere(
+            refused,
+            path=path,
+            requested_igroup=igroup,
+            igroup=name,
+            lun_id=others[name].lun_id,
+            initiators=tuple(seen_through[name]),
+        )
+        log.info("%s", elsewhere)
+        raise elsewhere from refused
 
     def unmap_lun(self, path: str, igroup: str) -> bool:
         self.cache.evict(path)  # other maps may remain: the next lookup reads "mapped" afresh

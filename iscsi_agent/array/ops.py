@@ -52,11 +52,12 @@ class ArrayOps(Protocol):
         ...
 
     def map_lun(self, path: str, igroup: str, lun_id: int | None) -> int:
-        """The assigned LUN id; ArrayAlreadyMapped when this LUN is mapped to this igroup."""
+        """The assigned LUN id; ArrayAlreadyMapped when this LUN is mapped to this igroup;
+        ArrayNotFound(kind="lun"|"igroup") when the LUN or the igroup does not exist."""
         ...
 
     def unmap_lun(self, path: str, igroup: str) -> None:
-        """ArrayNotMapped when there is no such map."""
+        """ArrayNotMapped when there is no such map, also when the LUN or the igroup does not exist."""
         ...
 
     def maps(self, *, path: str | None = None, igroup: str | None = None) -> tuple[LunMap, ...]:

@@ -18,6 +18,8 @@ from iscsi_agent.array.errors import (
     ArrayAlreadyExists,
     ArrayAlreadyMapped,
     ArrayApiError,
+    ArrayError,
+    ArrayNotFound,
     ArrayNotMapped,
     ArrayResponseError,
 )
@@ -34,6 +36,10 @@ CODE_CLASSES: Mapping[str, type[ArrayApiError]] = {
     "1254207": ArrayAlreadyMapped,  # LUN already mapped to the same igroup
     "5374922": ArrayNotMapped,  # LUN map does not exist
 }
+
+# "The specified SVM does not exist" (T-client tables for igroups, lun-maps, credentials, services)
+SVM_NOT_FOUND = "2621462"
+SVMS = "/api/svm/svms"
 
 _MISSING = object()
 
@@ -92,12 +98,39 @@ def int_field(record: Mapping[str, Any], dotted: str, api: str) -> int:
 
 
 class RestConnection:
-    """Calls the REST API of one array, scoped to the configured SVM."""
+    """Calls the REST API of one array, scoped to the configured SVM.
+
+    Reads scope by a ``svm.name`` filter, under which a misspelt SVM matches nothing rather than
+    failing as ZAPI's tunnel does (15698). So an empty scoped answer is trusted only once the SVM
+    is known to exist: the first empty one, or the first refused write, costs one
+    ``GET /api/svm/svms?name=`` per connection (none after ``find_svm`` or any non-empty answer),
+    and an SVM the array does not have is ``ArrayNotFound(kind="svm")``, as over ZAPI.
+    """
 
     def __init__(self, transport: HttpTransport, vserver: str = "", *, page_size: int = 100) -> None:
         self.transport = transport
         self.vserver = vserver
         self.page_size = page_size
+        self.svm_confirmed = False
+
+    def find_svm(self) -> dict[str, Any]:
+        """The configured SVM's record (name, uuid); ArrayNotFound(kind="svm") when there is none.
+
+        Without a configured vserver (the config refuses that), the array's only SVM.
+        """
+        query = {"name": self.vserver} if self.vserver else {}
+        records = self.collect(SVMS, query, "name,uuid", scoped=False)
+        if self.vserver:
+            records = [r for r in records if r.get("name") == self.vserver]
+        if len(records) != 1:
+            raise ArrayNotFound("svm", self.vserver, matches=len(records))
+        self.svm_confirmed = True
+        return records[0]
+
+    def confirm_svm(self) -> None:
+        """Make sure the configured SVM exists, asking the array at most once per connection."""
+        if self.vserver and not self.svm_confirmed:
+            self.find_svm()
 
     def svm_query(self) -> dict[str, str]:
         return {"svm.name": self.vserver} if self.vserver else {}
@@ -115,7 +148,18 @@ class RestConnection:
         """Every record of a collection (of the SVM when ``scoped``), following ``_links.next.href``.
 
         A page: ``{"records": [...], "num_records": 2, "_links": {"next": {"href": "/api/storage/luns?start.uuid=…"}}}``.
+        Scoped, an empty answer is trusted only from an SVM known to exist (see the class).
         """
+        records = self._collect(path, query, fields, scoped=scoped)
+        if scoped and records:
+            self.svm_confirmed = True  # the svm.name filter matched: the SVM exists
+        elif scoped:
+            self.confirm_svm()
+        return records
+
+    def _collect(
+        self, path: str, query: Mapping[str, str], fields: str, *, scoped: bool
+    ) -> list[dict[str, Any]]:
         params = {
             **(self.svm_query() if scoped else {}),
             **query,
@@ -163,7 +207,25 @@ class RestConnection:
         reply = self.transport.request(
             method, path, params=params, json=body, headers=HEADERS, idempotent=idempotent
         )
-        return parse_reply(reply, f"{method} {path.split('?', 1)[0]}")
+        try:
+            return parse_reply(reply, f"{method} {path.split('?', 1)[0]}")
+        except ArrayApiError as exc:
+            if self.vserver and exc.array_code == SVM_NOT_FOUND:
+                raise ArrayNotFound("svm", self.vserver, array_code=exc.array_code) from exc
+            if method != "GET":
+                self._blame_svm()
+            raise
+
+    def _blame_svm(self) -> None:
+        """After a refused write: raise ArrayNotFound(svm) if the SVM is the reason, else return."""
+        if self.svm_confirmed or not self.vserver:
+            return
+        try:
+            self.confirm_svm()
+        except ArrayNotFound:
+            raise
+        except ArrayError as exc:  # the write's own refusal is the better report
+            log.debug("could not confirm SVM %s after a refused write: %s", self.vserver, exc)
 
 
 def _same_origin_path(href: str, path: str) -> str:

@@ -49,6 +49,10 @@ PORTAL_FIELDS = "name,ip.address,enabled,state,location.node.name,location.home_
 LUN_QUERY_FIELD = {LunKey.PATH: "name", LunKey.UUID: "uuid", LunKey.NAME: "location.logical_unit"}
 
 IGROUP_MISSING = "5374852"
+# lun-maps POST: "LUN does not exist" / "does not exist or is not accessible"; the igroup named is not
+# there / not in the LUN's SVM
+MAP_LUN_MISSING = ("1254201", "5374875")
+MAP_IGROUP_MISSING = (IGROUP_MISSING, "5374878")
 CREDENTIAL_EXISTS = "5374142"
 
 
@@ -62,12 +66,8 @@ class RestOps:
         return parse_version(self.rest.get("/api/cluster", {"fields": "version"}))
 
     def check_svm(self) -> Svm:
-        query = {"name": self.rest.vserver} if self.rest.vserver else {}
-        records = self.rest.collect("/api/svm/svms", query, "name,uuid", scoped=False)
-        if len(records) != 1:
-            raise ArrayNotFound("svm", self.rest.vserver, matches=len(records))
-        api = "GET /api/svm/svms"
-        return Svm(str(field(records[0], "name", api)), optional_field(records[0], "uuid"))
+        record = self.rest.find_svm()
+        return Svm(str(field(record, "name", "GET /api/svm/svms")), optional_field(record, "uuid"))
 
     def find_luns(self, key: LunKey, value: str) -> list[Lun]:
         records = self.rest.collect(LUNS, {LUN_QUERY_FIELD[key]: value}, LUN_FIELDS)
@@ -119,7 +119,14 @@ class RestOps:
         body: dict[str, Any] = {**self.rest.svm_body(), "lun": {"name": path}, "igroup": {"name": igroup}}
         if lun_id is not None:
             body["logical_unit_number"] = lun_id
-        reply = self.rest.post(LUN_MAPS, body, params={"return_records": "true"}, idempotent=False)
+        try:
+            reply = self.rest.post(LUN_MAPS, body, params={"return_records": "true"}, idempotent=False)
+        except ArrayApiError as exc:
+            if exc.array_code in MAP_LUN_MISSING:
+                raise ArrayNotFound("lun", path, array_code=exc.array_code) from exc
+            if exc.array_code in MAP_IGROUP_MISSING:
+                raise ArrayNotFound("igroup", igroup, array_code=exc.array_code) from exc
+            raise
         records = reply.get("records") or []
         if records and isinstance(records[0], dict) and "logical_unit_number" in records[0]:
             return int_field(records[0], "logical_unit_number", f"POST {LUN_MAPS}")

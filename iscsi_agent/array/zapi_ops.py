@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from iscsi_agent.array.errors import ArrayApiError, ArrayNotFound
+from iscsi_agent.array.errors import ArrayApiError, ArrayNotFound, ArrayNotMapped
 from iscsi_agent.array.model import (
     ChapAuth,
     ChapCredentials,
@@ -30,6 +30,9 @@ from iscsi_agent.array.zapi_parse import (
 )
 
 NO_SUCH_IGROUP = "9003"
+NO_SUCH_OBJECT = "15661"  # EOBJECTNOTFOUND: what lun-map/lun-unmap answer for a missing LUN
+NO_SUCH_LUN_7MODE = "9017"  # 7-Mode's "no such LUN"; read the same way should an array send it
+NO_SUCH_LUN = (NO_SUCH_OBJECT, NO_SUCH_LUN_7MODE)
 INITIATOR_HAS_NO_AUTH = "13112"  # "Initiator … not found, please use default authentication."
 
 LUN_FIELDS: Args = {
@@ -132,11 +135,24 @@ class ZapiOps:
         args: dict = {"path": path, "initiator-group": igroup}
         if lun_id is not None:
             args["lun-id"] = lun_id
-        return parse_assigned_lun_id(self.zapi.invoke("lun-map", args, idempotent=False))
+        try:
+            return parse_assigned_lun_id(self.zapi.invoke("lun-map", args, idempotent=False))
+        except ArrayApiError as exc:
+            if exc.array_code in NO_SUCH_LUN:
+                raise ArrayNotFound("lun", path, array_code=exc.array_code) from exc
+            if exc.array_code == NO_SUCH_IGROUP:
+                raise ArrayNotFound("igroup", igroup, array_code=exc.array_code) from exc
+            raise
 
     def unmap_lun(self, path: str, igroup: str) -> None:
         # a resent lun-unmap only earns 9016 (no such map), which callers treat as done
-        self.zapi.invoke("lun-unmap", {"path": path, "initiator-group": igroup}, idempotent=True)
+        try:
+            self.zapi.invoke("lun-unmap", {"path": path, "initiator-group": igroup}, idempotent=True)
+        except ArrayApiError as exc:
+            if exc.array_code in (*NO_SUCH_LUN, NO_SUCH_IGROUP):
+                # no such LUN or igroup: no such map either, as REST (which reads the map first) says
+                raise ArrayNotMapped(exc.api, exc.array_code, exc.array_message, exc.http_status) from exc
+            raise
 
     def maps(self, *, path: str | None = None, igroup: str | None = None) -> tuple[LunMap, ...]:
         query: dict = {}

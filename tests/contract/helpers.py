@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ontap_sim.model import Volume
 from ontap_sim.simulator import Simulator
 
 SVM = "svm1"
@@ -33,3 +34,13 @@ def array_maps(sim: Simulator, path: str) -> list[tuple[str, int]]:
 def array_igroups_named(sim: Simulator, name: str) -> int:
     with sim.state.lock:
         return sum(1 for igroup in sim.state.igroups.values() if igroup.name == name)
+
+
+def array_lun(sim: Simulator, path: str, size: int = 1 << 30) -> str:
+    """Create a LUN (and its volume, on node-02, when new); its UUID."""
+    volume = path.split("/")[2]
+    with sim.state.lock:
+        svm = sim.state.svm(name=SVM)
+        if (SVM, volume) not in sim.state.volumes:
+            sim.state.volumes[(SVM, volume)] = Volume(SVM, volume, sim.state.new_uuid(), "node-02")
+        return sim.state.create_lun(svm, path, size).uuid

@@ -96,7 +96,8 @@ def test_a_duplicate_entry_answer_to_igroup_create_is_resolved_by_reading(client
 
 FAILURE = {
     "zapi": {"errno": 9036, "reason": "volume vol1 does not exist"},
-    "rest": {"code": "1254201", "message": "LUN does not exist", "status": 400},
+    # (1254201 "LUN does not exist" is ArrayNotFound now: tests/contract/test_map_errors.py)
+    "rest": {"code": "5374573", "message": "The node has no iSCSI LIF for the SVM", "status": 400},
 }
 
 

@@ -5,7 +5,7 @@ import pytest
 from iscsi_agent.array.client import find_lun
 from iscsi_agent.array.errors import ArrayNotFound
 from tests.contract.conftest import make_client
-from tests.contract.helpers import LUN0, LUN1
+from tests.contract.helpers import LUN0, LUN1, LUN2, array_lun
 
 
 def test_the_client_speaks_the_api_it_was_asked_for(client, wire):
@@ -62,8 +62,36 @@ def test_a_cache_miss_costs_one_request_and_a_hit_none(client, ontap_sim, wire):
     assert ontap_sim.counts[wire.key(wire.luns)] == 1 and ontap_sim.total(wire.api.value) == 1
     ontap_sim.reset_counts()
     client.lun_by_path(LUN0)
-    client.lun_by_name("lun0")
+    client.lun_by_uuid(client.lun_by_path(LUN0).uuid)
     assert ontap_sim.total(wire.api.value) == 0
+
+
+def test_a_name_costs_one_request_until_the_array_said_it_is_unique(client, ontap_sim, wire):
+    client.lun_by_path(LUN0)
+    ontap_sim.reset_counts()
+    assert client.lun_by_name("lun0").path == LUN0  # the cached path cannot vouch for other volumes
+    assert client.lun_by_name("lun0").path == LUN0
+    assert ontap_sim.counts[wire.key(wire.luns)] == 1 and ontap_sim.total(wire.api.value) == 1
+
+
+def test_a_name_two_volumes_share_fails_even_after_one_of_them_was_cached(client, ontap_sim):
+    array_lun(ontap_sim, "/vol/vol2/lun1")
+    with pytest.raises(ArrayNotFound) as cold:
+        client.lun_by_name("lun1")
+    assert client.lun_by_path(LUN1).path == LUN1
+    with pytest.raises(ArrayNotFound) as warm:
+        client.lun_by_name("lun1")
+    for caught in (cold, warm):
+        assert sorted(caught.value.details["candidates"]) == [LUN1, "/vol/vol2/lun1"]
+
+
+def test_a_unique_name_turns_ambiguous_when_a_twin_is_read_by_path(client, ontap_sim):
+    assert client.lun_by_name("lun2").path == LUN2
+    array_lun(ontap_sim, "/vol/vol2/lun2")
+    client.lun_by_path("/vol/vol2/lun2")
+    with pytest.raises(ArrayNotFound) as caught:
+        client.lun_by_name("lun2")
+    assert sorted(caught.value.details["candidates"]) == [LUN2, "/vol/vol2/lun2"]
 
 
 def test_mapped_state_is_read_afresh_when_asked(client, ontap_sim):

@@ -206,6 +206,15 @@ class TestMaps:
         assert failed(map_lun(zapi, "/vol/vol1/lun0"), 9023)
         assert failed(map_lun(zapi, "/vol/vol1/lun1", lun_id=5), 9024)
 
+    def test_a_missing_lun_is_15661_and_a_missing_igroup_9003_on_map_and_unmap(self, zapi) -> None:
+        """EOBJECTNOTFOUND is what C-mode answers for a LUN that is not there (nDVP's live test)."""
+        make_igroup(zapi, "host1", IQN_A)
+        assert failed(map_lun(zapi, "/vol/vol1/nosuch"), 15661)
+        assert failed(map_lun(zapi, "/vol/vol1/lun0", "nosuch"), 9003)
+        unmap = "<path>{}</path><initiator-group>{}</initiator-group>"
+        assert failed(zapi("lun-unmap", unmap.format("/vol/vol1/nosuch", "host1")), 15661)
+        assert failed(zapi("lun-unmap", unmap.format("/vol/vol1/lun0", "nosuch")), 9003)
+
     def test_unmapping_what_is_not_mapped_is_9016(self, zapi) -> None:
         make_igroup(zapi, "host1", IQN_A)
         assert failed(

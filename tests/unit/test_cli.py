@@ -29,7 +29,7 @@ def run(argv, steps=()):
 @pytest.fixture
 def conf(tmp_path) -> Path:
     path = tmp_path / "agent.conf"
-    path.write_text("[array]\nhostname = cluster1.example\n")
+    path.write_text("[array]\nhostname = cluster1.example\nvserver = svm1\n")
     return path
 
 

@@ -11,7 +11,7 @@ from iscsi_agent.config import SCHEMA, ConfigError, load_config, parse_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "agent.conf.example"
 CONF = Path("/etc/iscsi-agent/agent.conf")
-MINIMAL = "[array]\nhostname = cluster1.example\n"
+MINIMAL = "[array]\nhostname = cluster1.example\nvserver = svm1\n"
 
 
 def test_a_minimal_file_gets_the_documented_defaults():
@@ -76,7 +76,9 @@ listen =
         (MINIMAL + "[agent]\nstate_dir = var/lib\n", "[agent] state_dir", "absolute path"),
         (MINIMAL + "[iscsi]\nportal_networks = 10.0.0.0/33\n", "[iscsi] portal_networks", "CIDR"),
         (MINIMAL + "[metrics]\nlisten = 9713\n", "[metrics] listen", "host:port"),
-        ("[array]\nusername = admin\n", "[array] hostname", "is required"),
+        ("[array]\nusername = admin\nvserver = svm1\n", "[array] hostname", "is required"),
+        ("[array]\nhostname = cluster1.example\n", "[array] vserver", "is required"),
+        ("[array]\nhostname = cluster1.example\nvserver =   \n", "[array] vserver", "is required"),
         (MINIMAL + "[iscsi]\nchap_username = u\n", "[iscsi] chap_secret_file", "required when chap_username"),
     ],
 )
@@ -129,7 +131,7 @@ def test_the_chap_secret_comes_from_its_file(tmp_path):
 
 def test_array_settings_carry_what_the_client_needs():
     settings = parse_config(
-        MINIMAL + "api = zapi\nvserver = svm1\nusername = admin\nca_bundle = /etc/ca.pem\n", CONF
+        MINIMAL + "api = zapi\nusername = admin\nca_bundle = /etc/ca.pem\n", CONF
     ).array.to_settings()
     assert (settings.hostname, settings.api, settings.vserver, settings.ca_bundle, settings.base_url) == (
         "cluster1.example",
@@ -149,4 +151,5 @@ def test_the_example_file_lists_exactly_the_schema_with_its_defaults():
     }
     assert listed == declared
     filled = EXAMPLE.read_text().replace("hostname =\n", "hostname = cluster1.example\n", 1)
+    filled = filled.replace("vserver =\n", "vserver = svm1\n", 1)
     assert parse_config(filled, EXAMPLE).array.hostname == "cluster1.example"

@@ -4,7 +4,12 @@ import pytest
 
 from iscsi_agent.array.cache import LunCache
 from iscsi_agent.array.client import find_lun
-from iscsi_agent.array.errors import ArrayNotFound, ArrayUnreachable
+from iscsi_agent.array.errors import (
+    ArrayAlreadyMapped,
+    ArrayMappedElsewhere,
+    ArrayNotFound,
+    ArrayUnreachable,
+)
 from iscsi_agent.array.model import Igroup, Lun
 from iscsi_agent.array.ontap import OntapClient
 from tests.unit.array.fakes import FakeOps
@@ -25,11 +30,37 @@ def client(ops):
     return OntapClient(ops, cache=LunCache(8), attempts=3)
 
 
-def test_a_lun_is_read_once_then_served_from_the_cache_by_any_key(client, ops):
+def test_a_lun_is_read_once_then_served_from_the_cache_by_path_and_uuid(client, ops):
     assert client.lun_by_path("/vol/vol1/lun0") == LUN0
     assert client.lun_by_uuid(LUN0.uuid) == LUN0
-    assert client.lun_by_name("lun0") == LUN0
     assert ops.calls == ["find_luns"]
+
+
+def test_a_name_is_served_from_the_cache_only_after_the_array_said_it_is_unique(client, ops):
+    client.lun_by_path("/vol/vol1/lun0")
+    assert client.lun_by_name("lun0") == LUN0  # a cached path says nothing about other volumes
+    assert client.lun_by_name("lun0") == LUN0
+    assert ops.calls == ["find_luns", "find_luns"]
+
+
+def test_a_name_two_volumes_share_is_never_answered_from_the_cache(client, ops):
+    assert client.lun_by_path("/vol/vol1/lun1") == LUN1
+    with pytest.raises(ArrayNotFound) as caught:
+        client.lun_by_name("lun1")
+    assert sorted(caught.value.details["candidates"]) == ["/vol/vol1/lun1", "/vol/vol2/lun1"]
+    assert ops.calls == ["find_luns", "find_luns"]
+
+
+def test_a_name_known_unique_stops_being_so_when_another_lun_of_that_name_is_read(client, ops):
+    assert client.lun_by_name("lun0") == LUN0
+    twin = Lun(
+        "/vol/vol2/lun0", "8c1b7a52-0c8e-4a53-9d7a-1f5c1e2d3a43", "Qw3$rT/y?u1i", 1 << 30, "linux", False
+    )
+    ops.luns[twin.path] = twin  # created on the array since
+    assert client.lun_by_path(twin.path) == twin
+    with pytest.raises(ArrayNotFound) as caught:
+        client.lun_by_name("lun0")
+    assert sorted(caught.value.details["candidates"]) == ["/vol/vol1/lun0", "/vol/vol2/lun0"]
 
 
 def test_fresh_bypasses_the_cache(client, ops):
@@ -67,6 +98,51 @@ def test_mapping_an_already_mapped_lun_returns_the_existing_id(client, ops):
     ops.maps_[("/vol/vol1/lun0", "ig")] = 7
     assert client.map_lun("/vol/vol1/lun0", "ig") == 7
     assert ops.calls == ["map_lun", "maps"]
+
+
+def refuse_as_already_mapped(ops):
+    def refuse(path, igroup, lun_id):
+        ops.calls.append("map_lun")
+        raise ArrayAlreadyMapped("lun-map", "9023", "LUN already mapped to this group")
+
+    ops.map_lun = refuse
+
+
+def test_a_lun_the_initiator_sees_through_another_igroup_is_mapped_elsewhere_not_already_mapped(client, ops):
+    ops.igroups["ig"] = Igroup("ig", "iscsi", "linux", frozenset({IQN}))
+    ops.igroups["shared"] = Igroup("shared", "iscsi", "linux", frozenset({IQN, "iqn.1994-05.com.redhat:h2"}))
+    ops.maps_[("/vol/vol1/lun0", "shared")] = 3
+    refuse_as_already_mapped(ops)
+    with pytest.raises(ArrayMappedElsewhere) as caught:
+        client.map_lun("/vol/vol1/lun0", "ig")
+    assert not isinstance(caught.value, ArrayAlreadyMapped)
+    assert (caught.value.igroup, caught.value.lun_id, caught.value.initiators) == ("shared", 3, (IQN,))
+    assert caught.value.details["igroup"] == "shared" and caught.value.array_code == "9023"
+    assert ops.calls == ["map_lun", "maps", "igroup_by_name", "igroups_with_initiator"]
+
+
+def test_a_refusal_that_no_map_explains_stands(client, ops):
+    ops.igroups["ig"] = Igroup("ig", "iscsi", "linux", frozenset({IQN}))
+    ops.igroups["theirs"] = Igroup("theirs", "iscsi", "linux", frozenset({"iqn.1994-05.com.redhat:h2"}))
+    ops.maps_[("/vol/vol1/lun0", "theirs")] = 0
+    refuse_as_already_mapped(ops)
+    with pytest.raises(ArrayAlreadyMapped) as caught:
+        client.map_lun("/vol/vol1/lun0", "ig")
+    assert type(caught.value) is ArrayAlreadyMapped
+
+
+def test_a_failed_map_of_a_lun_that_is_gone_forgets_the_cached_lun(client, ops):
+    client.lun_by_path("/vol/vol1/lun0")
+    del ops.luns["/vol/vol1/lun0"]
+
+    def gone(path, igroup, lun_id):
+        raise ArrayNotFound("lun", path, array_code="15661")
+
+    ops.map_lun = gone
+    with pytest.raises(ArrayNotFound):
+        client.map_lun("/vol/vol1/lun0", "ig")
+    with pytest.raises(ArrayNotFound):
+        client.lun_by_path("/vol/vol1/lun0")
 
 
 def test_a_reset_after_the_array_applied_the_map_is_resolved_by_reading_without_a_second_map(client, ops):
