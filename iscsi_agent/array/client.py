@@ -18,6 +18,7 @@ from iscsi_agent.array.model import (
     Lif,
     Lun,
     LunMap,
+    MapOutcome,
     Svm,
     Version,
 )
@@ -70,6 +71,11 @@ class ArrayClient(Protocol):
         (with ``igroup`` and ``lun_id``) when the igroup's initiator already sees the LUN through
         another igroup, which ONTAP allows only once per initiator.
         """
+        ...
+
+    def ensure_mapped(self, path: str, igroup: str) -> MapOutcome:
+        """Map the LUN to igroup unless this host sees it already: through igroup (that map, its id) or
+        through another igroup of its initiators (that map). ``created`` only for a map this call made."""
         ...
 
     def unmap_lun(self, path: str, igroup: str) -> bool:

@@ -41,7 +41,11 @@ class Svm:
 
 @dataclass(frozen=True)
 class Lun:
-    """A LUN as the agent needs it; ``serial`` is the 12-character ONTAP serial (VPD page 0x80)."""
+    """A LUN as the agent needs it; ``serial`` is the 12-character ONTAP serial (VPD page 0x80).
+
+    ``mapped`` is what the array said at the lookup: maps change behind the LUN cache, so decisions
+    read the maps themselves, never this flag.
+    """
 
     path: str
     uuid: str
@@ -86,6 +90,19 @@ class LunMap:
     lun_uuid: str | None = None
     igroup_uuid: str | None = None
     reporting_nodes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MapOutcome:
+    """How a LUN reaches the host: the map's igroup and LUN id, and whether this call's request made it.
+
+    ``created`` is False for a map that was there already (to the igroup asked for, or to another
+    igroup through which the host's initiator sees the LUN): such a map is never the caller's to undo.
+    """
+
+    lun_id: int
+    igroup: str
+    created: bool
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from iscsi_agent.array.model import (
     Lif,
     Lun,
     LunMap,
+    MapOutcome,
     Svm,
     Version,
 )
@@ -112,10 +113,20 @@ class OntapClient:
             log.debug("%s is already in igroup %s", initiator, igroup)
 
     def map_lun(self, path: str, igroup: str, lun_id: int | None = None) -> int:
+        return self._map(path, igroup, lun_id).lun_id
+
+    def ensure_mapped(self, path: str, igroup: str) -> MapOutcome:
+        try:
+            return self._map(path, igroup, None)
+        except ArrayMappedElsewhere as elsewhere:
+            return MapOutcome(elsewhere.lun_id, elsewhere.igroup, created=False)
+
+    def _map(self, path: str, igroup: str, lun_id: int | None) -> MapOutcome:
         def existing_id() -> int | None:
             found = self.lun_map(path, igroup)
             return found.lun_id if found else None
 
+        created = True  # also when a lost reply's map is found: no map of this igroup was there before
         try:
             assigned = write_then_verify(
                 lambda: self.ops.map_lun(path, igroup, lun_id),
@@ -130,13 +141,14 @@ class OntapClient:
             raise
         except ArrayApiError as exc:
             assigned = self._resolve_refused_map(exc, path, igroup)
+            created = False
         if lun_id is not None and assigned != lun_id:
             log.warning(
                 "%s is mapped to igroup %s as LUN %s, not the requested %s", path, igroup, assigned, lun_id
             )
         if (lun := self.cache.by_path(path)) is not None and not lun.mapped:
             self.cache.put(dataclasses.replace(lun, mapped=True))
-        return assigned
+        return MapOutcome(assigned, igroup, created)
 
     def _resolve_refused_map(self, refused: ArrayApiError, path: str, igroup: str) -> int:
         """Read what a refused map means: the LUN is mapped to ``igroup`` already (its id), or the host
@@ -172,7 +184,8 @@ class OntapClient:
         raise elsewhere from refused
 
     def unmap_lun(self, path: str, igroup: str) -> bool:
-        self.cache.evict(path)  # other maps may remain: the next lookup reads "mapped" afresh
+        # The LUN stays cached: its identity did not change, and its next attach (a VM reboot) then
+        # costs only the map. ``mapped`` is informational (see Lun); nothing decides on it.
         try:
             self.ops.unmap_lun(path, igroup)
         except ArrayNotMapped:
