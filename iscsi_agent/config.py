@@ -40,6 +40,7 @@ class AgentConfig:
     state_dir: Path
     initiator_name_file: Path
     host_root: Path
+    workers: int
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,7 @@ SCHEMA: Mapping[str, Mapping[str, tuple[Callable[[str], Any], str]]] = {
         "state_dir": (_path, "/var/lib/iscsi-agent"),
         "initiator_name_file": (_path, "/etc/iscsi/initiatorname.iscsi"),
         "host_root": (_path, "/"),
+        "workers": (_positive(int, "a whole number"), "16"),
     },
     "array": {
         "api": (_api, "auto"),

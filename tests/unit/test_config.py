@@ -34,6 +34,7 @@ def test_a_minimal_file_gets_the_documented_defaults():
         (),
     )
     assert config.reconciler.interval == 60.0 and config.metrics.listen == ("127.0.0.1", 9713)
+    assert config.agent.workers == 16
 
 
 def test_values_are_parsed_into_their_types():
@@ -74,6 +75,8 @@ listen =
         (MINIMAL + "verify_tls = maybe\n", "[array] verify_tls", "is not true or false"),
         (MINIMAL + "[agent]\nsocket_mode = 0999\n", "[agent] socket_mode", "octal"),
         (MINIMAL + "[agent]\nstate_dir = var/lib\n", "[agent] state_dir", "absolute path"),
+        (MINIMAL + "[agent]\nworkers = 0\n", "[agent] workers", "must be greater than 0"),
+        (MINIMAL + "[agent]\nworkers = many\n", "[agent] workers", "is not a whole number"),
         (MINIMAL + "[iscsi]\nportal_networks = 10.0.0.0/33\n", "[iscsi] portal_networks", "CIDR"),
         (MINIMAL + "[metrics]\nlisten = 9713\n", "[metrics] listen", "host:port"),
         ("[array]\nusername = admin\nvserver = svm1\n", "[array] hostname", "is required"),
