@@ -25,7 +25,6 @@ from iscsi_agent.host.iscsiadm import Iscsiadm, NodeSettings
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sessions import ScsiAddress, Sessions
 from iscsi_agent.host.waiting import SystemClock
-from iscsi_agent.portal import Portal
 from ontap_sim import Simulator
 from ontap_sim.mirror import TgtMirror
 from ontap_sim.tgt import Tgtadm, naa_id
@@ -84,7 +83,7 @@ def test_a_map_through_the_array_appears_on_the_host_and_an_unmap_removes_it_at_
         Devices(paths, clock),
     )
     target_iqn = client.iscsi_service().target_iqn
-    portal = Portal.parse(client.portals()[0].target)
+    portal = client.portals()[0].portal
     assert [found.iqn for found in iscsiadm.discover(portal)] == [target_iqn]
     iscsiadm.configure_node(target_iqn, portal, NodeSettings())
     iscsiadm.login(target_iqn, portal)
