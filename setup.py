@@ -30,8 +30,8 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            # `iscsi-agent check` today; the daemon mode and iscsi-agentctl arrive with the daemon.
             "iscsi-agent = iscsi_agent.cli:main",
+            "iscsi-agentctl = iscsi_agent.ctl:main",
         ],
     },
 )

@@ -1,0 +1,150 @@
+"""What the attach/detach service promises its callers: the Protocol, its result values and its errors.
+
+The socket API (``iscsi_agent.api``) is written against this Protocol only, so the service, the
+journal and the reconciler can change behind it, and the API's tests drive a small fake. Values are
+frozen dataclasses; the API alone turns them into JSON (``iscsi_agent.api.wire``), including the
+os-brick ``connection_info`` that is derived from an Attachment and so can never carry a secret.
+
+Errors the service raises for the caller's volume, drawn once (other layers' errors pass through,
+and ``iscsi_agent.api.status`` maps every class to an HTTP status in one table):
+
+    ServiceError            service_error
+    ├── VolumeNotFound      volume_not_found     no LUN has that path, name or UUID; (volume)
+    ├── VolumeAmbiguous     volume_ambiguous     a name that several LUNs share; (volume, candidates)
+    ├── NotAttached         not_attached         the volume is not attached by this agent; (volume)
+    └── VolumeInUse         volume_in_use        detach refused: something holds the device; (volume, holders)
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from iscsi_agent.errors import AgentError
+from iscsi_agent.portal import Portal
+
+
+class ServiceError(AgentError):
+    code = "service_error"
+
+
+class VolumeNotFound(ServiceError):
+    code = "volume_not_found"
+
+    def __init__(self, volume: str) -> None:
+        super().__init__(f"no LUN on the array is named {volume!r} (path, name or UUID)", volume=volume)
+
+
+class VolumeAmbiguous(ServiceError):
+    code = "volume_ambiguous"
+
+    def __init__(self, volume: str, candidates: Sequence[str]) -> None:
+        super().__init__(
+            f"{volume!r} names {len(candidates)} LUNs; give the LUN path or UUID",
+            volume=volume,
+            candidates=list(candidates),
+        )
+
+
+class NotAttached(ServiceError):
+    code = "not_attached"
+
+    def __init__(self, volume: str) -> None:
+        super().__init__(f"{volume} is not attached by this agent", volume=volume)
+
+
+class VolumeInUse(ServiceError):
+    code = "volume_in_use"
+
+    def __init__(self, volume: str, holders: Sequence[str]) -> None:
+        super().__init__(
+            f"{volume} is in use by {', '.join(holders)}; detach with force to remove it anyway",
+            volume=volume,
+            holders=list(holders),
+        )
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A LUN attached to this host: the stable device path and how the host reaches the LUN."""
+
+    volume: str  # the LUN path, whichever form the caller named it by
+    lun_uuid: str
+    device: Path  # /dev/disk/by-id/wwn-0x..., or /dev/mapper/<wwid> with multipath
+    wwid: str
+    lun_id: int
+    target_iqn: str
+    portals: tuple[Portal, ...]  # the portals logged in to, the preferred one first
+    multipath: bool
+    auth_username: str | None = None  # the CHAP user of the sessions; never the secret
+
+
+@dataclass(frozen=True)
+class Detachment:
+    volume: str
+
+
+class HealthStatus(enum.Enum):
+    OK = "ok"
+    DEGRADED = "degraded"
+
+
+@dataclass(frozen=True)
+class ArrayHealth:
+    reachable: bool
+    api: str | None = None  # "rest" or "zapi" once detected
+    error: str | None = None  # the error code of the last failed array call, while unreachable
+
+
+@dataclass(frozen=True)
+class Health:
+    status: HealthStatus
+    array: ArrayHealth
+    sessions: int  # iSCSI sessions logged in
+    attachments: int
+    last_reconcile: datetime | None  # timezone-aware; None before the first pass
+
+
+@dataclass(frozen=True)
+class ReconcileAction:
+    action: str  # e.g. remove_stale_device, logout_idle_session
+    target: str  # what it acts on: a device, a session, a map
+    reason: str
+    done: bool  # False in a dry run, or when the action failed
+
+
+class AttachService(Protocol):
+    """The operations behind the socket API.
+
+    Connection threads call these concurrently, so an implementation must be thread-safe. Every
+    method either returns its value or raises an AgentError (the errors above, or the array and
+    host layers' own); anything else is reported to the client as an internal error.
+    """
+
+    def attach(self, volume: str) -> tuple[Attachment, bool]:
+        """Attach the volume (path, name or LUN UUID); True when this call attached it, False when it
+        already was. Raises VolumeNotFound or VolumeAmbiguous for a volume it cannot name."""
+        ...
+
+    def detach(self, volume: str, *, force: bool) -> Detachment:
+        """Detach the volume. Raises NotAttached when it is not attached, unless ``force`` (then it
+        succeeds); raises VolumeInUse when something holds the device, unless ``force``."""
+        ...
+
+    def attachments(self) -> Sequence[Attachment]:
+        """Every attachment this agent owns."""
+        ...
+
+    def attachment(self, volume: str) -> Attachment:
+        """The attachment of the volume in any form; raises NotAttached."""
+        ...
+
+    def health(self) -> Health: ...
+
+    def reconcile(self, *, dry_run: bool) -> Sequence[ReconcileAction]:
+        """Run one reconciler pass now; with ``dry_run`` report what it would do and change nothing."""
+        ...
