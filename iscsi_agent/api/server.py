@@ -165,7 +165,14 @@ class ApiServer:
         )
         with self._lock:
             self._threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # the process is out of threads: refuse this one, keep accepting
+            log.warning("closing a connection unanswered: %s", exc)
+            with self._lock:
+                self._threads.discard(thread)
+            slots.release()
+            connection.close()
 
     def _run(self, connection: socket.socket, slots: threading.BoundedSemaphore, overloaded: bool) -> None:
         try:

@@ -92,11 +92,11 @@ def test_a_client_that_never_reads_its_answer_is_dropped_after_the_write_timeout
     path = serve(Limits(connections=1, refusals=1, write_timeout=0.2))
     with connect(path) as lazy:
         lazy.sendall(b"GET /v1/attachments HTTP/1.1\r\n\r\n")
-        started = time.monotonic()
+        first = lazy.recv(1)  # the server is sending now
         time.sleep(0.5)  # longer than the write timeout, not reading
-        received = read_all(lazy)
-    assert len(received) < 1_000_000  # the answer (over 2 MB) was cut off
-    assert time.monotonic() - started < 5
+        with contextlib.suppress(ConnectionResetError):
+            first += read_all(lazy)
+    assert first.startswith(b"HTTP/1.1 200 OK") and len(first) < 2_000_000  # the answer (2.7 MB) was cut off
     still_serving(path)
 
 
@@ -166,13 +166,26 @@ def test_a_flood_of_connections_leaves_the_server_serving(serve):
             break  # the backlog is full: the kernel refuses, the server does not grow
     for client in clients:
         client.close()
-    deadline = time.monotonic() + 5
-    while True:
+
+    def healthy():
         try:
-            answer = request(path, "GET", "/v1/health")
-        except OSError:
-            answer = None
-        if answer is not None and answer.status == 200:
-            break
-        assert time.monotonic() < deadline, "the server did not recover from the flood"
-        time.sleep(0.05)
+            return request(path, "GET", "/v1/health").status == 200
+        except (OSError, KeyError):
+            return False  # refused or closed unanswered while the flood drains
+
+    eventually(healthy)
+
+
+def test_a_connection_the_process_has_no_thread_for_is_closed_and_the_server_goes_on(agent, monkeypatch):
+    class NoThread(threading.Thread):
+        def start(self):
+            raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading, "Thread", NoThread)
+    received = b""
+    with connect(agent) as client, contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        client.sendall(b"GET /v1/health HTTP/1.1\r\n\r\n")
+        received = read_all(client)
+    assert received == b""
+    monkeypatch.undo()
+    still_serving(agent)
