@@ -1,6 +1,7 @@
 """`curl --unix-socket` works against the socket API, as shared/design.md promises operators."""
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -12,13 +13,15 @@ pytestmark = [
 ]
 
 
-def curl(agent, *args):
+def curl(agent, *args, user=None):
+    """``user``: run curl as that uid, with the same number as its only group."""
     done = subprocess.run(
         ["curl", "-sS", "--unix-socket", str(agent), "-w", "\n%{http_code}", *args],
         capture_output=True,
         text=True,
         timeout=30,
         check=True,
+        **({"user": user, "group": user, "extra_groups": []} if user is not None else {}),
     )
     body, _, status = done.stdout.rpartition("\n")
     return int(status), json.loads(body)
@@ -48,3 +51,16 @@ def test_curl_sending_a_large_body_gets_413(agent, tmp_path):
     big.write_text(json.dumps({"volume": "x" * 2_000_000}))
     status, body = curl(agent, "--data-binary", f"@{big}", "http://localhost/v1/attachments")
     assert status == 413 and body["error"]["code"] == "body_too_large"
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="running curl as another user needs root")
+def test_another_user_is_stopped_by_the_socket_mode_then_by_the_peer_check(agent, socket_dir):
+    nobody = 65534
+    socket_dir.chmod(0o755)
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        curl(agent, "http://localhost/v1/health", user=nobody)
+    assert refused.value.returncode == 7  # could not connect: the mode is 0660, root:root
+    agent.chmod(0o666)
+    status, body = curl(agent, "http://localhost/v1/health", user=nobody)
+    assert status == 403 and body["error"]["code"] == "peer_not_allowed"
+    assert (body["error"]["details"]["uid"], body["error"]["details"]["gid"]) == (nobody, nobody)
