@@ -12,8 +12,12 @@ import io
 import socket
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from iscsi_agent.api.errors import ClientGone, HeadTooLarge, RequestTimeout
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 
 class _DeadlineSocket(io.RawIOBase):
@@ -27,7 +31,7 @@ class _DeadlineSocket(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer) -> int:
         remaining = self.deadline - self._clock()
         if remaining <= 0:
             raise RequestTimeout(self.part, self.timeout)
@@ -51,7 +55,7 @@ class RequestReader:
         self._buffered = io.BufferedReader(self._raw)
         self._head_left = head_limit
         self._head_limit = head_limit
-        self.ended = False  # the client closed its side
+        self.ended = False  # the client closed its side within the head
 
     def expect(self, part: str, timeout: float) -> None:
         """Start reading ``part`` ("head" or "body"), which must arrive within ``timeout`` from now."""
@@ -73,6 +77,5 @@ class RequestReader:
         return line
 
     def read(self, size: int) -> bytes:
-        data = self._buffered.read(size)
-        self.ended = self.ended or len(data) < size
-        return data
+        """Up to ``size`` bytes; fewer only when the client closed its side."""
+        return self._buffered.read(size)
