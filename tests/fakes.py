@@ -4,14 +4,20 @@ reacts like the kernel to scan and delete writes when the clock ticks."""
 
 from __future__ import annotations
 
+import errno
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from iscsi_agent.host.command import CommandResult, CommandTimeout, mask
+from iscsi_agent.host.errors import KernelCallTimeout
 from iscsi_agent.host.sessions import ScsiAddress
 from iscsi_agent.naa import netapp_wwid
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,13 @@ class FakeRunner:
         return [call.argv for call in self.calls]
 
 
+def polling(
+    folders: Iterable[Path], fallback: Callable[[float], None]
+) -> AbstractContextManager[Callable[[float], None]]:
+    """A ``Devices`` watch that never watches: waits pause through the (fake) clock alone."""
+    return nullcontext(fallback)
+
+
 @dataclass
 class FakeClock:
     """Monotonic time that only moves when slept on; each sleep first lets ``on_sleep`` act (the "kernel")."""
@@ -70,18 +83,102 @@ class FakeClock:
 
 
 @dataclass
+class FakeClaim:
+    """An exclusive claim on a synthetic node: the node's inode and its sysfs number, taken when claimed."""
+
+    node: Path
+    device_number: str
+    ops: FakeBlockOps
+    inode: int
+    held: bool = True
+
+    def flush(self) -> None:
+        if self.ops.on_flush is not None:
+            self.ops.on_flush()
+        if self.ops.flush_error is not None:
+            raise self.ops.flush_error
+        self.ops.flushed.append(self.node.name)
+
+    def node_changed(self) -> str | None:
+        try:
+            inode = os.stat(self.node).st_ino
+        except FileNotFoundError:
+            return f"{self.node} is gone"
+        return None if inode == self.inode else f"{self.node} was made anew"
+
+    def close(self) -> None:
+        self.held = False
+        self.ops.released.append(self.node.name)
+
+
+@dataclass
 class FakeBlockOps:
+    """Claims and flushes on a synthetic tree; ``claimed`` names devices someone else holds (EBUSY).
+
+    ``block_dir`` is the tree's sys/block, where a claim reads the device number of its node.
+    """
+
+    block_dir: Path | None = None
     claimed: set[str] = field(default_factory=set)
     flushed: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
     flush_error: OSError | None = None
+    on_flush: Callable[[], None] | None = None
+    claims: list[FakeClaim] = field(default_factory=list)
 
     def claimed_elsewhere(self, node: Path) -> bool:
         return node.name in self.claimed
 
-    def flush(self, node: Path) -> None:
-        if self.flush_error is not None:
-            raise self.flush_error
-        self.flushed.append(node.name)
+    def claim(self, node: Path) -> FakeClaim:
+        if node.name in self.claimed:
+            raise OSError(errno.EBUSY, "Device or resource busy", str(node))
+        inode = os.stat(node).st_ino  # FileNotFoundError, like open() of a node that went
+        number = (self.block_dir / node.name / "dev").read_text().strip() if self.block_dir else "0:0"
+        claim = FakeClaim(node, number, self, inode)
+        self.claims.append(claim)
+        return claim
+
+    @property
+    def held(self) -> list[str]:
+        return [claim.node.name for claim in self.claims if claim.held]
+
+
+@dataclass
+class FakeKernelCalls:
+    """Runs kernel calls inline, recording each step and its deadline; a step in ``hang`` times out.
+
+    ``on_step`` runs before each call: a test changes the world there, between check and delete.
+    """
+
+    hang: set[str] = field(default_factory=set)
+    steps: list[tuple[str, float]] = field(default_factory=list)
+    on_step: Callable[[str], None] | None = None
+
+    def run(
+        self,
+        call: Callable[[], T],
+        timeout: float,
+        *,
+        device: str,
+        step: str,
+        late: Callable[[T], None] | None = None,
+    ) -> T:
+        self.steps.append((step, timeout))
+        if self.on_step is not None:
+            self.on_step(step)
+        if step in self.hang:
+            raise KernelCallTimeout(
+                f"{step} of {device} did not return within {timeout:g}s (fake)",
+                device=device,
+                step=step,
+                timeout=timeout,
+                abandoned=True,
+            )
+        return call()
+
+    @property
+    def step_names(self) -> list[str]:
+        return [step for step, _ in self.steps]
 
 
 def ontap_wwid(serial: str) -> str:
@@ -151,6 +248,15 @@ class HostTree:
         (self.root / f"sys/class/scsi_host/host{host}").symlink_to(
             f"../../devices/platform/host{host}/scsi_host/host{host}"
         )
+
+    def remove_session(self, sid: int, host: int) -> None:
+        """A logout: the session and its SCSI host go, with every disk on them."""
+        for link in list((self.root / "sys/class/scsi_device").iterdir()):
+            if ScsiAddress.parse(link.name).host == host:
+                self.remove_disk(ScsiAddress.parse(link.name))
+        (self.root / f"sys/class/iscsi_session/session{sid}").unlink()
+        (self.root / f"sys/class/scsi_host/host{host}").unlink()
+        _rmtree(self.root / f"sys/devices/platform/host{host}")
 
     def scan_request(self, host: int) -> str:
         return (self.root / f"sys/class/scsi_host/host{host}/scan").read_text()
@@ -239,6 +345,26 @@ class HostTree:
         device = (self.root / f"sys/class/scsi_device/{address}/device").resolve()
         (device / "wwid").write_text(ontap_wwid(serial) + "\n")
         (device / "vpd_pg80").write_bytes(vpd_pg80(serial))
+
+    def break_attr(self, address: ScsiAddress, attr: str) -> None:
+        """Make reading a device attribute fail with an error other than "absent" (EISDIR stands for EIO)."""
+        path = (self.root / f"sys/class/scsi_device/{address}/device").resolve() / attr
+        path.unlink(missing_ok=True)
+        path.mkdir()
+
+    def remove_attr(self, address: ScsiAddress, attr: str) -> None:
+        """The kernel shows no such attribute (vpd_pg80 of a device without page 0x80)."""
+        ((self.root / f"sys/class/scsi_device/{address}/device").resolve() / attr).unlink()
+
+    def hang_attr(self, address: ScsiAddress, attr: str) -> Path:
+        """A write to the attribute blocks (a FIFO with no reader), as delete does on a dead path.
+
+        Open the returned FIFO for reading to let the write through.
+        """
+        path = (self.root / f"sys/class/scsi_device/{address}/device").resolve() / attr
+        path.unlink(missing_ok=True)
+        os.mkfifo(path)
+        return path
 
     def remove_disk(self, address: ScsiAddress) -> None:
         device = (self.root / f"sys/class/scsi_device/{address}/device").resolve()

@@ -2,52 +2,43 @@
 
 Everything that runs a command (iscsiadm, multipath, tgtadm in tests) takes a
 ``CommandRunner`` so tests can hand in a fake that records argv and replays output.
-Secrets (CHAP passwords) passed to a command are masked in logs and in errors.
+Secrets (CHAP passwords) passed to a command are masked in logs, in results and in errors,
+including the exceptions they are raised from.
+
+A timeout is a deadline for the caller, not a request to the program: at the deadline the
+program is killed, and if it does not die within ``KILL_GRACE`` (a process in an uninterruptible
+kernel wait, such as I/O on a dead iSCSI path, ignores SIGKILL until the kernel returns) it is
+left behind and the caller still gets CommandTimeout.
 """
 
 from __future__ import annotations
 
 import logging
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from iscsi_agent.errors import AgentError
+from iscsi_agent.host.errors import CommandError, CommandFailed, CommandNotFound, CommandTimeout
+
+__all__ = [
+    "KILL_GRACE",
+    "MASK",
+    "CommandError",
+    "CommandFailed",
+    "CommandNotFound",
+    "CommandResult",
+    "CommandRunner",
+    "CommandTimeout",
+    "SubprocessRunner",
+    "mask",
+]
 
 log = logging.getLogger(__name__)
 
 MASK = "***"
-
-
-class CommandError(AgentError):
-    """A program could not be run, or ran and failed."""
-
-    code = "command_failed"
-
-
-class CommandNotFound(CommandError):
-    code = "command_not_found"
-
-
-class CommandTimeout(CommandError):
-    code = "command_timeout"
-
-
-class CommandFailed(CommandError):
-    """The program ran and exited non-zero; callers map exit codes to their own errors."""
-
-    def __init__(self, argv: Sequence[str], exit_code: int, stderr: str, stdout: str = "") -> None:
-        super().__init__(
-            f"{' '.join(argv)} exited {exit_code}: {stderr.strip() or stdout.strip() or 'no output'}",
-            argv=list(argv),
-            exit_code=exit_code,
-            stderr=stderr,
-        )
-        self.argv = list(argv)
-        self.exit_code = exit_code
-        self.stderr = stderr
-        self.stdout = stdout
+# How long a killed program gets to be reaped before it is left behind.
+KILL_GRACE = 2.0
 
 
 @dataclass(frozen=True)
@@ -71,42 +62,81 @@ class CommandRunner(Protocol):
 
 
 def mask(text: str, secrets: Sequence[str]) -> str:
-    """Replace every secret in text, so argv and output can be logged or raised safely."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, MASK)
+    """Replace every secret in text, so argv and output can be logged or raised safely.
+
+    Longer secrets go first: a secret that contains another must not be left half shown.
+    """
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, MASK)
     return text
+
+
+def _decode(data: bytes | None) -> str:
+    # Programs print whatever bytes they hold (a target alias, a path); a stray byte is not an error.
+    return (data or b"").decode("utf-8", errors="replace")
 
 
 @dataclass
 class SubprocessRunner:
-    """Runs programs for real. Never through a shell; stdin is closed."""
+    """Runs programs for real. Never through a shell; stdin is closed; output is read as UTF-8."""
 
     env: dict[str, str] | None = field(default=None)
+    kill_grace: float = KILL_GRACE
+    # The seam for a test that needs a process which outlives SIGKILL (no harmless program does).
+    popen: Callable[..., subprocess.Popen[bytes]] = field(default=subprocess.Popen, repr=False)
 
     def __call__(self, argv: Sequence[str], *, timeout: float, secrets: Sequence[str] = ()) -> CommandResult:
         shown = tuple(mask(arg, secrets) for arg in argv)
         log.debug("running %s", " ".join(shown))
         try:
-            done = subprocess.run(
+            process = self.popen(
                 list(argv),
                 stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 env=self.env,
-                check=False,
             )
-        except FileNotFoundError as exc:
-            raise CommandNotFound(f"{argv[0]}: program not found", argv=list(shown)) from exc
-        except PermissionError as exc:
-            raise CommandNotFound(f"{argv[0]}: not executable", argv=list(shown)) from exc
-        except subprocess.TimeoutExpired as exc:
+        except FileNotFoundError:
+            raise CommandNotFound(f"{shown[0]}: program not found", argv=list(shown)) from None
+        except PermissionError:
+            raise CommandNotFound(f"{shown[0]}: not executable", argv=list(shown)) from None
+        except OSError as exc:
+            # The OSError names the program and nothing else, but say it in our words, masked.
+            raise CommandError(
+                f"{shown[0]}: could not start: {exc.strerror or exc}", argv=list(shown)
+            ) from None
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # Not chained: TimeoutExpired carries the unmasked argv and output.
+            self._stop(process, shown)
             raise CommandTimeout(
                 f"{' '.join(shown)} did not finish within {timeout:g}s", argv=list(shown), timeout=timeout
-            ) from exc
-        result = CommandResult(shown, done.returncode, mask(done.stdout, secrets), mask(done.stderr, secrets))
+            ) from None
+        except BaseException:
+            self._stop(process, shown)
+            raise
+        result = CommandResult(
+            shown, process.returncode, mask(_decode(stdout), secrets), mask(_decode(stderr), secrets)
+        )
         log.debug(
-            "%s exited %d; stdout=%r stderr=%r", shown[0], done.returncode, result.stdout, result.stderr
+            "%s exited %d; stdout=%r stderr=%r", shown[0], result.exit_code, result.stdout, result.stderr
         )
         return result
+
+    def _stop(self, process: subprocess.Popen[bytes], shown: Sequence[str]) -> None:
+        """Kill the program and reap it, but never wait past ``kill_grace`` for a process that cannot die."""
+        process.kill()
+        try:
+            process.wait(timeout=self.kill_grace)
+        except subprocess.TimeoutExpired:
+            log.warning(
+                "%s (pid %s) was killed but has not exited after %gs (blocked in the kernel?); left behind",
+                shown[0],
+                process.pid,
+                self.kill_grace,
+            )
+        finally:
+            for pipe in (process.stdout, process.stderr):
+                if pipe is not None:
+                    pipe.close()

@@ -14,13 +14,13 @@ import enum
 import logging
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from iscsi_agent.host.errors import DeviceTimeout, WaitTimeout
+from iscsi_agent.host.errors import DeviceTimeout, SysfsError, WaitTimeout
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sessions import ScsiAddress
-from iscsi_agent.host.sysfs import entries, read_attr, write_attr
+from iscsi_agent.host.sysfs import entries, read_attr, read_attr_if_present, write_attr
 from iscsi_agent.host.waiting import Clock, wait_until
 from iscsi_agent.host.watch import watching
 
@@ -67,13 +67,19 @@ def parse_udev_links(db_text: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class DeviceIdentity:
-    """What the LUN says it is: INQUIRY strings, VPD 0x80 serial and the kernel's WWID (VPD 0x83)."""
+    """What the LUN says it is: INQUIRY strings, VPD 0x80 serial and the kernel's WWID (VPD 0x83).
+
+    ``serial``/``wwid`` are None when the device reports none. ``unreadable`` names what could
+    not be read ("vpd_pg80: [Errno 5] Input/output error"); while it is not empty the identity is
+    unknown, which is never a verdict about the device (see identity.is_lun).
+    """
 
     vendor: str
     model: str
     revision: str
     serial: str | None
     wwid: str | None
+    unreadable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,25 +128,58 @@ class Devices:
         return names[0] if names else None
 
     def identity(self, address: ScsiAddress) -> DeviceIdentity:
-        """The identity sysfs holds now; it is cached since the last probe or rescan (see fresh_identity)."""
+        """The identity sysfs holds now; it is cached since the last probe or rescan (see fresh_identity).
+
+        An attribute that is absent (or an empty page) means the device reports none; one that
+        exists but cannot be read, or a malformed page, leaves the identity unknown (``unreadable``).
+        """
         folder = self.sysfs_dir(address)
-        serial: str | None
+        unreadable: list[str] = []
+        serial = self._serial(folder / "vpd_pg80", unreadable)
         try:
-            serial = parse_vpd_pg80((folder / "vpd_pg80").read_bytes())
-        except (OSError, ValueError) as exc:
-            log.debug("%s has no usable VPD page 0x80: %s", address, exc)
-            serial = None
+            wwid = read_attr_if_present(folder / "wwid") or None
+        except OSError as exc:
+            unreadable.append(f"wwid: {exc}")
+            wwid = None
+        if unreadable:
+            log.warning("identity of %s could not be read: %s", address, "; ".join(unreadable))
         return DeviceIdentity(
             vendor=read_attr(folder / "vendor"),
             model=read_attr(folder / "model"),
             revision=read_attr(folder / "rev"),
             serial=serial,
-            wwid=read_attr(folder / "wwid") or None,
+            wwid=wwid,
+            unreadable=tuple(unreadable),
         )
 
+    @staticmethod
+    def _serial(page: Path, unreadable: list[str]) -> str | None:
+        try:
+            data = page.read_bytes()
+        except FileNotFoundError:
+            return None  # the device has no page 0x80: the kernel shows no attribute
+        except OSError as exc:
+            unreadable.append(f"vpd_pg80: {exc}")
+            return None
+        if not data:
+            return None
+        try:
+            return parse_vpd_pg80(data)
+        except ValueError as exc:
+            unreadable.append(f"vpd_pg80: {exc}")
+            return None
+
     def fresh_identity(self, address: ScsiAddress) -> DeviceIdentity:
-        """Rescan the device first: after a LUN id is reused, sysfs keeps the OLD identity until then."""
-        write_attr(self.sysfs_dir(address) / "rescan", "1", f"rescan of {address}", address=str(address))
+        """Rescan the device first: after a LUN id is reused, sysfs keeps the OLD identity until then.
+
+        When the rescan cannot be written, what sysfs holds is not fresh: the identity comes back
+        marked unreadable, so no verdict rests on the cached one.
+        """
+        try:
+            write_attr(self.sysfs_dir(address) / "rescan", "1", f"rescan of {address}", address=str(address))
+        except SysfsError as exc:
+            cached = self.identity(address)
+            return replace(cached, unreadable=(*cached.unreadable, f"rescan: {exc}"))
         return self.identity(address)
 
     def read(self, address: ScsiAddress) -> BlockDevice | None:

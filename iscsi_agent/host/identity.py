@@ -4,6 +4,10 @@ ONTAP puts the LUN serial on VPD page 0x80 and derives the NAA WWID from it:
 ``600a0980`` + hex(serial bytes). A device is only that LUN when both agree; a device whose
 identity disagrees at a LUN id the array maps is stale (the id was reused), and so is a
 device at a LUN id the array no longer maps.
+
+An identity that could not be read (a failed VPD read, a failed rescan) is its own verdict,
+UNREADABLE: it proves nothing either way, so it never makes a device stale. Only a positive
+mismatch on a fresh read does.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ class Verdict(enum.Enum):
     SERIAL_MISMATCH = "serial on VPD page 0x80 differs"
     WWID_MISMATCH = "NAA WWID differs from 600a0980 + hex(serial)"
     NO_IDENTITY = "the device reports no serial or no WWID"
+    UNREADABLE = "the device's identity could not be read; nothing is known either way"
 
 
 class StaleReason(enum.Enum):
@@ -30,7 +35,12 @@ class StaleReason(enum.Enum):
 
 
 def is_lun(identity: DeviceIdentity, serial: str) -> Verdict:
-    """Whether the device is the LUN with this serial: page 0x80 AND the NAA WWID must both agree."""
+    """Whether the device is the LUN with this serial: page 0x80 AND the NAA WWID must both agree.
+
+    Any unreadable part makes the whole verdict UNREADABLE, even where the readable part disagrees.
+    """
+    if identity.unreadable:
+        return Verdict.UNREADABLE
     if not identity.serial or not identity.wwid:
         return Verdict.NO_IDENTITY
     if identity.serial != serial:
@@ -41,13 +51,19 @@ def is_lun(identity: DeviceIdentity, serial: str) -> Verdict:
 
 
 def stale_reason(lun_id: int, identity: DeviceIdentity, mapped: Mapping[int, str]) -> StaleReason | None:
-    """Why a device at ``lun_id`` is stale, given the array's maps for this host (LUN id -> serial)."""
+    """Why a device at ``lun_id`` is stale, given the array's maps for this host (LUN id -> serial).
+
+    ``identity`` must be fresh (``Devices.fresh_identity``): sysfs keeps an old one after a LUN id
+    is reused. None means not shown to be stale: the device is that LUN, or its identity could not
+    be read (``is_lun`` then says UNREADABLE), and a device is never removed on "could not read".
+    """
     serial = mapped.get(lun_id)
     if serial is None:
         return StaleReason.LUN_GONE
-    if is_lun(identity, serial) is not Verdict.MATCH:
-        return StaleReason.IDENTITY_MISMATCH
-    return None
+    verdict = is_lun(identity, serial)
+    if verdict in (Verdict.MATCH, Verdict.UNREADABLE):
+        return None
+    return StaleReason.IDENTITY_MISMATCH
 
 
 class FreshInquiry(Protocol):
@@ -55,6 +71,9 @@ class FreshInquiry(Protocol):
 
 
 def verify_lun(devices: FreshInquiry, address: ScsiAddress, serial: str) -> tuple[Verdict, DeviceIdentity]:
-    """Check the device at address against serial on a fresh identity, never the cached one."""
+    """Check the device at address against serial on a fresh identity, never the cached one.
+
+    A rescan that cannot be written gives UNREADABLE, not a verdict on the cached identity.
+    """
     identity = devices.fresh_identity(address)
     return is_lun(identity, serial), identity

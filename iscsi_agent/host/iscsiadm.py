@@ -3,19 +3,41 @@
 Every call has a timeout, CHAP secrets are handed to the runner to be masked, and
 open-iscsi's exit codes become typed errors. Some codes mean "already done" for one
 operation and a fault for another, so each operation says which codes it tolerates.
+
+Records are shared, so they are written only when they must be (iscsiadm 2.1.8, seen in the VM):
+
+- A node record (target, portal) serves every LUN of that target; ``-o new`` resets it to
+  iscsid.conf's defaults (automatic LUN scan, no CHAP), and a sendtargets discovery through a
+  portal rewrites every node record at that portal the same way. A login that starts while a
+  record holds defaults scans every LUN, or fails authentication.
+- ``ensure_node`` therefore reads the record first and writes nothing when it already holds the
+  agent's settings; otherwise it writes every setting in one ``-o update`` with several
+  ``-n NAME -v VALUE`` pairs (iscsiadm checks every name before it writes, then writes the record
+  once: a bad pair leaves the record as it was), preceded by ``-o new`` only when the record is missing.
+- CHAP secrets read back as ``********``, so a stored secret cannot be compared with the wanted
+  one; with CHAP on, the record is always rewritten, secrets included, in that one update.
+
+Concurrency, per portal: every method holds its portal's lock (``PortalLocks``) while it runs
+iscsiadm, so no two of them interleave on one portal's records. A caller must itself hold
+``Iscsiadm.portal_lock(portal)`` across a sequence whose later step relies on the earlier one:
+discover → ensure_node → login (a discovery or another configuration in between would let the
+login run on defaults), and "the session carries no LUN" → logout → delete_node (an attach in
+between would lose its session). The lock is re-entrant, so the steps take it again freely.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from iscsi_agent.host.command import CommandResult, CommandRunner, CommandTimeout
 from iscsi_agent.host.errors import (
     IscsiadmError,
     IscsiAuthFailed,
+    IscsiConnectionFailed,
     IscsidUnreachable,
     IscsiLoginFailed,
     IscsiNoRecords,
@@ -30,29 +52,70 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_LOGIN_TIMEOUT = 120.0
 
-# open-iscsi's exit codes (include/iscsi_err.h) that callers act on.
-EXIT_TIMEOUT = 8
-EXIT_PDU_TIMEOUT = 11
-EXIT_TRANSPORT_NOT_FOUND = 12
-EXIT_SESSION_EXISTS = 15
-EXIT_FATAL_LOGIN = 19
-EXIT_ISCSID_NOT_CONNECTED = 20
-EXIT_NO_RECORDS = 21
-EXIT_LOGIN_AUTH_FAILED = 24
+# open-iscsi's exit codes (include/iscsi_err.h; iscsiadm(8), EXIT STATUS) that callers act on.
+EXIT_TRANSPORT = 4  # ISCSI_ERR_TRANS
+EXIT_LOGIN = 5  # ISCSI_ERR_LOGIN
+EXIT_IDBM = 6  # ISCSI_ERR_IDBM; also "Discovery record [...] not found."
+EXIT_TIMEOUT = 8  # ISCSI_ERR_TRANS_TIMEOUT
+EXIT_PDU_TIMEOUT = 11  # ISCSI_ERR_PDU_TIMEOUT
+EXIT_TRANSPORT_NOT_FOUND = 12  # ISCSI_ERR_TRANS_NOT_FOUND
+EXIT_SESSION_EXISTS = 15  # ISCSI_ERR_SESS_EXISTS
+EXIT_ISCSID_COMM = 18  # ISCSI_ERR_ISCSID_COMM_ERR
+EXIT_FATAL_LOGIN = 19  # ISCSI_ERR_FATAL_LOGIN
+EXIT_ISCSID_NOT_CONNECTED = 20  # ISCSI_ERR_ISCSID_NOTCONN
+EXIT_NO_RECORDS = 21  # ISCSI_ERR_NO_OBJS_FOUND
+EXIT_LOGIN_AUTH_FAILED = 24  # ISCSI_ERR_LOGIN_AUTH_FAILED
+EXIT_REQUEST_TIMEOUT = 33  # ISCSI_ERR_REQ_TIMEDOUT
 
 _ERRORS: dict[int, tuple[type[IscsiadmError], str]] = {
-    EXIT_TIMEOUT: (IscsiTimeout, "timed out"),
+    EXIT_TRANSPORT: (IscsiConnectionFailed, "could not connect to the portal"),
+    EXIT_LOGIN: (IscsiLoginFailed, "login failed (the exchange broke off or negotiation failed)"),
+    EXIT_TIMEOUT: (IscsiTimeout, "connection timed out"),
     # an unreachable portal ends as "connection login retries exceeded ... iSCSI PDU timed out"
     EXIT_PDU_TIMEOUT: (IscsiTimeout, "the portal did not answer"),
     EXIT_TRANSPORT_NOT_FOUND: (IscsiTransportMissing, "iSCSI transport not loaded (modprobe iscsi_tcp)"),
     EXIT_SESSION_EXISTS: (IscsiSessionExists, "session already exists"),
+    EXIT_ISCSID_COMM: (IscsidUnreachable, "lost its connection to iscsid mid-request (did iscsid stop?)"),
     EXIT_FATAL_LOGIN: (IscsiLoginFailed, "fatal login failure (target refused, or mutual CHAP failed)"),
     EXIT_ISCSID_NOT_CONNECTED: (IscsidUnreachable, "cannot reach iscsid (is it running?)"),
     EXIT_NO_RECORDS: (IscsiNoRecords, "no records found"),
     EXIT_LOGIN_AUTH_FAILED: (IscsiAuthFailed, "login authentication failed (CHAP user or secret)"),
+    EXIT_REQUEST_TIMEOUT: (IscsiTimeout, "iscsid did not answer in time"),
+}
+# The rest of iscsiadm(8)'s list, so an IscsiadmError still says what its code means.
+_MEANINGS: dict[int, str] = {
+    1: "failed (generic error)",
+    2: "session not found",
+    3: "out of memory or resources",
+    EXIT_IDBM: "error reading or writing the iSCSI database (node and discovery records)",
+    7: "invalid argument",
+    9: "internal iscsid or kernel failure",
+    10: "logout failed",
+    13: "permission denied (iscsiadm must run as root)",
+    14: "the transport does not support this operation",
+    16: "iscsid refused the request as invalid",
+    17: "iSNS is not supported",
+    22: "object not found in sysfs",
+    23: "SCSI host not found",
+    25: "iSNS query failed",
+    26: "iSNS registration failed",
+    27: "operation not supported",
+    28: "device or resource busy",
+    29: "temporary failure, try again",
+    30: "unknown discovery type",
+    31: "a child process ended",
+    32: "session not connected",
 }
 
+HIDDEN = "********"  # how iscsiadm shows a secret that is set (iscsiadm -S would print it)
+EMPTY = "<empty>"  # how it shows an empty value
+_SECRET_NAME = re.compile(r"\.password(_in)?$")
 _SENDTARGETS_LINE = re.compile(r"(?P<portal>\S+),(?P<tpgt>-?\d+)\s+(?P<iqn>\S+)")
+_RECORD_BEGIN = "# BEGIN RECORD"
+_RECORD_END = "# END RECORD"
+
+Pairs = tuple[tuple[str, str], ...]
+Record = Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -85,7 +148,7 @@ class NodeSettings:
     login_retries: int = 1
     chap: Chap | None = None
 
-    def values(self) -> tuple[tuple[str, str], ...]:
+    def values(self) -> Pairs:
         """(name, value) pairs for ``iscsiadm -m node -o update``, secrets included."""
         pairs = [
             ("node.startup", "manual"),
@@ -98,7 +161,7 @@ class NodeSettings:
         return tuple(pairs) + _auth_values("node.session.auth", self.chap)
 
 
-def _auth_values(prefix: str, chap: Chap | None) -> tuple[tuple[str, str], ...]:
+def _auth_values(prefix: str, chap: Chap | None) -> Pairs:
     if chap is None:
         return ((f"{prefix}.authmethod", "None"),)
     pairs = [
@@ -129,9 +192,56 @@ def parse_sendtargets(output: str) -> tuple[DiscoveredTarget, ...]:
     return tuple(found)
 
 
+def parse_records(output: str) -> tuple[dict[str, str], ...]:
+    """The records ``iscsiadm -m node|discoverydb ... -o show`` prints, one dict each::
+
+        # BEGIN RECORD 2.1.8
+        node.name = iqn.1992-08.com.netapp:sn.4b1d6e0f2a9c11efb3c1005056a7d2e4:vs.3
+        node.tpgt = -1
+        node.session.auth.username = <empty>
+        node.session.auth.password = ********
+        node.session.scan = manual
+        # END RECORD
+
+    ``<empty>`` becomes ""; a secret that is set stays ``HIDDEN``. One target at one portal can
+    have several records (one per tpgt or iface); lines outside a record (warnings) are skipped.
+    """
+    records: list[dict[str, str]] = []
+    current: dict[str, str] | None = None
+    for line in output.splitlines():
+        if line.startswith(_RECORD_BEGIN):
+            current = {}
+        elif line.startswith(_RECORD_END):
+            if current is not None:
+                records.append(current)
+            current = None
+        elif current is not None:
+            name, equals, value = line.partition(" = ")
+            if equals:
+                current[name.strip()] = "" if value == EMPTY else value
+    return tuple(records)
+
+
+def pending_update(records: Sequence[Record], wanted: Pairs) -> Pairs:
+    """The pairs to write so that every record holds ``wanted``: none when all already do, else all.
+
+    A secret cannot be read back (it shows as ``HIDDEN``), so a wanted secret always counts as a
+    difference: with CHAP on, the record is rewritten, secret included, every time.
+    """
+
+    def holds(record: Record, name: str, value: str) -> bool:
+        if value and _SECRET_NAME.search(name):
+            return False
+        return record.get(name) == value
+
+    if records and all(holds(record, name, value) for record in records for name, value in wanted):
+        return ()
+    return wanted
+
+
 def error_for(action: str, result: CommandResult) -> IscsiadmError:
     """The typed error for a failed iscsiadm run (argv and output arrive already masked)."""
-    kind, meaning = _ERRORS.get(result.exit_code, (IscsiadmError, "failed"))
+    kind, meaning = _ERRORS.get(result.exit_code, (IscsiadmError, _MEANINGS.get(result.exit_code, "failed")))
     said = (result.stderr.strip() or result.stdout.strip()).splitlines()
     return kind(
         f"iscsiadm {action}: {meaning} (exit {result.exit_code}){': ' + said[-1] if said else ''}",
@@ -141,8 +251,30 @@ def error_for(action: str, result: CommandResult) -> IscsiadmError:
     )
 
 
+class PortalLocks:
+    """One re-entrant lock per portal, for every iscsiadm run that touches the portal's records.
+
+    Keyed by portal rather than by (target, portal) because a sendtargets discovery through a
+    portal rewrites the records of every target there; an ONTAP LIF serves one SVM, so one
+    target, so in practice this is the per-(target, portal) lock. A daemon shares one registry
+    between its Iscsiadm and anything else that must not run beside a record change.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[Portal, threading.RLock] = {}
+
+    def lock(self, portal: Portal) -> threading.RLock:
+        with self._guard:
+            return self._locks.setdefault(portal, threading.RLock())
+
+
 class Iscsiadm:
-    """The operations the agent needs from iscsiadm; every one is safe to repeat."""
+    """The operations the agent needs from iscsiadm; every one is safe to repeat.
+
+    Each holds the portal's lock while it runs; see the module docstring for the sequences a
+    caller must hold ``portal_lock`` across.
+    """
 
     def __init__(
         self,
@@ -150,43 +282,89 @@ class Iscsiadm:
         program: str = "iscsiadm",
         timeout: float = DEFAULT_TIMEOUT,
         login_timeout: float = DEFAULT_LOGIN_TIMEOUT,
+        locks: PortalLocks | None = None,
     ) -> None:
         self._runner = runner
         self._program = program
         self._timeout = timeout
         self._login_timeout = login_timeout
+        self._locks = locks or PortalLocks()
+
+    def portal_lock(self, portal: Portal) -> threading.RLock:
+        """The portal's re-entrant lock, for a caller's sequence of steps (``with iscsiadm.portal_lock(p):``)."""
+        return self._locks.lock(portal)
 
     def discover(self, portal: Portal, chap: Chap | None = None) -> tuple[DiscoveredTarget, ...]:
-        """SendTargets discovery through one portal (each portal answers only for itself)."""
-        base = ("-m", "discoverydb", "-t", "sendtargets", "-p", str(portal))
-        # "-o new" on an existing record rewrites it with defaults; the auth settings follow.
-        self._run(f"discoverydb new {portal}", (*base, "-o", "new"))
-        for name, value in _auth_values("discovery.sendtargets.auth", chap):
-            self._update(base, name, value, chap)
-        # exit 21: the portal knows no targets for us; that is an empty answer, not a fault.
-        result = self._run(f"discovery via {portal}", (*base, "--discover"), tolerate=(EXIT_NO_RECORDS,))
+        """SendTargets discovery through one portal (each portal answers only for itself).
+
+        ``-o new`` adds records only for targets the host does not know yet: a plain discovery
+        rewrites every node record at the portal with iscsid.conf's defaults, which is the hazard
+        the VM tests show. A record it adds holds those defaults until ``ensure_node``. Without
+        discovery CHAP it is one call; with it, the discovery record carries the credentials first.
+        """
+        if chap is None:
+            base: tuple[str, ...] = ("-m", "discovery", "-t", "sendtargets", "-p", str(portal))
+        else:
+            base = ("-m", "discoverydb", "-t", "sendtargets", "-p", str(portal))
+        with self._locks.lock(portal):
+            if chap is not None:
+                # A discovery record that is missing shows as exit 6, "Discovery record [...] not found."
+                self._ensure_record(
+                    f"discoverydb {portal}",
+                    base,
+                    _auth_values("discovery.sendtargets.auth", chap),
+                    (EXIT_IDBM,),
+                )
+                base = (*base, "--discover")
+            # exit 21: the portal knows no targets for us; that is an empty answer, not a fault.
+            result = self._run(f"discovery via {portal}", (*base, "-o", "new"), tolerate=(EXIT_NO_RECORDS,))
         targets = parse_sendtargets(result.stdout)
         log.info(
             "discovery via %s found %s", portal, ", ".join(target.iqn for target in targets) or "nothing"
         )
         return targets
 
-    def configure_node(self, iqn: str, portal: Portal, settings: NodeSettings) -> None:
-        """Create (or overwrite) the node record for iqn at portal and apply the agent's settings."""
-        base = self._node(iqn, portal)
-        self._run(f"node new {iqn} {portal}", (*base, "-o", "new"))
-        for name, value in settings.values():
-            self._update(base, name, value, settings.chap)
-        log.info("node record %s at %s configured (chap=%s)", iqn, portal, settings.chap is not None)
+    def node_records(self, iqn: str, portal: Portal) -> tuple[Record, ...] | None:
+        """The node records of iqn at portal (one read); None when the host has none."""
+        with self._locks.lock(portal):
+            return self._read_records(f"node {iqn} {portal}", self._node(iqn, portal), (EXIT_NO_RECORDS,))
+
+    def ensure_node(
+        self, iqn: str, portal: Portal, settings: NodeSettings, *, known: tuple[Record, ...] | None = None
+    ) -> bool:
+        """Make the node record for iqn at portal hold the agent's settings; True when it had to write.
+
+        One read when the record is right already; one read and one update when it differs (or
+        CHAP is on); one read, ``-o new`` and one update when it is missing. ``known`` are records
+        the caller read under the portal lock just now (``()`` for one a discovery has just added),
+        so they are not read again.
+        """
+        with self._locks.lock(portal):
+            written = self._ensure_record(
+                f"node {iqn} {portal}",
+                self._node(iqn, portal),
+                settings.values(),
+                (EXIT_NO_RECORDS,),
+                known=known,
+            )
+        if written:
+            log.info("node record %s at %s configured (chap=%s)", iqn, portal, settings.chap is not None)
+        else:
+            log.debug("node record %s at %s already configured", iqn, portal)
+        return written
+
+    # The name callers used when every call rewrote the record; same operation.
+    configure_node = ensure_node
 
     def login(self, iqn: str, portal: Portal) -> bool:
         """Log in; False when a session existed already (exit 15), which is success too."""
-        result = self._run(
-            f"login to {iqn} via {portal}",
-            (*self._node(iqn, portal), "--login"),
-            tolerate=(EXIT_SESSION_EXISTS,),
-            timeout=self._login_timeout,
-        )
+        with self._locks.lock(portal):
+            result = self._run(
+                f"login to {iqn} via {portal}",
+                (*self._node(iqn, portal), "--login"),
+                tolerate=(EXIT_SESSION_EXISTS,),
+                timeout=self._login_timeout,
+            )
         if result.exit_code == EXIT_SESSION_EXISTS:
             log.debug("already logged in to %s via %s", iqn, portal)
             return False
@@ -195,11 +373,12 @@ class Iscsiadm:
 
     def logout(self, iqn: str, portal: Portal) -> bool:
         """Log out; False when there was no session (exit 21), so nothing was to do."""
-        result = self._run(
-            f"logout from {iqn} via {portal}",
-            (*self._node(iqn, portal), "--logout"),
-            tolerate=(EXIT_NO_RECORDS,),
-        )
+        with self._locks.lock(portal):
+            result = self._run(
+                f"logout from {iqn} via {portal}",
+                (*self._node(iqn, portal), "--logout"),
+                tolerate=(EXIT_NO_RECORDS,),
+            )
         if result.exit_code == EXIT_NO_RECORDS:
             return False
         log.info("logged out of %s via %s", iqn, portal)
@@ -207,11 +386,12 @@ class Iscsiadm:
 
     def delete_node(self, iqn: str, portal: Portal) -> bool:
         """Delete the node record; False when there was none (exit 21)."""
-        result = self._run(
-            f"node delete {iqn} {portal}",
-            (*self._node(iqn, portal), "-o", "delete"),
-            tolerate=(EXIT_NO_RECORDS,),
-        )
+        with self._locks.lock(portal):
+            result = self._run(
+                f"node delete {iqn} {portal}",
+                (*self._node(iqn, portal), "-o", "delete"),
+                tolerate=(EXIT_NO_RECORDS,),
+            )
         if result.exit_code == EXIT_NO_RECORDS:
             return False
         log.info("node record %s at %s deleted", iqn, portal)
@@ -220,9 +400,36 @@ class Iscsiadm:
     def _node(self, iqn: str, portal: Portal) -> tuple[str, ...]:
         return ("-m", "node", "-T", iqn, "-p", str(portal))
 
-    def _update(self, base: Sequence[str], name: str, value: str, chap: Chap | None) -> None:
-        secrets = chap.secrets if chap else ()
-        self._run(f"update {name}", (*base, "-o", "update", "-n", name, "-v", value), secrets=secrets)
+    def _read_records(
+        self, what: str, base: Sequence[str], missing: Sequence[int]
+    ) -> tuple[dict[str, str], ...] | None:
+        """The records at base; None when iscsiadm says there are none (an exit code in ``missing``)."""
+        result = self._run(f"{what} show", (*base, "-o", "show"), tolerate=missing)
+        return parse_records(result.stdout) if result.exit_code == 0 else None
+
+    def _ensure_record(
+        self,
+        what: str,
+        base: Sequence[str],
+        wanted: Pairs,
+        missing: Sequence[int],
+        known: tuple[Record, ...] | None = None,
+    ) -> bool:
+        """Read the record, create it when missing, write every wanted pair in one update when it differs.
+
+        Only a record iscsiadm calls missing is made with ``-o new``: output that cannot be parsed
+        counts as differing, and gets the update alone, never a reset to defaults.
+        """
+        records = known if known is not None else self._read_records(what, base, missing)
+        pairs = pending_update(records or (), wanted)
+        if not pairs:
+            return False
+        if records is None:
+            self._run(f"{what} new", (*base, "-o", "new"))
+        secrets = [value for name, value in pairs if value and _SECRET_NAME.search(name)]
+        arguments = [argument for name, value in pairs for argument in ("-n", name, "-v", value)]
+        self._run(f"{what} update", (*base, "-o", "update", *arguments), secrets=secrets)
+        return True
 
     def _run(
         self,

@@ -2,24 +2,50 @@
 
 The decision (``removal_blocker``) is a pure function of what was found (``DeviceUsage``);
 gathering the facts and acting on them are the I/O around it. Order follows the kernel:
-a mounted, dm-held or open device is refused; otherwise buffers are flushed, the SCSI device
-is deleted through sysfs, and the wait ends when the node and its udev links are gone.
+
+1. Claim the device exclusively (O_EXCL). From here until the delete no mount and no dm or
+   multipath table can take it (they get EBUSY); if one already has it, the claim fails and the
+   refusal names the mount point or holder.
+2. Refuse if a process has it open (a plain open cannot be kept out by the claim: a process that
+   opens it after this check meets a deleted device, as with any hot-unplug), or if its identity
+   cannot be read.
+3. Flush its buffers through the claim.
+4. Re-validate right before the delete, since the delete goes by SCSI address: the address must
+   still hold the same block name, that name the claimed device number, /dev the same node, and
+   the LUN the same identity (a fresh one against ``serial`` when the caller gives it).
+5. Delete the SCSI device through sysfs, release the claim, wait until node and links are gone.
+
+Claim, flush, identity rescan and delete can each block in the kernel for as long as the paths
+are dead; they run through ``KernelCalls`` under the caller's one deadline, so a timeout is a
+``KernelCallTimeout`` naming the step, never a hang. A flush that fails or times out stops the
+removal (deleting a device drops its dirty pages, seen in the VM as "lost async page write"),
+unless ``force_flush`` says the LUN is gone at the array and there is nothing to write back to.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from iscsi_agent.host.blockdev import BlockOps
-from iscsi_agent.host.devices import BlockDevice, Devices
-from iscsi_agent.host.errors import DeviceInUse, SysfsError
+from iscsi_agent.host.blockdev import AbandoningCalls, BlockOps, Claim, KernelCalls
+from iscsi_agent.host.devices import BlockDevice, DeviceIdentity, Devices
+from iscsi_agent.host.errors import (
+    DeviceChanged,
+    DeviceInUse,
+    IdentityUnreadable,
+    KernelCallTimeout,
+    SysfsError,
+)
+from iscsi_agent.host.identity import Verdict, verify_lun
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sessions import ScsiAddress
-from iscsi_agent.host.sysfs import entries, read_attr, read_link, write_attr
+from iscsi_agent.host.sysfs import entries, read_attr, read_attr_if_present, read_link, write_attr
+from iscsi_agent.host.waiting import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +53,10 @@ _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 # udev opens every new or changed disk to probe it (idle workers were seen still holding it);
 # that is not a user, and deleting the device under a probe is harmless.
 UDEV_WORKERS = frozenset({"(udev-worker)", "systemd-udevd", "udevd"})
+# delete() called on its own (not from remove(), which shares the caller's deadline).
+DELETE_TIMEOUT = 30.0
+# With force_flush the flush may take at most this share of what is left, so the delete still has time.
+FORCED_FLUSH_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -87,21 +117,221 @@ def removal_blocker(usage: DeviceUsage) -> str | None:
 
 
 class DeviceRemover:
-    """Looks for users of a device and removes it only when it has none."""
+    """Looks for users of a device and removes it only when it has none and is still what was checked."""
 
-    def __init__(self, paths: HostPaths, devices: Devices, block: BlockOps) -> None:
+    def __init__(
+        self,
+        paths: HostPaths,
+        devices: Devices,
+        block: BlockOps,
+        clock: Clock | None = None,
+        calls: KernelCalls | None = None,
+    ) -> None:
         self._paths = paths
         self._devices = devices
         self._block = block
+        self._clock = clock or SystemClock()
+        self._calls = calls or AbandoningCalls()
+        self._stuck: dict[str, tuple[Claim, str]] = {}  # node -> our claim held by an abandoned call
 
     def usage(self, name: str) -> DeviceUsage:
         """Who uses block device ``name`` ("sdb", or "dm-3" for a multipath map) or its partitions."""
+        return self._usage(name, claimed=self._block.claimed_elsewhere(self._paths.dev(name)))
+
+    def remove(
+        self, device: BlockDevice, timeout: float, force_flush: bool = False, *, serial: str | None = None
+    ) -> None:
+        """Refuse if in use; else flush, delete the SCSI device and wait until node and links are gone.
+
+        ``timeout`` bounds the whole removal, every kernel call included. ``serial``, when the
+        caller knows which LUN the device must be, is checked on a fresh identity before the flush
+        and again right before the delete; without it the address must keep the identity it had
+        when the removal began. ``force_flush`` carries on when the flush fails or times out, for
+        devices whose LUN is already gone at the array (there is nothing left to write back to).
+
+        Raises DeviceInUse, DeviceChanged, IdentityUnreadable, SysfsError, KernelCallTimeout or
+        DeviceTimeout; on any of them before the delete the device stays (at most flushed), and
+        the claim is released (or, under a flush stuck in the kernel, released when it returns).
+        """
+        deadline = self._clock.monotonic() + timeout
+
+        def left() -> float:
+            return max(deadline - self._clock.monotonic(), 0.0)
+
+        node = self._paths.host_view(device.node)
+        claim = self._claim(device, node, left())
+        if claim is None:
+            self._devices.wait_gone(device, left())
+            return
+        try:
+            checked = self._check(device, node, serial, left)
+            self._flush(claim, node, force_flush, left)
+            self._revalidate(device, claim, checked, serial=serial, left=left)
+            self.delete(device.address, left(), device=node)
+        finally:
+            claim.close()
+        self._devices.wait_gone(device, left())
+        log.info("removed %s (%s)", node, device.address)
+
+    def delete(self, address: ScsiAddress, timeout: float = DELETE_TIMEOUT, *, device: str = "") -> None:
+        """Tell the kernel to drop the SCSI device; udev then removes node and links.
+
+        The write returns once the kernel has synchronised the disk's cache, which on a dead
+        path takes as long as the path stays dead: past ``timeout`` it is abandoned.
+        """
+        folder = self._devices.sysfs_dir(address)
+        if not folder.exists():
+            log.debug("%s was already gone", address)
+            return
+        self._calls.run(
+            lambda: write_attr(folder / "delete", "1", f"deleting {address}", address=str(address)),
+            timeout,
+            device=device or str(address),
+            step="delete",
+        )
+
+    def _claim(self, device: BlockDevice, node: str, timeout: float) -> Claim | None:
+        """The exclusive claim; None when the device is gone already; DeviceInUse naming who has it."""
+        try:
+            return self._calls.run(
+                lambda: self._block.claim(device.node),
+                timeout,
+                device=node,
+                step="exclusive claim",
+                late=lambda claim: claim.close(),
+            )
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:
+                blocker = self._own_stuck_call(node) or removal_blocker(
+                    self._usage(device.name, claimed=True)
+                )
+                raise DeviceInUse(
+                    f"{node} ({device.address}) is in use: {blocker}", device=node, holder=blocker
+                ) from exc
+            if exc.errno in (errno.ENOENT, errno.ENXIO, errno.ENODEV) and not self._still_there(device):
+                log.info("%s (%s) was already gone", node, device.address)
+                return None
+            raise SysfsError(f"claiming {node} exclusively failed: {exc}", device=node) from exc
+
+    def _check(
+        self, device: BlockDevice, node: str, serial: str | None, left: Callable[[], float]
+    ) -> DeviceIdentity:
+        """Under the claim: nobody may have it open, and its identity must be known (and be ``serial``)."""
+        blocker = removal_blocker(self._usage(device.name, claimed=False))
+        if blocker:
+            raise DeviceInUse(f"{node} ({device.address}) is in use: {blocker}", device=node, holder=blocker)
+        return self._identity(device, node, serial, left, "before the flush")
+
+    def _flush(self, claim: Claim, node: str, force_flush: bool, left: Callable[[], float]) -> None:
+        budget = left() * FORCED_FLUSH_SHARE if force_flush else left()
+        try:
+            self._calls.run(claim.flush, budget, device=node, step="flush")
+        except KernelCallTimeout:
+            self._stuck[node] = (claim, "flush")
+            if not force_flush:
+                raise
+            log.warning("flushing %s did not return within %gs; removing it anyway", node, budget)
+        except OSError as exc:
+            if not force_flush:
+                raise SysfsError(f"flushing {node} failed: {exc}", device=node) from exc
+            log.warning("flushing %s failed (%s); removing it anyway", node, exc)
+
+    def _revalidate(
+        self,
+        device: BlockDevice,
+        claim: Claim,
+        checked: DeviceIdentity,
+        *,
+        serial: str | None,
+        left: Callable[[], float],
+    ) -> None:
+        """Right before the delete: the address must still hold the device that was checked and claimed."""
+        address = device.address
+        node = self._paths.host_view(device.node)
+
+        def changed(what: str, expected: object, found: object) -> DeviceChanged:
+            return DeviceChanged(
+                f"not deleting {address}: it no longer holds the {node} that was checked; "
+                f"its {what} changed from {expected} to {found}",
+                device=node,
+                address=str(address),
+                changed=what,
+                expected=expected,
+                found=found,
+            )
+
+        name = self._devices.block_name(address)
+        if name != device.name:
+            raise changed("block device", device.name, name or "none")
+        try:
+            number = read_attr_if_present(self._paths.block(name, "dev"))
+        except OSError as exc:
+            raise SysfsError(f"reading the device number of {node} failed: {exc}", device=node) from exc
+        if number != claim.device_number:
+            raise changed("device number", claim.device_number, number or "none")
+        replaced = claim.node_changed()
+        if replaced:
+            raise changed("device node", node, replaced)
+        identity = self._identity(device, node, serial, left, "before the delete")
+        if serial is None and identity != checked:
+            raise changed("identity", _describe(checked), _describe(identity))
+
+    def _identity(
+        self, device: BlockDevice, node: str, serial: str | None, left: Callable[[], float], when: str
+    ) -> DeviceIdentity:
+        """The identity at the address: fresh and matching ``serial`` when given; readable in any case."""
+        address = device.address
+        if serial is None:
+            identity = self._devices.identity(address)
+            verdict = Verdict.UNREADABLE if identity.unreadable else Verdict.MATCH
+        else:
+            verdict, identity = self._calls.run(
+                lambda: verify_lun(self._devices, address, serial),
+                left(),
+                device=node,
+                step="identity check (rescan)",
+            )
+        if verdict is Verdict.UNREADABLE:
+            raise IdentityUnreadable(
+                f"not removing {node} ({address}): its identity could not be read {when} "
+                f"({'; '.join(identity.unreadable)})",
+                device=node,
+                address=str(address),
+                unreadable=list(identity.unreadable),
+            )
+        if verdict is not Verdict.MATCH:
+            raise DeviceChanged(
+                f"not removing {node} ({address}): {when} it is not the LUN with serial {serial}: "
+                f"{verdict.value} ({_describe(identity)})",
+                device=node,
+                address=str(address),
+                changed="identity",
+                expected=serial,
+                found=_describe(identity),
+            )
+        return identity
+
+    def _own_stuck_call(self, node: str) -> str | None:
+        stuck = self._stuck.get(node)
+        if stuck is None:
+            return None
+        claim, step = stuck
+        if not claim.held:
+            del self._stuck[node]
+            return None
+        return (
+            f"claimed by this agent's own {step}, abandoned at its deadline and still blocked in the kernel"
+        )
+
+    def _still_there(self, device: BlockDevice) -> bool:
+        return self._devices.block_name(device.address) == device.name
+
+    def _usage(self, name: str, claimed: bool) -> DeviceUsage:
         folders = self._block_folders(name)
         numbers = {read_attr(folder / "dev") for folder in folders} - {""}
         nodes = {self._paths.host_view(self._paths.dev(folder.name)) for folder in folders}
-        node = self._paths.dev(name)
         return DeviceUsage(
-            device=self._paths.host_view(node),
+            device=self._paths.host_view(self._paths.dev(name)),
             mounts=tuple(mount for mount in self._mounts() if mount.device_number in numbers),
             holders=tuple(
                 self._holder_label(holder.name)
@@ -109,36 +339,8 @@ class DeviceRemover:
                 for holder in sorted(entries(folder / "holders"))
             ),
             openers=self._openers(nodes),
-            claimed=self._block.claimed_elsewhere(node),
+            claimed=claimed,
         )
-
-    def remove(self, device: BlockDevice, timeout: float, force_flush: bool = False) -> None:
-        """Refuse if in use; else flush, delete the SCSI device and wait until node and links are gone.
-
-        ``force_flush`` carries on when the flush fails, for devices whose LUN is already gone
-        at the array (there is nothing left to write back to).
-        """
-        node = self._paths.host_view(device.node)
-        blocker = removal_blocker(self.usage(device.name))
-        if blocker:
-            raise DeviceInUse(f"{node} ({device.address}) is in use: {blocker}", device=node, holder=blocker)
-        try:
-            self._block.flush(device.node)
-        except OSError as exc:
-            if not force_flush:
-                raise SysfsError(f"flushing {node} failed: {exc}", device=node) from exc
-            log.warning("flushing %s failed (%s); removing it anyway", node, exc)
-        self.delete(device.address)
-        self._devices.wait_gone(device, timeout)
-        log.info("removed %s (%s)", node, device.address)
-
-    def delete(self, address: ScsiAddress) -> None:
-        """Tell the kernel to drop the SCSI device; udev then removes node and links."""
-        folder = self._devices.sysfs_dir(address)
-        if not folder.exists():
-            log.debug("%s was already gone", address)
-            return
-        write_attr(folder / "delete", "1", f"deleting {address}", address=str(address))
 
     def _block_folders(self, name: str) -> list[Path]:
         """sysfs block/<name> and its partitions' folders (block/sdb/sdb1): each can be mounted or held."""
@@ -168,3 +370,7 @@ class DeviceRemover:
             if any(read_link(fd) in nodes for fd in entries(process / "fd")):
                 openers.append(Opener(int(process.name), read_attr(process / "comm") or "?"))
         return tuple(sorted(openers, key=lambda opener: opener.pid))
+
+
+def _describe(identity: DeviceIdentity) -> str:
+    return f"serial {identity.serial!r}, wwid {identity.wwid!r}"

@@ -1,8 +1,10 @@
 """Small readers and a writer for kernel attribute files, shared by the sysfs-reading modules.
 
-Attributes come and go with devices and some answer ENXIO while a link is down, so the
-readers turn "not there now" into empty values; writes (scan, rescan, delete) are actions and
-fail loudly with the path in the error.
+Attributes come and go with devices and some answer ENXIO while a link is down. ``read_attr``
+turns both "not there" and "could not read" into "", for values where the two mean the same to
+the caller (a session's state, a process name). A value a decision rests on (a LUN's identity, a
+device number) is read with ``read_attr_if_present``, which tells them apart: a failed read is not
+an absent attribute. Writes (scan, rescan, delete) are actions and fail loudly with the path.
 """
 
 from __future__ import annotations
@@ -14,11 +16,23 @@ from iscsi_agent.host.errors import SysfsError
 
 
 def read_attr(path: Path) -> str:
-    """The attribute's text, stripped; "" when it is missing or unreadable right now."""
+    """The attribute's text, stripped; "" when it is missing or unreadable right now (see the module doc)."""
     try:
         return path.read_text().strip()
     except OSError:
         return ""
+
+
+def read_attr_if_present(path: Path) -> str | None:
+    """The attribute's text, stripped; None when it does not exist.
+
+    Any other failure (EIO, ENXIO, EINVAL, ...) is raised as the OSError: "could not read" must
+    never pass for "absent" or "empty".
+    """
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return None
 
 
 def entries(folder: Path) -> list[Path]:

@@ -66,8 +66,8 @@ def host() -> HostLayer:
     )
 
 
-def log_in(host: HostLayer, iqn: str, portal: Portal, settings: NodeSettings = NodeSettings()) -> Session:
-    host.iscsiadm.configure_node(iqn, portal, settings)
+def log_in(host: HostLayer, iqn: str, portal: Portal, settings: NodeSettings | None = None) -> Session:
+    host.iscsiadm.configure_node(iqn, portal, settings or NodeSettings())
     host.iscsiadm.login(iqn, portal)
     session = host.sessions.find(iqn, portal)
     assert session is not None, f"no session to {iqn} via {portal} in sysfs after login"

@@ -5,8 +5,8 @@ import pytest
 from iscsi_agent.host.devices import DeviceIdentity, Devices, parse_udev_links, parse_vpd_pg80
 from iscsi_agent.host.errors import DeviceTimeout
 from iscsi_agent.host.sessions import ScsiAddress
-from iscsi_agent.host.watch import polling
-from tests.fakes import vpd_pg80
+from iscsi_agent.host.sysfs import read_attr, read_attr_if_present
+from tests.fakes import polling, vpd_pg80
 
 IQN = "iqn.1992-08.com.netapp:sn.abc:vs.3"
 ADDRESS = ScsiAddress(6, 0, 0, 1)
@@ -99,6 +99,47 @@ def test_an_unprobed_lun_has_no_device(devices):
 def test_a_missing_serial_page_reads_as_no_serial(tree, devices):
     tree.add_disk(ADDRESS, "sda", "serial000001", pg80=b"")
     assert devices.identity(ADDRESS).serial is None
+    assert devices.identity(ADDRESS).unreadable == ()
+
+
+def test_a_serial_page_the_kernel_does_not_show_reads_as_no_serial(tree, devices):
+    tree.add_disk(ADDRESS, "sda", "serial000001")
+    tree.remove_attr(ADDRESS, "vpd_pg80")  # a device without page 0x80 has no such attribute
+    identity = devices.identity(ADDRESS)
+    assert (identity.serial, identity.unreadable) == (None, ())
+
+
+def test_a_serial_page_that_cannot_be_read_is_unreadable_not_absent(tree, devices):
+    tree.add_disk(ADDRESS, "sda", "serial000001")
+    tree.break_attr(ADDRESS, "vpd_pg80")
+    identity = devices.identity(ADDRESS)
+    assert identity.serial is None
+    [why] = identity.unreadable
+    assert why.startswith("vpd_pg80: [Errno 21]")  # EISDIR stands for the kernel's EIO
+
+
+def test_a_wwid_that_cannot_be_read_is_unreadable_not_absent(tree, devices):
+    tree.add_disk(ADDRESS, "sda", "serial000001")
+    tree.break_attr(ADDRESS, "wwid")
+    identity = devices.identity(ADDRESS)
+    assert identity.serial == "serial000001" and identity.wwid is None
+    assert [why.split(":")[0] for why in identity.unreadable] == ["wwid"]
+
+
+def test_a_malformed_serial_page_is_unreadable(tree, devices):
+    tree.add_disk(ADDRESS, "sda", "serial000001", pg80=bytes([0, 0x80, 0, 40]) + b"short")
+    [why] = devices.identity(ADDRESS).unreadable
+    assert "says 40 serial bytes but carries 5" in why
+
+
+def test_read_attr_if_present_tells_absent_from_unreadable(tmp_path):
+    (tmp_path / "wwid").write_text("naa.600a0980\n")
+    (tmp_path / "broken").mkdir()
+    assert read_attr_if_present(tmp_path / "wwid") == "naa.600a0980"
+    assert read_attr_if_present(tmp_path / "absent") is None
+    with pytest.raises(IsADirectoryError):
+        read_attr_if_present(tmp_path / "broken")
+    assert read_attr(tmp_path / "broken") == ""  # the lenient reader, for values no decision rests on
 
 
 def test_all_scsi_addresses_are_listed(tree, devices):
@@ -113,6 +154,15 @@ def test_the_fresh_identity_rescans_before_reading(tree, devices):
     identity = devices.fresh_identity(ADDRESS)
     assert (devices.sysfs_dir(ADDRESS) / "rescan").read_text() == "1"
     assert identity.serial == "newserial002"
+
+
+def test_a_fresh_identity_without_a_rescan_is_marked_unreadable(tree, devices):
+    tree.add_disk(ADDRESS, "sda", "oldserial001")
+    tree.break_attr(ADDRESS, "rescan")
+    identity = devices.fresh_identity(ADDRESS)
+    assert identity.serial == "oldserial001"  # what sysfs holds, but not fresh: no verdict may rest on it
+    [why] = identity.unreadable
+    assert why.startswith("rescan: rescan of 6:0:0:1 failed")
 
 
 def test_waiting_returns_once_the_scanned_lun_has_node_and_by_path_link(tree, paths, clock, devices):

@@ -11,8 +11,8 @@ from iscsi_agent.host.identity import (
     verify_lun,
 )
 from iscsi_agent.host.sessions import ScsiAddress
-from iscsi_agent.host.watch import polling
 from iscsi_agent.naa import multipath_wwid, netapp_wwid, normalize_wwid
+from tests.fakes import polling
 
 
 def identity(serial, wwid):
@@ -90,3 +90,55 @@ def test_verification_uses_the_rescanned_identity_not_the_cached_one(tree, paths
     verdict, fresh = verify_lun(Devices(paths, clock, watch=polling), address, "oldserial001")
     assert verdict is Verdict.SERIAL_MISMATCH
     assert fresh.serial == "newserial002"
+
+
+# --- "could not read" is its own verdict, and never makes a device stale ------------------------------
+
+
+def unreadable(serial, wwid, *why):
+    return DeviceIdentity("NETAPP", "LUN C-Mode", "9800", serial, wwid, unreadable=why)
+
+
+def test_an_identity_that_could_not_be_read_is_its_own_verdict():
+    assert is_lun(unreadable(None, None, "vpd_pg80: [Errno 5] Input/output error"), "81DaR$Qq/1ii") is (
+        Verdict.UNREADABLE
+    )
+
+
+def test_a_readable_part_that_disagrees_does_not_outweigh_an_unreadable_one():
+    found = unreadable("ZlAFA?QMnBdX", None, "wwid: [Errno 5] Input/output error")
+    assert is_lun(found, "81DaR$Qq/1ii") is Verdict.UNREADABLE
+
+
+def test_a_device_whose_identity_could_not_be_read_is_not_stale():
+    found = unreadable(None, None, "vpd_pg80: [Errno 5] Input/output error")
+    assert stale_reason(1, found, {1: "81DaR$Qq/1ii"}) is None
+
+
+def test_a_device_that_reports_no_identity_at_a_mapped_id_is_still_stale():
+    # Absent is an answer (the device has no page 0x80), unlike a read that failed.
+    assert stale_reason(1, identity(None, None), {1: "81DaR$Qq/1ii"}) is StaleReason.IDENTITY_MISMATCH
+
+
+def test_an_unreadable_identity_at_an_unmapped_id_is_stale_by_the_map_alone():
+    found = unreadable(None, None, "vpd_pg80: [Errno 5] Input/output error")
+    assert stale_reason(3, found, {1: "81DaR$Qq/1ii"}) is StaleReason.LUN_GONE
+
+
+def test_a_failed_vpd_read_on_a_live_idle_disk_does_not_make_it_stale(tree, paths, clock):
+    address = ScsiAddress(6, 0, 0, 1)
+    tree.add_disk(address, "sda", "oldserial001")
+    tree.break_attr(address, "vpd_pg80")  # the read fails (EIO in the kernel; EISDIR here)
+    devices = Devices(paths, clock, watch=polling)
+    found = devices.identity(address)
+    assert stale_reason(1, found, {1: "oldserial001"}) is None
+    assert is_lun(found, "oldserial001") is Verdict.UNREADABLE
+
+
+def test_a_rescan_that_cannot_be_written_gives_no_verdict_on_the_cached_identity(tree, paths, clock):
+    address = ScsiAddress(6, 0, 0, 1)
+    tree.add_disk(address, "sda", "oldserial001")
+    tree.break_attr(address, "rescan")
+    verdict, fresh = verify_lun(Devices(paths, clock, watch=polling), address, "oldserial001")
+    assert verdict is Verdict.UNREADABLE
+    assert [why.split(":")[0] for why in fresh.unreadable] == ["rescan"]

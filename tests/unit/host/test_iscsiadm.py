@@ -1,10 +1,17 @@
-"""iscsiadm: argv built right, secrets handed to the runner for masking, exit codes mapped to typed errors."""
+"""iscsiadm: argv built right, node records written only when they differ and in one call, secrets
+handed to the runner for masking, exit codes mapped to typed errors, one lock per portal."""
+
+import re
+import threading
+from pathlib import Path
 
 import pytest
 
 from iscsi_agent.host.errors import (
+    HostError,
     IscsiadmError,
     IscsiAuthFailed,
+    IscsiConnectionFailed,
     IscsidUnreachable,
     IscsiLoginFailed,
     IscsiNoRecords,
@@ -12,7 +19,17 @@ from iscsi_agent.host.errors import (
     IscsiTimeout,
     IscsiTransportMissing,
 )
-from iscsi_agent.host.iscsiadm import Chap, DiscoveredTarget, Iscsiadm, NodeSettings, parse_sendtargets
+from iscsi_agent.host.iscsiadm import (
+    HIDDEN,
+    Chap,
+    DiscoveredTarget,
+    Iscsiadm,
+    NodeSettings,
+    PortalLocks,
+    parse_records,
+    parse_sendtargets,
+    pending_update,
+)
 from iscsi_agent.portal import Portal
 from tests.fakes import FakeRunner
 
@@ -20,8 +37,38 @@ IQN = "iqn.1992-08.com.netapp:sn.4b1d6e0f2a9c11efb3c1005056a7d2e4:vs.3"
 PORTAL = Portal("127.0.0.1", 3260)
 NODE = ("iscsiadm", "-m", "node", "-T", IQN, "-p", "127.0.0.1:3260")
 DISCOVERYDB = ("iscsiadm", "-m", "discoverydb", "-t", "sendtargets", "-p", "127.0.0.1:3260")
+DISCOVERY = ("iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", "127.0.0.1:3260")
+SHOW_NODE = (*NODE, "-o", "show")
+NEW_NODE = (*NODE, "-o", "new")
+UPDATE_NODE = (*NODE, "-o", "update")
+SHOW_DISCOVERYDB = (*DISCOVERYDB, "-o", "show")
 # Captured from iscsiadm 2.1.8 in the test VM.
 SENDTARGETS = f"127.0.0.1:3260,1 {IQN}\n"
+CAPTURED = Path(__file__).parent / "captured"
+# `-o new` on Debian 12: iscsid.conf's defaults (automatic LUN scan, 8 login retries, no CHAP).
+RECORD_DEFAULTS = (CAPTURED / "node-record-defaults.txt").read_text()
+# The same record after the agent's update with NodeSettings().
+RECORD_CONFIGURED = (CAPTURED / "node-record-configured.txt").read_text()
+# After an update with mutual CHAP (alice / tgt): the secrets are shown as ********.
+RECORD_MUTUAL_CHAP = (CAPTURED / "node-record-mutual-chap.txt").read_text()
+# What a sendtargets discovery through the portal left of the configured record: defaults again.
+RECORD_AFTER_DISCOVERY = (CAPTURED / "node-record-after-discovery.txt").read_text()
+DISCOVERYDB_DEFAULTS = (CAPTURED / "discoverydb-record-defaults.txt").read_text()
+AGENT_PAIRS = (
+    ("node.startup", "manual"),
+    ("node.session.scan", "manual"),
+    ("node.conn[0].timeo.login_timeout", "15"),
+    ("node.session.timeo.replacement_timeout", "120"),
+    ("node.session.initial_login_retry_max", "1"),
+    ("node.session.auth.authmethod", "None"),
+)
+
+
+def update_argv(base, pairs):
+    """One ``-o update`` call carrying every pair: ``-n NAME -v VALUE`` repeated."""
+    return (*base, "-o", "update", *(arg for name, value in pairs for arg in ("-n", name, "-v", value)))
+
+
 UNREACHABLE = """\
 iscsiadm: cannot make connection to 127.0.0.9: Connection refused
 iscsiadm: connection login retries (reopen_max) 5 exceeded
@@ -50,24 +97,21 @@ def test_sendtargets_parser_reads_ipv6_portals_and_skips_warnings():
     )
 
 
-def test_discovery_creates_the_record_and_discovers_through_one_portal(iscsiadm, runner):
-    runner.reply((*DISCOVERYDB, "--discover"), stdout=SENDTARGETS)
+def test_discovery_without_chap_is_one_call_that_only_adds_records_for_new_targets(iscsiadm, runner):
+    # a plain discovery would rewrite every node record at the portal with iscsid.conf's defaults
+    runner.reply((*DISCOVERY, "-o", "new"), stdout=SENDTARGETS)
     assert iscsiadm.discover(PORTAL) == (DiscoveredTarget(PORTAL, 1, IQN),)
-    assert runner.argvs == [
-        (*DISCOVERYDB, "-o", "new"),
-        (*DISCOVERYDB, "-o", "update", "-n", "discovery.sendtargets.auth.authmethod", "-v", "None"),
-        (*DISCOVERYDB, "--discover"),
-    ]
+    assert runner.argvs == [(*DISCOVERY, "-o", "new")]
     assert all(call.timeout == 20.0 for call in runner.calls)
 
 
 def test_discovery_with_no_targets_is_empty_not_an_error(iscsiadm, runner):
-    runner.reply((*DISCOVERYDB, "--discover"), exit_code=21, stderr="iscsiadm: No portals found\n")
+    runner.reply(DISCOVERY, exit_code=21, stderr="iscsiadm: No portals found\n")
     assert iscsiadm.discover(PORTAL) == ()
 
 
 def test_unreachable_portal_is_a_timeout_naming_the_portal(iscsiadm, runner):
-    runner.reply((*DISCOVERYDB, "--discover"), exit_code=11, stderr=UNREACHABLE)
+    runner.reply(DISCOVERY, exit_code=11, stderr=UNREACHABLE)
     with pytest.raises(
         IscsiTimeout,
         match=r"discovery via 127.0.0.1:3260: the portal did not answer .exit 11.: .*PDU timed out",
@@ -75,24 +119,99 @@ def test_unreachable_portal_is_a_timeout_naming_the_portal(iscsiadm, runner):
         iscsiadm.discover(PORTAL)
 
 
+def test_a_node_record_is_parsed_from_captured_output():
+    (record,) = parse_records(RECORD_DEFAULTS)
+    assert record["node.name"] == IQN
+    assert record["node.session.scan"] == "auto"
+    assert record["node.conn[0].timeo.login_timeout"] == "15"
+    assert record["node.session.auth.username"] == ""  # "<empty>"
+    assert record["node.conn[0].address"] == "127.0.0.1"
+
+
+def test_hidden_secrets_are_kept_as_the_mask_and_unset_ones_are_empty():
+    (record,) = parse_records(RECORD_MUTUAL_CHAP)
+    assert record["node.session.auth.authmethod"] == "CHAP"
+    assert record["node.session.auth.username"] == "alice"
+    assert record["node.session.auth.password"] == HIDDEN == "********"
+    assert record["node.session.auth.password_in"] == HIDDEN
+    (defaults,) = parse_records(RECORD_DEFAULTS)
+    assert defaults["node.session.auth.password"] == ""
+
+
+def test_every_matching_record_is_parsed():
+    # one record per tpgt or iface that matches -T/-p, each between BEGIN and END lines
+    records = parse_records("iscsiadm: a warning\n" + RECORD_CONFIGURED + RECORD_AFTER_DISCOVERY)
+    assert [record["node.tpgt"] for record in records] == ["-1", "1"]
+    assert parse_records("") == ()
+
+
+def test_an_identical_record_needs_no_update():
+    assert pending_update(parse_records(RECORD_CONFIGURED), NodeSettings().values()) == ()
+
+
+def test_a_record_on_defaults_needs_every_pair_in_one_update():
+    assert pending_update(parse_records(RECORD_DEFAULTS), NodeSettings().values()) == AGENT_PAIRS
+
+
+def test_one_differing_record_of_several_rewrites_them_all():
+    records = parse_records(RECORD_CONFIGURED + RECORD_AFTER_DISCOVERY)
+    assert pending_update(records, NodeSettings().values()) == AGENT_PAIRS
+
+
+def test_with_chap_the_secret_cannot_be_compared_so_the_record_is_always_rewritten():
+    # Usernames and method match, but a password reads back as ********: equal or not, nobody can tell.
+    chap = Chap("alice", "s3cret-out", username_in="tgt", password_in="s3cret-in")
+    pairs = NodeSettings(chap=chap).values()
+    assert pending_update(parse_records(RECORD_MUTUAL_CHAP), pairs) == pairs
+
+
+def test_an_existing_identical_record_is_read_once_and_not_written(iscsiadm, runner):
+    runner.reply(SHOW_NODE, stdout=RECORD_CONFIGURED)
+    assert iscsiadm.configure_node(IQN, PORTAL, NodeSettings()) is False
+    assert runner.argvs == [SHOW_NODE]
+
+
+def test_a_record_on_defaults_is_rewritten_in_exactly_one_update(iscsiadm, runner):
+    runner.reply(SHOW_NODE, stdout=RECORD_DEFAULTS)
+    assert iscsiadm.configure_node(IQN, PORTAL, NodeSettings()) is True
+    assert runner.argvs == [SHOW_NODE, update_argv(NODE, AGENT_PAIRS)]
+
+
+def test_a_record_that_discovery_reset_is_rewritten_in_one_update(iscsiadm, runner):
+    runner.reply(SHOW_NODE, stdout=RECORD_AFTER_DISCOVERY)
+    iscsiadm.configure_node(IQN, PORTAL, NodeSettings())
+    assert runner.argvs == [SHOW_NODE, update_argv(NODE, AGENT_PAIRS)]
+
+
+def test_a_missing_record_is_created_then_configured_in_one_update(iscsiadm, runner):
+    runner.reply(SHOW_NODE, exit_code=21, stderr="iscsiadm: No records found\n")
+    assert iscsiadm.configure_node(IQN, PORTAL, NodeSettings()) is True
+    assert runner.argvs == [SHOW_NODE, NEW_NODE, update_argv(NODE, AGENT_PAIRS)]
+
+
 def test_node_settings_make_start_and_scan_manual(iscsiadm, runner):
+    runner.reply(SHOW_NODE, stdout=RECORD_DEFAULTS)
     iscsiadm.configure_node(IQN, PORTAL, NodeSettings(login_timeout=10, replacement_timeout=30))
-    updates = [call.argv[len(NODE) + 2 :] for call in runner.calls[1:]]
-    assert runner.argvs[0] == (*NODE, "-o", "new")
-    assert updates == [
-        ("-n", "node.startup", "-v", "manual"),
-        ("-n", "node.session.scan", "-v", "manual"),
-        ("-n", "node.conn[0].timeo.login_timeout", "-v", "10"),
-        ("-n", "node.session.timeo.replacement_timeout", "-v", "30"),
-        ("-n", "node.session.initial_login_retry_max", "-v", "1"),
-        ("-n", "node.session.auth.authmethod", "-v", "None"),
-    ]
+    assert runner.argvs[-1] == update_argv(
+        NODE,
+        (
+            ("node.startup", "manual"),
+            ("node.session.scan", "manual"),
+            ("node.conn[0].timeo.login_timeout", "10"),
+            ("node.session.timeo.replacement_timeout", "30"),
+            ("node.session.initial_login_retry_max", "1"),
+            ("node.session.auth.authmethod", "None"),
+        ),
+    )
 
 
 def test_mutual_chap_sets_both_directions_and_hands_secrets_for_masking(iscsiadm, runner):
+    runner.reply(SHOW_NODE, stdout=RECORD_MUTUAL_CHAP)
     chap = Chap("alice", "s3cret-out", username_in="target", password_in="s3cret-in")
     iscsiadm.configure_node(IQN, PORTAL, NodeSettings(chap=chap))
-    auth = {call.argv[-3]: call.argv[-1] for call in runner.calls if "node.session.auth" in call.argv[-3]}
+    (update,) = [call for call in runner.calls if call.argv[: len(UPDATE_NODE)] == UPDATE_NODE]
+    pairs = update.argv[len(UPDATE_NODE) :]
+    auth = {pairs[i + 1]: pairs[i + 3] for i in range(0, len(pairs), 4) if "auth" in pairs[i + 1]}
     assert auth == {
         "node.session.auth.authmethod": "CHAP",
         "node.session.auth.username": "alice",
@@ -100,12 +219,20 @@ def test_mutual_chap_sets_both_directions_and_hands_secrets_for_masking(iscsiadm
         "node.session.auth.username_in": "target",
         "node.session.auth.password_in": "s3cret-in",
     }
-    assert all(call.secrets == ("s3cret-out", "s3cret-in") for call in runner.calls if "-v" in call.argv)
+    assert update.secrets == ("s3cret-out", "s3cret-in")
+
+
+def test_an_identical_chap_record_is_still_rewritten_once_with_its_secret(iscsiadm, runner):
+    runner.reply(SHOW_NODE, stdout=RECORD_MUTUAL_CHAP)
+    chap = Chap("alice", "s3cret-out", username_in="tgt", password_in="s3cret-in")
+    iscsiadm.configure_node(IQN, PORTAL, NodeSettings(chap=chap))
+    assert [call.argv[: len(UPDATE_NODE)] for call in runner.calls] == [SHOW_NODE, UPDATE_NODE]
+    assert "s3cret-out" in runner.calls[1].argv and "s3cret-in" in runner.calls[1].argv
 
 
 def test_one_way_chap_leaves_the_incoming_pair_out(iscsiadm, runner):
     iscsiadm.configure_node(IQN, PORTAL, NodeSettings(chap=Chap("alice", "pw")))
-    names = [call.argv[-3] for call in runner.calls[1:]]
+    names = [arg for call in runner.calls for arg in call.argv if arg.startswith("node.session.auth")]
     assert "node.session.auth.password" in names
     assert "node.session.auth.username_in" not in names and "node.session.auth.password_in" not in names
 
@@ -117,11 +244,7 @@ def test_chap_secrets_never_appear_in_repr():
 
 
 def test_a_failed_update_does_not_leak_the_secret(iscsiadm, runner):
-    runner.reply(
-        (*NODE, "-o", "update", "-n", "node.session.auth.password"),
-        exit_code=6,
-        stderr="iscsiadm: bad record\n",
-    )
+    runner.reply(UPDATE_NODE, exit_code=6, stderr="iscsiadm: bad record\n")
     with pytest.raises(IscsiadmError) as caught:
         iscsiadm.configure_node(IQN, PORTAL, NodeSettings(chap=Chap("alice", "hunter2")))
     assert "hunter2" not in str(caught.value)
@@ -153,7 +276,11 @@ def test_a_second_login_is_success_not_an_error(iscsiadm, runner):
         (12, IscsiTransportMissing, "iscsi_transport_missing"),
         (20, IscsidUnreachable, "iscsid_unreachable"),
         (21, IscsiNoRecords, "iscsi_no_records"),
-        (5, IscsiadmError, "iscsiadm_failed"),
+        # iscsi_err.h / iscsiadm(8): 4 ISCSI_ERR_TRANS, 5 ISCSI_ERR_LOGIN, 18 ISCSI_ERR_ISCSID_COMM_ERR
+        (4, IscsiConnectionFailed, "iscsi_connection_failed"),
+        (5, IscsiLoginFailed, "iscsi_login_failed"),
+        (18, IscsidUnreachable, "iscsid_unreachable"),
+        (6, IscsiadmError, "iscsiadm_failed"),
     ],
 )
 def test_login_failures_map_to_typed_errors(iscsiadm, runner, exit_code, error, code):
@@ -200,11 +327,179 @@ def test_the_program_path_is_configurable(runner):
 
 
 def test_discovery_chap_is_set_before_discovering(iscsiadm, runner):
+    runner.reply(SHOW_DISCOVERYDB, stdout=DISCOVERYDB_DEFAULTS)
     iscsiadm.discover(PORTAL, chap=Chap("disc", "discpw"))
-    names = [call.argv[-3] for call in runner.calls if "-n" in call.argv]
-    assert names == [
-        "discovery.sendtargets.auth.authmethod",
-        "discovery.sendtargets.auth.username",
-        "discovery.sendtargets.auth.password",
+    assert runner.argvs == [
+        SHOW_DISCOVERYDB,
+        update_argv(
+            DISCOVERYDB,
+            (
+                ("discovery.sendtargets.auth.authmethod", "CHAP"),
+                ("discovery.sendtargets.auth.username", "disc"),
+                ("discovery.sendtargets.auth.password", "discpw"),
+            ),
+        ),
+        (*DISCOVERYDB, "--discover", "-o", "new"),
     ]
-    assert runner.argvs[-1] == (*DISCOVERYDB, "--discover")
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "meaning"),
+    [
+        (4, "could not connect to the portal"),
+        (5, "login failed"),
+        (6, "iSCSI database"),
+        (7, "invalid argument"),
+        (18, "lost its connection to iscsid"),
+        (99, "failed"),
+    ],
+)
+def test_every_exit_code_is_named_in_the_message(iscsiadm, runner, exit_code, meaning):
+    runner.reply((*NODE, "--login"), exit_code=exit_code, stderr="iscsiadm: it went wrong\n")
+    with pytest.raises(IscsiadmError, match=f"{meaning}.* .exit {exit_code}.: iscsiadm: it went wrong"):
+        iscsiadm.login(IQN, PORTAL)
+
+
+def test_iscsiadm_errors_are_host_errors():
+    assert issubclass(IscsiadmError, HostError)
+    assert issubclass(IscsiConnectionFailed, IscsiadmError)
+
+
+def test_discovery_without_chap_leaves_the_discovery_records_alone(iscsiadm, runner):
+    runner.reply(DISCOVERY, stdout=SENDTARGETS)
+    iscsiadm.discover(PORTAL)
+    assert not any("discoverydb" in argv for argv in runner.argvs)
+
+
+def test_a_missing_discovery_record_is_created_and_configured_in_one_update(iscsiadm, runner):
+    # iscsiadm says "Discovery record [127.0.0.1,3260] not found." with ISCSI_ERR_IDBM
+    runner.reply(
+        SHOW_DISCOVERYDB, exit_code=6, stderr="iscsiadm: Discovery record [127.0.0.1,3260] not found.\n"
+    )
+    iscsiadm.discover(PORTAL, chap=Chap("disc", "discpw"))
+    assert runner.argvs[:3] == [
+        SHOW_DISCOVERYDB,
+        (*DISCOVERYDB, "-o", "new"),
+        update_argv(
+            DISCOVERYDB,
+            (
+                ("discovery.sendtargets.auth.authmethod", "CHAP"),
+                ("discovery.sendtargets.auth.username", "disc"),
+                ("discovery.sendtargets.auth.password", "discpw"),
+            ),
+        ),
+    ]
+    assert runner.calls[2].secrets == ("discpw",)
+
+
+@pytest.fixture
+def locks():
+    return PortalLocks()
+
+
+def held_elsewhere(locks, portal):
+    """Whether another thread holds the portal's lock, asked from a thread of our own."""
+    answer = []
+
+    def probe():
+        lock = locks.lock(portal)
+        taken = lock.acquire(blocking=False)
+        answer.append(not taken)
+        if taken:
+            lock.release()
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    return answer[0]
+
+
+def test_every_iscsiadm_run_on_a_record_holds_its_portal_lock(runner, locks):
+    seen = []
+
+    def checking(argv, **kwargs):
+        seen.append(held_elsewhere(locks, PORTAL))
+        return runner(argv, **kwargs)
+
+    iscsiadm = Iscsiadm(checking, locks=locks)
+    runner.reply(SHOW_NODE, exit_code=21)
+    iscsiadm.configure_node(IQN, PORTAL, NodeSettings())
+    iscsiadm.login(IQN, PORTAL)
+    iscsiadm.logout(IQN, PORTAL)
+    iscsiadm.delete_node(IQN, PORTAL)
+    iscsiadm.discover(PORTAL)
+    assert len(seen) == len(runner.calls) > 5 and all(seen)
+
+
+def test_a_caller_holds_the_portal_lock_across_steps_and_the_steps_take_it_again(runner, locks):
+    iscsiadm = Iscsiadm(runner, locks=locks)
+    with iscsiadm.portal_lock(PORTAL):
+        iscsiadm.configure_node(IQN, PORTAL, NodeSettings())  # re-entrant: no deadlock
+        iscsiadm.login(IQN, PORTAL)
+        assert held_elsewhere(locks, PORTAL)
+    assert not held_elsewhere(locks, PORTAL)
+
+
+def test_each_portal_has_its_own_lock(locks):
+    other = Portal("127.0.0.2", 3260)
+    with locks.lock(PORTAL):
+        assert held_elsewhere(locks, PORTAL)
+        assert not held_elsewhere(locks, other)
+    assert locks.lock(Portal.parse("127.0.0.1:3260")) is locks.lock(PORTAL)
+
+
+def test_node_records_are_read_once_and_none_when_missing(iscsiadm, runner):
+    runner.reply(SHOW_NODE, stdout=RECORD_DEFAULTS)
+    assert iscsiadm.node_records(IQN, PORTAL)[0]["node.session.scan"] == "auto"
+    runner.replies.clear()
+    runner.reply(SHOW_NODE, exit_code=21, stderr="iscsiadm: No records found\n")
+    assert iscsiadm.node_records(IQN, PORTAL) is None
+    assert runner.argvs == [SHOW_NODE, SHOW_NODE]
+
+
+def test_records_the_caller_just_read_are_not_read_again(iscsiadm, runner):
+    # after a discovery added the record (with defaults), the one update is all that is needed
+    assert iscsiadm.ensure_node(IQN, PORTAL, NodeSettings(), known=()) is True
+    assert [argv[argv.index("-o") + 1] for argv in runner.argvs] == ["update"]
+
+
+def test_a_bad_pair_fails_the_one_update_and_names_it(iscsiadm, runner):
+    # iscsiadm checks every name before it writes, so the record is left as it was (seen in the VM).
+    runner.reply(SHOW_NODE, stdout=RECORD_DEFAULTS)
+    runner.reply(
+        UPDATE_NODE,
+        exit_code=7,
+        stderr="iscsiadm: Cannot modify node.bogus. Invalid param name.\n"
+        "iscsiadm: Could not execute operation on all records: invalid parameter\n",
+    )
+    with pytest.raises(IscsiadmError, match=r"update: invalid argument .exit 7.") as caught:
+        iscsiadm.ensure_node(IQN, PORTAL, NodeSettings())
+    assert "node.bogus" in caught.value.details["stderr"]
+
+
+def test_a_record_whose_output_cannot_be_read_is_updated_but_never_reset_to_defaults(iscsiadm, runner):
+    runner.reply(SHOW_NODE, stdout="node.session.scan: manual (a format this parser does not know)\n")
+    assert iscsiadm.ensure_node(IQN, PORTAL, NodeSettings()) is True
+    assert runner.argvs == [SHOW_NODE, update_argv(NODE, AGENT_PAIRS)]
+
+
+def test_the_error_tree_in_host_errors_is_drawn_as_it_is():
+    from iscsi_agent.errors import AgentError
+    from iscsi_agent.host import errors
+
+    drawn = {}
+    parents = {}
+    for line in errors.__doc__.splitlines():
+        match = re.match(r"^(?P<indent>[ │├└─]*)(?P<name>[A-Z]\w+)(?:\s+(?P<code>[a-z_]+))?", line)
+        if not match or (not hasattr(errors, match["name"]) and match["name"] != "AgentError"):
+            continue
+        depth = len(match["indent"]) // 4
+        parents[depth] = match["name"]
+        if depth:
+            drawn[match["name"]] = (parents[depth - 1], match["code"])
+    actual = {
+        name: (cls.__bases__[0].__name__, cls.code)
+        for name, cls in vars(errors).items()
+        if isinstance(cls, type) and issubclass(cls, AgentError) and cls is not AgentError
+    }
+    assert drawn == actual

@@ -1,11 +1,24 @@
-"""Removal refuses a device anyone uses (naming who), else flushes, deletes it and waits until it is gone."""
+"""Removal refuses a device anyone uses (naming who), else flushes, deletes it and waits until it is gone;
+it holds an exclusive claim from its check to the delete, re-validates the address right before the
+delete, never acts on an identity it could not read, and runs each kernel call under the caller's deadline.
+"""
 
 import errno
+import os
+import threading
+import time
 
 import pytest
 
+from iscsi_agent.host.blockdev import AbandoningCalls, KernelBlockOps
 from iscsi_agent.host.devices import Devices
-from iscsi_agent.host.errors import DeviceInUse, SysfsError
+from iscsi_agent.host.errors import (
+    DeviceChanged,
+    DeviceInUse,
+    IdentityUnreadable,
+    KernelCallTimeout,
+    SysfsError,
+)
 from iscsi_agent.host.removal import (
     DeviceRemover,
     DeviceUsage,
@@ -15,10 +28,11 @@ from iscsi_agent.host.removal import (
     removal_blocker,
 )
 from iscsi_agent.host.sessions import ScsiAddress
-from iscsi_agent.host.watch import polling
-from tests.fakes import FakeBlockOps
+from tests.fakes import FakeBlockOps, FakeKernelCalls, polling
 
 ADDRESS = ScsiAddress(6, 0, 0, 1)
+OTHER = ScsiAddress(6, 0, 0, 2)
+SERIAL = "serial000001"
 MOUNTINFO = """\
 22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw
 36 35 98:0 /mnt1 /mnt1 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
@@ -27,8 +41,13 @@ MOUNTINFO = """\
 
 
 @pytest.fixture
-def block():
-    return FakeBlockOps()
+def block(tree):
+    return FakeBlockOps(block_dir=tree.root / "sys/block")
+
+
+@pytest.fixture
+def calls():
+    return FakeKernelCalls()
 
 
 @pytest.fixture
@@ -37,14 +56,18 @@ def devices(paths, clock):
 
 
 @pytest.fixture
-def remover(paths, devices, block):
-    return DeviceRemover(paths, devices, block)
+def remover(paths, devices, block, clock, calls):
+    return DeviceRemover(paths, devices, block, clock=clock, calls=calls)
 
 
 @pytest.fixture
 def sda(tree, devices):
-    tree.add_disk(ADDRESS, "sda", "serial000001")
+    tree.add_disk(ADDRESS, "sda", SERIAL)
     return devices.read(ADDRESS)
+
+
+def delete_requested(devices, address):
+    return (devices.sysfs_dir(address) / "delete").read_text() == "1"
 
 
 def test_mountinfo_is_parsed_with_escapes_undone():
@@ -92,6 +115,27 @@ def test_an_unused_device_is_flushed_deleted_and_waited_for(sda, remover, block,
     assert devices.read(ADDRESS) is None
 
 
+def test_the_exclusive_claim_is_held_from_the_check_across_flush_and_delete(sda, remover, block, calls):
+    held = {}
+    calls.on_step = lambda step: held.setdefault(step, list(block.held))
+    remover.remove(sda, timeout=5)
+    assert calls.step_names == ["exclusive claim", "flush", "delete"]
+    assert held == {"exclusive claim": [], "flush": ["sda"], "delete": ["sda"]}
+    assert block.held == [] and block.released == ["sda"]
+
+
+def test_the_device_is_removed_when_it_is_still_the_lun_the_caller_names(sda, remover, calls, devices):
+    remover.remove(sda, timeout=5, serial=SERIAL)
+    assert calls.step_names == [
+        "exclusive claim",
+        "identity check (rescan)",
+        "flush",
+        "identity check (rescan)",
+        "delete",
+    ]
+    assert devices.read(ADDRESS) is None
+
+
 def test_a_mounted_device_is_refused_naming_the_mount_point(tree, sda, remover, block):
     tree.mount("sda", "/var/lib/nova/mnt")
     with pytest.raises(
@@ -135,11 +179,20 @@ def test_an_exclusive_claim_is_refused(sda, remover, block):
         remover.remove(sda, timeout=5)
 
 
+def test_a_claim_refused_by_the_kernel_names_the_mount_that_holds_it(tree, sda, remover, block, devices):
+    tree.mount("sda", "/data")
+    block.claimed.add("sda")  # the kernel answers EBUSY to O_EXCL on a mounted device
+    with pytest.raises(DeviceInUse, match=r"in use: mounted at /data"):
+        remover.remove(sda, timeout=5)
+    assert block.flushed == [] and not delete_requested(devices, ADDRESS)
+
+
 def test_a_failed_flush_stops_removal(sda, remover, block, devices):
     block.flush_error = OSError(errno.EIO, "Input/output error")
     with pytest.raises(SysfsError, match="flushing /dev/sda failed"):
         remover.remove(sda, timeout=5)
     assert devices.read(ADDRESS) is not None
+    assert block.held == []
 
 
 def test_a_failed_flush_is_tolerated_when_forced_for_a_lun_already_gone(sda, remover, block, devices):
@@ -151,3 +204,211 @@ def test_a_failed_flush_is_tolerated_when_forced_for_a_lun_already_gone(sda, rem
 def test_deleting_a_device_already_gone_is_nothing_to_do(remover, devices):
     remover.delete(ADDRESS)
     assert devices.read(ADDRESS) is None
+
+
+# --- re-validation right before the delete (the address may no longer hold what was checked) ----------
+
+
+def test_a_name_reused_before_the_delete_is_not_deleted_at_its_old_address(tree, sda, paths, devices, block):
+    """sda went and came back at another address, and its old address now holds sdb: delete nothing."""
+    tree.remove_disk(ADDRESS)
+    tree.add_disk(OTHER, "sda", "serial000002")
+    tree.add_disk(ADDRESS, "sdb", "serial000003")
+    remover = DeviceRemover(paths, devices, block)
+    with pytest.raises(DeviceChanged, match=r"block device changed from sda to sdb"):
+        remover.remove(sda, timeout=5)
+    assert not delete_requested(devices, ADDRESS) and not delete_requested(devices, OTHER)
+    assert devices.read(ADDRESS).name == "sdb" and devices.read(OTHER).name == "sda"
+
+
+def test_the_address_taken_by_another_name_between_check_and_delete_is_not_deleted(
+    tree, sda, remover, block, devices
+):
+    def lun_reprobed_as_sdb():
+        tree.remove_disk(ADDRESS)
+        tree.add_disk(ADDRESS, "sdb", SERIAL)
+
+    block.on_flush = lun_reprobed_as_sdb
+    with pytest.raises(DeviceChanged) as caught:
+        remover.remove(sda, timeout=5)
+    assert caught.value.details["changed"] == "block device"
+    assert (caught.value.details["expected"], caught.value.details["found"]) == ("sda", "sdb")
+    assert not delete_requested(devices, ADDRESS)
+    assert block.held == []
+
+
+def test_a_node_made_anew_between_check_and_delete_is_not_deleted(tree, sda, remover, block, devices):
+    def node_recreated():  # udev made a new /dev/sda for a new disk of that name
+        (tree.root / "dev/sda.new").write_text("")
+        (tree.root / "dev/sda.new").replace(tree.root / "dev/sda")
+
+    block.on_flush = node_recreated
+    with pytest.raises(DeviceChanged, match=r"its device node changed from /dev/sda to .* made anew"):
+        remover.remove(sda, timeout=5)
+    assert not delete_requested(devices, ADDRESS)
+
+
+def test_a_device_number_changed_between_check_and_delete_is_not_deleted(tree, sda, remover, block, devices):
+    block.on_flush = lambda: (tree.root / "sys/block/sda/dev").write_text("8:32\n")
+    with pytest.raises(DeviceChanged, match=r"device number changed from 8:0 to 8:32"):
+        remover.remove(sda, timeout=5)
+    assert not delete_requested(devices, ADDRESS)
+
+
+def test_a_lun_id_reused_between_check_and_delete_is_caught_by_the_fresh_identity(
+    tree, sda, remover, block, devices
+):
+    # The array gave LUN id 1 to another LU meanwhile; a rescan would read its identity.
+    block.on_flush = lambda: tree.set_identity(ADDRESS, "newserial002")
+    with pytest.raises(DeviceChanged, match=r"before the delete it is not the LUN with serial serial000001"):
+        remover.remove(sda, timeout=5, serial=SERIAL)
+    assert block.flushed == ["sda"] and not delete_requested(devices, ADDRESS)
+    assert block.held == []
+
+
+def test_a_lun_id_reused_before_the_call_is_refused_before_the_flush(tree, sda, remover, block, devices):
+    tree.set_identity(ADDRESS, "newserial002")  # what a rescan reads: the id now maps another LU
+    with pytest.raises(DeviceChanged, match=r"before the flush it is not the LUN with serial serial000001"):
+        remover.remove(sda, timeout=5, serial=SERIAL)
+    assert block.flushed == [] and not delete_requested(devices, ADDRESS)
+
+
+def test_without_a_serial_the_identity_must_stay_what_it_was_at_the_check(tree, sda, remover, block, devices):
+    def rescanned_by_someone():
+        tree.set_identity(ADDRESS, "newserial002")
+
+    block.on_flush = rescanned_by_someone
+    with pytest.raises(DeviceChanged) as caught:
+        remover.remove(sda, timeout=5)
+    assert caught.value.details["changed"] == "identity"
+    assert "newserial002" in caught.value.details["found"]
+    assert not delete_requested(devices, ADDRESS)
+
+
+def test_a_device_gone_before_the_claim_is_nothing_to_do(tree, sda, remover, block, devices):
+    tree.remove_disk(ADDRESS)
+    remover.remove(sda, timeout=5)
+    assert block.claims == [] and devices.leftovers(sda) == []
+
+
+# --- an identity that cannot be read is never acted on ------------------------------------------------
+
+
+def test_a_device_whose_identity_cannot_be_read_is_not_removed(tree, sda, remover, block, devices):
+    tree.break_attr(ADDRESS, "vpd_pg80")
+    with pytest.raises(IdentityUnreadable, match=r"identity could not be read before the flush \(vpd_pg80: "):
+        remover.remove(sda, timeout=5, force_flush=True)
+    assert block.flushed == [] and not delete_requested(devices, ADDRESS)
+    assert block.held == []
+
+
+def test_a_fresh_identity_that_cannot_be_read_stops_the_removal(tree, sda, remover, block, devices):
+    tree.break_attr(ADDRESS, "rescan")  # the rescan write fails: sysfs holds no fresh identity
+    with pytest.raises(IdentityUnreadable, match=r"rescan: "):
+        remover.remove(sda, timeout=5, serial=SERIAL)
+    assert not delete_requested(devices, ADDRESS)
+
+
+def test_an_identity_that_becomes_unreadable_before_the_delete_stops_it(tree, sda, remover, block, devices):
+    block.on_flush = lambda: tree.break_attr(ADDRESS, "wwid")
+    with pytest.raises(IdentityUnreadable, match=r"before the delete \(wwid: "):
+        remover.remove(sda, timeout=5)
+    assert not delete_requested(devices, ADDRESS)
+
+
+# --- deadlines: flush and delete block in the kernel while the paths are dead -------------------------
+
+
+def test_a_flush_that_does_not_return_is_a_timeout_naming_the_step_and_nothing_is_deleted(
+    sda, remover, calls, devices
+):
+    calls.hang.add("flush")
+    with pytest.raises(KernelCallTimeout) as caught:
+        remover.remove(sda, timeout=5)
+    assert (caught.value.details["step"], caught.value.details["device"]) == ("flush", "/dev/sda")
+    assert caught.value.code == "kernel_call_timeout"
+    assert calls.step_names == ["exclusive claim", "flush"]
+    assert not delete_requested(devices, ADDRESS)
+
+
+def test_a_delete_that_does_not_return_is_a_timeout_naming_the_step(sda, remover, calls):
+    calls.hang.add("delete")
+    with pytest.raises(KernelCallTimeout, match=r"delete of /dev/sda did not return"):
+        remover.remove(sda, timeout=5)
+
+
+def test_a_forced_removal_goes_on_past_a_flush_that_does_not_return(sda, remover, calls, devices):
+    calls.hang.add("flush")
+    remover.remove(sda, timeout=10, force_flush=True)
+    assert calls.steps[1] == ("flush", 5.0)  # half of what was left, so the delete still has time
+    assert calls.step_names[-1] == "delete" and devices.read(ADDRESS) is None
+
+
+def test_every_kernel_call_gets_what_is_left_of_the_callers_one_deadline(sda, remover, calls, clock):
+    def each_step_takes_two_seconds(step):
+        clock.now += 2
+
+    calls.on_step = each_step_takes_two_seconds
+    remover.remove(sda, timeout=12, serial=SERIAL)
+    assert calls.steps == [
+        ("exclusive claim", 12),
+        ("identity check (rescan)", 10),
+        ("flush", 8),
+        ("identity check (rescan)", 6),
+        ("delete", 4),
+    ]
+
+
+def test_a_deadline_already_spent_leaves_the_device_alone(sda, remover, calls, devices, clock):
+    calls.on_step = lambda step: setattr(clock, "now", clock.now + 6)
+    calls.hang.add("delete")  # a call given no time does not return in it
+    with pytest.raises(KernelCallTimeout):
+        remover.remove(sda, timeout=10)
+    assert calls.steps[-1] == ("delete", 0.0)
+
+
+def test_a_delete_blocked_in_the_kernel_is_abandoned_at_the_deadline(tree, sda, paths, devices, clock):
+    """Real threads: the delete write blocks (a FIFO nobody reads, like a delete on a dead path)."""
+    fifo = tree.hang_attr(ADDRESS, "delete")
+    calls = AbandoningCalls()
+    remover = DeviceRemover(paths, devices, FakeBlockOps(block_dir=tree.root / "sys/block"), clock, calls)
+    started = time.monotonic()
+    try:
+        with pytest.raises(KernelCallTimeout, match=r"delete of /dev/sda did not return within 0.2s"):
+            remover.remove(sda, timeout=0.2)
+        assert time.monotonic() - started < 2
+        [stuck] = calls.abandoned("/dev/sda")
+        assert stuck.step == "delete" and stuck.blocked
+    finally:
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the "kernel" lets go
+        for stuck in calls.abandoned():
+            stuck.thread.join(timeout=5)
+        os.close(reader)
+    assert calls.abandoned() == []
+
+
+def test_a_later_removal_says_the_device_is_held_by_our_own_abandoned_flush(
+    tmp_path, tree, sda, paths, devices
+):
+    """The claim stays with a flush stuck in the kernel; a retry must not blame "another user"."""
+    release = threading.Event()
+    opened = []
+
+    def opener(node, flags):
+        if opened:
+            raise OSError(errno.EBUSY, "Device or resource busy")  # the kernel: our first claim is still held
+        opened.append(node)
+        return os.open(node, flags)
+
+    remover = DeviceRemover(
+        paths, devices, KernelBlockOps(opener=opener, ioctl=lambda fd, request, arg: release.wait())
+    )
+    try:
+        with pytest.raises(KernelCallTimeout, match="flush of /dev/sda"):
+            remover.remove(sda, timeout=0.2)
+        with pytest.raises(
+            DeviceInUse, match=r"claimed by this agent's own flush, abandoned at its deadline"
+        ):
+            remover.remove(sda, timeout=0.2)
+    finally:
+        release.set()

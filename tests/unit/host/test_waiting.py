@@ -1,10 +1,9 @@
-"""wait_until on an injected clock, and the inotify pause that wakes it on link changes."""
+"""wait_until on an injected clock (the inotify pause that can stand in for its sleep: test_watch.py)."""
 
 import pytest
 
 from iscsi_agent.host.errors import WaitTimeout
 from iscsi_agent.host.waiting import wait_until
-from iscsi_agent.host.watch import FolderWatcher, watching
 from tests.fakes import FakeClock
 
 
@@ -45,34 +44,3 @@ def test_a_custom_pause_replaces_the_clock_sleep():
     with pytest.raises(WaitTimeout):
         wait_until(lambda: None, 1, clock, pause=pause, interval=1)
     assert pauses == [1] and clock.sleeps == []
-
-
-def test_the_watcher_wakes_at_once_on_a_new_link(tmp_path):
-    folder = tmp_path / "by-path"
-    folder.mkdir()
-    watcher = FolderWatcher([folder])
-    try:
-        assert watcher.pause(0) is False
-        (folder / "ip-127.0.0.1:3260-iscsi-iqn.x-lun-1").symlink_to("../../sda")
-        assert watcher.pause(30) is True  # an event is pending, so this does not wait
-        assert watcher.pause(0) is False  # and it was drained
-    finally:
-        watcher.close()
-
-
-def test_a_folder_not_there_yet_is_watched_through_its_parent(tmp_path):
-    watcher = FolderWatcher([tmp_path / "disk" / "by-path"])
-    try:
-        (tmp_path / "disk").mkdir()
-        assert watcher.pause(30) is True
-    finally:
-        watcher.close()
-
-
-def test_without_inotify_the_fallback_pause_is_used(tmp_path):
-    def no_inotify(folders):
-        raise OSError(38, "Function not implemented")
-
-    clock = FakeClock()
-    with watching([tmp_path], clock.sleep, make_watcher=no_inotify) as pause:
-        assert pause == clock.sleep
