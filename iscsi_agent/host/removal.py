@@ -139,7 +139,13 @@ class DeviceRemover:
         return self._usage(name, claimed=self._block.claimed_elsewhere(self._paths.dev(name)))
 
     def remove(
-        self, device: BlockDevice, timeout: float, force_flush: bool = False, *, serial: str | None = None
+        self,
+        device: BlockDevice,
+        timeout: float,
+        force_flush: bool = False,
+        *,
+        serial: str | None = None,
+        flush: bool = True,
     ) -> None:
         """Refuse if in use; else flush, delete the SCSI device and wait until node and links are gone.
 
@@ -148,6 +154,9 @@ class DeviceRemover:
         and again right before the delete; without it the address must keep the identity it had
         when the removal began. ``force_flush`` carries on when the flush fails or times out, for
         devices whose LUN is already gone at the array (there is nothing left to write back to).
+        ``flush=False`` skips the flush, for a stale device whose LUN id now leads to another LUN:
+        what it holds belongs to a volume it no longer reaches, and writing it back would land on
+        the new one.
 
         Raises DeviceInUse, DeviceChanged, IdentityUnreadable, SysfsError, KernelCallTimeout or
         DeviceTimeout; on any of them before the delete the device stays (at most flushed), and
@@ -165,7 +174,10 @@ class DeviceRemover:
             return
         try:
             checked = self._check(device, node, serial, left)
-            self._flush(claim, node, force_flush, left)
+            if flush:
+                self._flush(claim, node, force_flush, left)
+            else:
+                log.warning("not flushing %s: its LUN id now leads to another LUN", node)
             self._revalidate(device, claim, checked, serial=serial, left=left)
             self.delete(device.address, left(), device=node)
         finally:

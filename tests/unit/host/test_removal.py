@@ -115,6 +115,14 @@ def test_an_unused_device_is_flushed_deleted_and_waited_for(sda, remover, block,
     assert devices.read(ADDRESS) is None
 
 
+def test_a_stale_device_is_removed_without_writing_its_pages_to_the_lun_now_at_its_id(
+    sda, remover, block, calls, devices
+):
+    remover.remove(sda, timeout=5, flush=False)
+    assert block.flushed == [] and calls.step_names == ["exclusive claim", "delete"]
+    assert devices.read(ADDRESS) is None
+
+
 def test_the_exclusive_claim_is_held_from_the_check_across_flush_and_delete(sda, remover, block, calls):
     held = {}
     calls.on_step = lambda step: held.setdefault(step, list(block.held))
