@@ -163,7 +163,7 @@ _seconds = _positive(float, "a number of seconds")
 def _optional_port(raw: str) -> int | None:
     if not raw:
         return None
-    port = _positive(int, "a whole number")(raw)
+    port: int = _positive(int, "a whole number")(raw)
     if port > 65535:
         raise ValueError("is not a TCP port (1-65535)")
     return port
@@ -302,7 +302,7 @@ def parse_config(text: str, path: Path) -> Config:
 
 def _parse_values(text: str, path: Path) -> dict[str, dict[str, Any]]:
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
-    parser.optionxform = str  # keys are case-sensitive, as documented
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive, as documented
     try:
         parser.read_string(text, source=str(path))
     except configparser.Error as exc:

@@ -62,7 +62,7 @@ class VolumeInUse(ServiceError):
 
     def __init__(self, volume: str, holders: Sequence[str]) -> None:
         super().__init__(
-            f"{volume} is in use by {', '.join(holders)}; detach with force to remove it anyway",
+            f"{volume} is in use: {', '.join(holders)}; stop that use and detach again",
             volume=volume,
             holders=list(holders),
         )
@@ -131,8 +131,9 @@ class AttachService(Protocol):
         ...
 
     def detach(self, volume: str, *, force: bool) -> Detachment:
-        """Detach the volume. Raises NotAttached when it is not attached, unless ``force`` (then it
-        succeeds); raises VolumeInUse when something holds the device, unless ``force``."""
+        """Detach the volume. Raises NotAttached when it is not attached, unless ``force`` (then its
+        devices, if any, are removed by WWID and it succeeds); raises VolumeInUse when something holds
+        the device, also with ``force``, which only carries on past a flush that fails on dead paths."""
         ...
 
     def attachments(self) -> Sequence[Attachment]:

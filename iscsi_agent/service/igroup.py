@@ -15,14 +15,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from iscsi_agent.array.model import Igroup
-from iscsi_agent.errors import AgentError
+from iscsi_agent.service_api import ServiceError
 
 IGROUP_NAME_MAX = 96  # ONTAP's limit on igroup names
 USABLE_PROTOCOLS = frozenset({"iscsi", "mixed"})
 _NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
-class IgroupConflict(AgentError):
+class IgroupConflict(ServiceError):
     """The agent's igroup name is taken by an igroup it must not use; an operator has to look."""
 
     code = "igroup_conflict"

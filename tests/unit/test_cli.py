@@ -57,9 +57,18 @@ def test_an_unusable_configuration_exits_1_naming_it(tmp_path):
     assert checker.configs == []
 
 
-def test_without_a_command_it_says_the_daemon_is_not_in_this_version(conf):
-    code, _, err, _ = run(["--config", str(conf)])
-    assert code == 2 and "daemon is not part of this version" in err
+def test_without_a_command_the_daemon_runs_on_the_parsed_configuration(conf):
+    started = []
+    code = main(["--config", str(conf)], daemon=lambda config: started.append(config) or 0)
+    assert code == 0 and started[0].array.vserver == "svm1"
+
+
+def test_the_daemon_does_not_start_on_an_unusable_configuration(tmp_path):
+    bad = tmp_path / "agent.conf"
+    bad.write_text("[array]\nhostname = x\nvserver = svm1\nworkers = 0\n")
+    err = io.StringIO()
+    code = main(["--config", str(bad)], err=err, daemon=lambda config: 0)
+    assert code == 1 and "[array] workers: unknown key" in err.getvalue()
 
 
 def test_a_usage_error_exits_2():

@@ -61,8 +61,8 @@ def test_an_error_exits_1_with_the_agents_code_and_message_on_stderr(agent, serv
     code, out, err = ctl(agent, "detach", "/vol/vol1/lun0")
     assert (code, out) == (1, "")
     assert err == (
-        "iscsi-agentctl: volume_in_use: /vol/vol1/lun0 is in use by mounted on /mnt/data; "
-        "detach with force to remove it anyway\n"
+        "iscsi-agentctl: volume_in_use: /vol/vol1/lun0 is in use: mounted on /mnt/data; "
+        "stop that use and detach again\n"
     )
 
 

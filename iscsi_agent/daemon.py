@@ -1,0 +1,228 @@
+"""The agent as a daemon: wiring, lifecycle (start → serve → stop), sd_notify and its watchdog.
+
+Signal handlers only set the stop event; the main thread waits on it, pinging systemd's watchdog
+while the API's accept loop is alive, so a wedged agent is restarted by systemd rather than left
+running deaf. Health and the array probe live here, next to what they report on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from iscsi_agent.api.listener import Listener, bind, from_systemd
+from iscsi_agent.api.peer import PeerPolicy
+from iscsi_agent.api.server import ApiServer
+from iscsi_agent.array.client import ArrayClient
+from iscsi_agent.array.connect import connect
+from iscsi_agent.array.lazy import LazyArrayClient
+from iscsi_agent.config import Config
+from iscsi_agent.errors import AgentError
+from iscsi_agent.host.command import SubprocessRunner
+from iscsi_agent.host.initiator import read_initiator_name
+from iscsi_agent.host.paths import HostPaths
+from iscsi_agent.host.routes import KernelRoutes
+from iscsi_agent.host.sessions import Sessions
+from iscsi_agent.host.waiting import SystemClock
+from iscsi_agent.journal.store import FILE_NAME, Journal
+from iscsi_agent.metrics import HostCollector, MeteredRunner, Metrics
+from iscsi_agent.service.build import build_host, build_volume_service
+from iscsi_agent.service.volumes import VolumeService
+from iscsi_agent.service_api import (
+    ArrayHealth,
+    Attachment,
+    Detachment,
+    Health,
+    HealthStatus,
+    ReconcileAction,
+    ServiceError,
+)
+
+log = logging.getLogger(__name__)
+
+ARRAY_PROBE_TTL = 30.0  # health asks the array at most this often
+STOP_GRACE = 30.0  # requests in flight at SIGTERM get this long to finish
+STATUS_INTERVAL = 30.0  # how often STATUS= is refreshed when systemd runs no watchdog
+
+
+class Notifier(Protocol):
+    def notify(self, state: str) -> None: ...
+
+
+class ReconcilerUnavailable(ServiceError):
+    code = "reconciler_unavailable"
+
+
+class ArrayProbe:
+    """Whether the array answers, asked at most every ``ttl`` seconds (health is polled often)."""
+
+    def __init__(
+        self,
+        array: LazyArrayClient,
+        ttl: float = ARRAY_PROBE_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._array = array
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._checked_at: float | None = None
+        self._last = ArrayHealth(reachable=False, error="not_checked")
+
+    def health(self) -> ArrayHealth:
+        with self._lock:
+            now = self._clock()
+            if self._checked_at is None or now - self._checked_at >= self._ttl:
+                self._checked_at = now
+                try:
+                    self._array.client().version()
+                    self._last = ArrayHealth(reachable=True, api=self._array.api)
+                except AgentError as exc:
+                    self._last = ArrayHealth(reachable=False, api=self._array.api or None, error=exc.code)
+            return self._last
+
+
+class AgentService:
+    """``service_api.AttachService``: the volume service plus health; reconcile arrives with the reconciler."""
+
+    def __init__(self, volumes: VolumeService, probe: ArrayProbe, sessions: Sessions) -> None:
+        self._volumes = volumes
+        self._probe = probe
+        self._sessions = sessions
+
+    def attach(self, volume: str) -> tuple[Attachment, bool]:
+        return self._volumes.attach(volume)
+
+    def detach(self, volume: str, *, force: bool) -> Detachment:
+        return self._volumes.detach(volume, force=force)
+
+    def attachments(self) -> Sequence[Attachment]:
+        return self._volumes.attachments()
+
+    def attachment(self, volume: str) -> Attachment:
+        return self._volumes.attachment(volume)
+
+    def health(self) -> Health:
+        array = self._probe.health()
+        sessions = sum(1 for session in self._sessions.current() if session.logged_in)
+        return Health(
+            status=HealthStatus.OK if array.reachable else HealthStatus.DEGRADED,
+            array=array,
+            sessions=sessions,
+            attachments=len(self._volumes.attachments()),
+            last_reconcile=None,
+        )
+
+    def reconcile(self, *, dry_run: bool) -> Sequence[ReconcileAction]:
+        raise ReconcilerUnavailable("this version of the agent has no reconciler yet", dry_run=dry_run)
+
+
+@dataclass
+class Daemon:
+    config: Config
+    notifier: Notifier
+    environ: MutableMapping[str, str]
+    stop: threading.Event
+
+    def run(self) -> int:
+        log.info("iscsi-agent starting (state in %s)", self.config.agent.state_dir)
+        clock = SystemClock()
+        paths = HostPaths(self.config.agent.host_root)
+        initiator = read_initiator_name(paths, str(self.config.agent.initiator_name_file))
+        settings = self.config.array.to_settings()
+        array = LazyArrayClient(lambda: connect(settings))
+        journal = Journal.open(self.config.agent.state_dir / FILE_NAME)
+        metrics = Metrics()
+        host = build_host(self.config, MeteredRunner(SubprocessRunner(), metrics), clock)
+        volumes = build_volume_service(
+            self.config,
+            array=_as_client(array),
+            host=host,
+            routes=KernelRoutes(),
+            journal=journal,
+            initiator=initiator,
+            hostname=socket.gethostname(),
+            clock=clock,
+            observer=metrics,
+        )
+        service = AgentService(volumes, ArrayProbe(array), host.sessions)
+        metrics.registry.register(
+            HostCollector(host.sessions, lambda: len(volumes.attachments()), host.multipath)
+        )
+        if self.config.metrics.listen is not None:
+            metrics.serve(self.config.metrics.listen)
+        listener = self._listener()
+        server = ApiServer(
+            listener,
+            service,
+            PeerPolicy(frozenset(self.config.agent.allowed_uids), frozenset(self.config.agent.allowed_gids)),
+        )
+        server.start()
+        where = listener.path or "the socket systemd passed"
+        log.info("iscsi-agent serving on %s for %s (journal %s)", where, initiator, journal.path)
+        self.notifier.notify(f"READY=1\nSTATUS={_status(service)}")
+        try:
+            self._serve(server, service)
+        finally:
+            self.notifier.notify("STOPPING=1")
+            server.stop(STOP_GRACE)
+            journal.close()
+            array.close()
+            log.info("iscsi-agent stopped")
+        return 0
+
+    def _listener(self) -> Listener:
+        passed = from_systemd(self.environ, os.getpid())
+        if passed is not None:
+            return passed
+        agent = self.config.agent
+        agent.socket.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        return bind(agent.socket, agent.socket_mode, agent.socket_group)
+
+    def _serve(self, server: ApiServer, service: AgentService) -> None:
+        """Wait for the stop event; meanwhile refresh STATUS and ping the watchdog, the latter only
+        while the accept loop is alive (a wedged agent is then restarted by systemd)."""
+        interval = _watchdog_interval(self.environ) or STATUS_INTERVAL
+        while not self.stop.wait(interval):
+            if not server.alive():
+                log.error("the API's accept loop died; no longer telling the watchdog we are alive")
+                continue
+            self.notifier.notify(f"WATCHDOG=1\nSTATUS={_status(service)}")
+
+
+def _status(service: AgentService) -> str:
+    health = service.health()
+    return (
+        f"serving: {health.attachments} attachments, {health.sessions} sessions, "
+        f"array {'reachable' if health.array.reachable else 'unreachable'}"
+    )
+
+
+def _watchdog_interval(environ: MutableMapping[str, str]) -> float | None:
+    """Half of systemd's WatchdogSec (WATCHDOG_USEC), when it is meant for this process."""
+    usec = environ.get("WATCHDOG_USEC")
+    pid = environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 2e6
+
+
+def _as_client(array: LazyArrayClient) -> ArrayClient:
+    """The lazy client forwards every ArrayClient method (``__getattr__``), which mypy cannot see."""
+    return array  # type: ignore[return-value]
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    def handle(signum: int, frame: object) -> None:
+        log.info("%s received; stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)

@@ -1,0 +1,306 @@
+"""Attach one volume: map it to this host's igroup, log in, bring up its device, verify, hand it out.
+
+Every step that changes the array or the host is written to the journal before it is taken, and
+an attach that fails after changing anything undoes what *it* did (never what it found: a map that
+was there, a session another attach uses, a device scanned in by hand) in reverse order. A steady
+attach (igroup, target and LIFs known, session logged in) costs one array call: the map.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from iscsi_agent.array.client import ArrayClient
+from iscsi_agent.array.model import Lif, Lun
+from iscsi_agent.config import Network
+from iscsi_agent.errors import AgentError
+from iscsi_agent.host.devices import BlockDevice
+from iscsi_agent.host.multipath import Multipath
+from iscsi_agent.host.paths import HostPaths
+from iscsi_agent.host.routes import RouteTable
+from iscsi_agent.host.sessions import Session
+from iscsi_agent.host.waiting import Clock
+from iscsi_agent.journal.model import Attachment, AttachmentState, Kind, Outcome, Step
+from iscsi_agent.journal.store import Journal
+from iscsi_agent.naa import multipath_wwid, netapp_wwid
+from iscsi_agent.portal import Portal
+from iscsi_agent.service.array_view import ArrayView
+from iscsi_agent.service.errors import NoUsablePortal
+from iscsi_agent.service.logins import Logins
+from iscsi_agent.service.lun_device import LunDevices
+from iscsi_agent.service.observe import Observer
+from iscsi_agent.service.portals import choose_lifs
+from iscsi_agent.service.steps import Rollback, StepRecorder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AttachSettings:
+    multipath: bool = False
+    portal_networks: tuple[Network, ...] = ()
+    multipath_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class PathDevice:
+    """One path of the LUN: the session it came through and its verified block device."""
+
+    session: Session
+    device: BlockDevice
+    scanned: bool  # this attach scanned it in (so a rollback may remove it)
+
+
+class Attacher:
+    def __init__(
+        self,
+        *,
+        array: ArrayClient,
+        view: ArrayView,
+        logins: Logins,
+        lun_devices: LunDevices,
+        routes: RouteTable,
+        multipath: Multipath | None,
+        journal: Journal,
+        paths: HostPaths,
+        svm: str,
+        settings: AttachSettings,
+        clock: Clock,
+        observer: Observer,
+    ) -> None:
+        self._array = array
+        self._view = view
+        self._logins = logins
+        self._lun_devices = lun_devices
+        self._routes = routes
+        self._multipath = multipath
+        self._journal = journal
+        self._paths = paths
+        self._svm = svm
+        self._settings = settings
+        self._clock = clock
+        self._observer = observer
+
+    def attach(self, volume: str, lun: Lun) -> Attachment:
+        """Attach ``lun`` (named ``volume`` by the client); the caller holds the volume's lock."""
+        started = self._clock.monotonic()
+        op = self._journal.begin(Kind.ATTACH, volume, lun.uuid)
+        steps = StepRecorder(
+            self._journal,
+            op,
+            f"attach of {volume}",
+            operation="attach",
+            clock=self._clock,
+            observer=self._observer,
+        )
+        rollback = Rollback(f"attach of {volume}")
+        try:
+            with ExitStack() as uses:
+                attachment = self._attach(volume, lun, steps, rollback, uses)
+        except BaseException as exc:
+            rollback.run()
+            code = exc.code if isinstance(exc, AgentError) else "internal_error"
+            self._journal.finish(op, Outcome.FAILED, code)
+            self._observer.finished("attach", self._clock.monotonic() - started, code)
+            raise
+        self._journal.finish(op, Outcome.SUCCEEDED)
+        self._observer.finished("attach", self._clock.monotonic() - started, None)
+        return attachment
+
+    def _attach(
+        self, volume: str, lun: Lun, steps: StepRecorder, rollback: Rollback, uses: ExitStack
+    ) -> Attachment:
+        igroup = steps.run(Step.IGROUP, self._view.igroup, igroup=self._view.own_igroup_name).name
+        mapping = steps.run(
+            Step.MAP,
+            lambda: self._array.ensure_mapped(lun.path, igroup),
+            lun_path=lun.path,
+            igroup=igroup,
+            result=lambda m: {"lun_id": m.lun_id, "created": m.created, "igroup": m.igroup},
+        )
+        if mapping.created:
+            rollback.push(
+                "unmap",
+                lambda: steps.run(
+                    Step.UNMAP,
+                    lambda: self._array.unmap_lun(lun.path, mapping.igroup),
+                    lun_path=lun.path,
+                    igroup=mapping.igroup,
+                ),
+            )
+        elif mapping.igroup != igroup:
+            log.info(
+                "%s is visible to this host through igroup %s as LUN %s; using that map",
+                lun.path,
+                mapping.igroup,
+                mapping.lun_id,
+            )
+        target_iqn = self._view.target_iqn()
+        lifs = self._lifs(lun, mapping.igroup)
+        sessions = self._log_in(target_iqn, lifs, steps, rollback, uses)
+        paths = self._bring_up(sessions, mapping.lun_id, lun, steps, rollback)
+        device = self._device_path(lun, paths, steps, rollback)
+        attachment = Attachment(
+            lun_uuid=lun.uuid,
+            lun_path=lun.path,
+            volume=volume,
+            svm=self._svm,
+            serial=lun.serial,
+            wwid=multipath_wwid(lun.serial),
+            lun_id=mapping.lun_id,
+            igroup=mapping.igroup,
+            map_created=mapping.created,
+            target_iqn=target_iqn,
+            portals=tuple(path.session.portal for path in paths if path.session.portal is not None),
+            multipath=self._settings.multipath,
+            state=AttachmentState.ATTACHED,
+            device=device,
+        )
+        steps.run(Step.HANDED_OUT, lambda: self._journal.put_attachment(attachment), device=device)
+        log.info("attached %s (%s) as %s, LUN %s of %s", volume, lun.path, device, mapping.lun_id, target_iqn)
+        return attachment
+
+    def _lifs(self, lun: Lun, igroup: str) -> tuple[Lif, ...]:
+        nodes = self._view.reporting_nodes(lun.path, igroup)
+        lifs = self._view.lifs()
+        routes = self._routes.lookup_all(lif.address for lif in lifs)
+        chosen = choose_lifs(lifs, nodes, routes, self._settings.portal_networks)
+        if not chosen:
+            self._view.forget(target=True, lun_path=lun.path)
+            raise NoUsablePortal(
+                f"no iSCSI LIF of the SVM on the nodes reporting {lun.path} ({', '.join(nodes) or 'any'}) "
+                f"is routable from this host; LIFs: {', '.join(str(lif.portal) for lif in lifs) or 'none'}",
+                lun_path=lun.path,
+                reporting_nodes=list(nodes),
+                lifs=[str(lif.portal) for lif in lifs],
+                unroutable={
+                    address: route.problem for address, route in routes.items() if not route.reachable
+                },
+            )
+        return chosen
+
+    def _log_in(
+        self, target_iqn: str, lifs: Sequence[Lif], steps: StepRecorder, rollback: Rollback, uses: ExitStack
+    ) -> list[Session]:
+        """One session (the first LIF that logs in), or with multipath every LIF that does, in parallel."""
+        for lif in lifs:
+            uses.enter_context(self._logins.using(target_iqn, lif.portal))
+        if not self._settings.multipath:
+            errors: list[AgentError] = []
+            for lif in lifs:
+                try:
+                    return [self._log_in_one(target_iqn, lif.portal, steps, rollback)]
+                except AgentError as exc:
+                    log.warning(
+                        "login to %s via %s failed (%s); trying the next LIF", target_iqn, lif.portal, exc
+                    )
+                    errors.append(exc)
+            raise errors[-1]
+        with ThreadPoolExecutor(max_workers=len(lifs), thread_name_prefix="login") as pool:
+            futures = [pool.submit(self._log_in_one, target_iqn, lif.portal, steps, rollback) for lif in lifs]
+            outcomes = [
+                (future.result() if future.exception() is None else future.exception()) for future in futures
+            ]
+        sessions = [outcome for outcome in outcomes if isinstance(outcome, Session)]
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        for lif, failure in zip(lifs, outcomes, strict=True):
+            if isinstance(failure, BaseException):
+                log.warning(
+                    "login to %s via %s failed: %s; attaching with the other paths",
+                    target_iqn,
+                    lif.portal,
+                    failure,
+                )
+        if not sessions:
+            raise failures[0]
+        return sessions
+
+    def _log_in_one(
+        self, target_iqn: str, portal: Portal, steps: StepRecorder, rollback: Rollback
+    ) -> Session:
+        existing = self._logins.existing(target_iqn, portal)
+        if existing is not None:
+            return existing  # reused without any iscsiadm call or journal entry: nothing to undo
+        session, logged_in = steps.run(
+            Step.LOGIN,
+            lambda: self._logins.session(target_iqn, portal),
+            target_iqn=target_iqn,
+            portal=str(portal),
+            result=lambda outcome: {"logged_in": outcome[1], "sid": outcome[0].sid},
+        )
+        if logged_in:
+            rollback.push(
+                f"logout {portal}", lambda: self._logins.log_out_if_unused(target_iqn, portal, steps)
+            )
+        return session
+
+    def _bring_up(
+        self, sessions: Sequence[Session], lun_id: int, lun: Lun, steps: StepRecorder, rollback: Rollback
+    ) -> list[PathDevice]:
+        lock = threading.Lock()
+        paths: list[PathDevice] = []
+
+        def one(session: Session) -> PathDevice:
+            device, scanned = steps.run(
+                Step.SCAN,
+                lambda: self._lun_devices.bring_up(session, lun_id, lun.serial),
+                target_iqn=session.target_iqn,
+                lun_id=lun_id,
+                portal=str(session.portal),
+                wwid=netapp_wwid(lun.serial),
+                result=lambda outcome: {"device": outcome[0].name, "scanned": outcome[1]},
+            )
+            path = PathDevice(session, device, scanned)
+            with lock:
+                paths.append(path)
+                if scanned:
+                    rollback.push(
+                        f"remove {device.name}", lambda: self._lun_devices.remove(device, lun.serial)
+                    )
+            return path
+
+        if len(sessions) == 1:
+            return [one(sessions[0])]
+        with ThreadPoolExecutor(max_workers=len(sessions), thread_name_prefix="scan") as pool:
+            results = list(pool.map(one, sessions))
+        return results
+
+    def _device_path(
+        self, lun: Lun, paths: Sequence[PathDevice], steps: StepRecorder, rollback: Rollback
+    ) -> str:
+        wwid = multipath_wwid(lun.serial)
+        if self._settings.multipath and self._multipath is not None:
+            multipath = self._multipath
+            names = [path.device.name for path in paths]
+
+            def build() -> str:
+                multipath.add_wwid(wwid)
+                for name in names:
+                    multipath.add_path(name)
+                return str(
+                    self._paths.host_view(
+                        multipath.wait_for(wwid, names, self._settings.multipath_timeout).node
+                    )
+                )
+
+            node = steps.run(Step.MULTIPATH, build, wwid=wwid, result=lambda node: {"device": node})
+            rollback.push("flush multipath map", lambda: self._flush_map(multipath, wwid))
+            return node
+        device = paths[0].device
+        wanted = f"wwn-0x{netapp_wwid(lun.serial)}"
+        for link in device.by_id:
+            if link.name == wanted:
+                return self._paths.host_view(link)
+        log.warning("%s has no by-id link %s; handing out its node", device.node, wanted)
+        return self._paths.host_view(device.node)
+
+    @staticmethod
+    def _flush_map(multipath: Multipath, wwid: str) -> None:
+        found = multipath.find(wwid)
+        if found is not None:
+            multipath.flush(found)

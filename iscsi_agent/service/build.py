@@ -1,0 +1,149 @@
+"""Assembles the attach service from the configuration and the side-effect boundaries.
+
+The daemon and the tests call this one function, so what runs in production is what is tested;
+the boundaries (array client, runner, clock, routes, journal) come in from outside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from iscsi_agent.array.client import ArrayClient
+from iscsi_agent.array.model import ChapAuth, ChapCredentials
+from iscsi_agent.config import Config
+from iscsi_agent.host.blockdev import BlockOps, KernelBlockOps
+from iscsi_agent.host.command import CommandRunner
+from iscsi_agent.host.devices import Devices, Watch
+from iscsi_agent.host.iscsiadm import Chap, Iscsiadm, NodeSettings
+from iscsi_agent.host.multipath import Multipath
+from iscsi_agent.host.paths import HostPaths
+from iscsi_agent.host.removal import DeviceRemover
+from iscsi_agent.host.routes import RouteTable
+from iscsi_agent.host.sessions import Sessions
+from iscsi_agent.host.waiting import Clock
+from iscsi_agent.host.watch import watching
+from iscsi_agent.journal.store import Journal
+from iscsi_agent.service.array_view import ArrayView
+from iscsi_agent.service.attach import Attacher, AttachSettings
+from iscsi_agent.service.detach import Detacher
+from iscsi_agent.service.igroup import igroup_name
+from iscsi_agent.service.logins import Logins
+from iscsi_agent.service.lun_device import LunDevices, LunDeviceTimeouts
+from iscsi_agent.service.observe import Observer, Unobserved
+from iscsi_agent.service.volumes import VolumeService
+
+
+@dataclass(frozen=True)
+class HostLayer:
+    paths: HostPaths
+    iscsiadm: Iscsiadm
+    sessions: Sessions
+    devices: Devices
+    remover: DeviceRemover
+    multipath: Multipath | None
+
+
+def build_host(
+    config: Config,
+    runner: CommandRunner,
+    clock: Clock,
+    *,
+    watch: Watch = watching,
+    block: BlockOps | None = None,
+) -> HostLayer:
+    paths = HostPaths(config.agent.host_root)
+    devices = Devices(paths, clock, watch)
+    return HostLayer(
+        paths=paths,
+        iscsiadm=Iscsiadm(
+            runner, program=config.iscsi.iscsiadm, login_timeout=config.iscsi.login_timeout + 5
+        ),
+        sessions=Sessions(paths),
+        devices=devices,
+        remover=DeviceRemover(paths, devices, block or KernelBlockOps(), clock),
+        multipath=Multipath(paths, runner, clock) if config.iscsi.multipath else None,
+    )
+
+
+def node_settings(config: Config) -> NodeSettings:
+    chap = Chap(config.iscsi.chap_username, config.iscsi.chap_secret) if config.iscsi.chap_username else None
+    return NodeSettings(login_timeout=int(config.iscsi.login_timeout), chap=chap)
+
+
+def array_chap(config: Config, initiator: str) -> ChapCredentials | None:
+    """One-way CHAP for this initiator on the array, the same user and secret the node records carry."""
+    if not config.iscsi.chap_username:
+        return None
+    return ChapCredentials(
+        initiator,
+        ChapAuth.CHAP,
+        inbound_user=config.iscsi.chap_username,
+        inbound_secret=config.iscsi.chap_secret,
+    )
+
+
+def build_volume_service(
+    config: Config,
+    *,
+    array: ArrayClient,
+    host: HostLayer,
+    routes: RouteTable,
+    journal: Journal,
+    initiator: str,
+    hostname: str,
+    clock: Clock,
+    observer: Observer | None = None,
+) -> VolumeService:
+    observer = observer or Unobserved()
+    view = ArrayView(
+        array,
+        initiator=initiator,
+        igroup_name=igroup_name(config.array.igroup_prefix, hostname, initiator),
+        os_type=config.array.os_type,
+        chap=array_chap(config, initiator),
+    )
+    logins = Logins(host.iscsiadm, host.sessions, node_settings(config), clock)
+    timeouts = LunDeviceTimeouts(device=config.iscsi.device_timeout, removal=config.iscsi.device_timeout)
+    attacher = Attacher(
+        array=array,
+        view=view,
+        logins=logins,
+        lun_devices=LunDevices(
+            host.sessions, host.devices, host.remover, clock, timeouts=timeouts, observer=observer
+        ),
+        routes=routes,
+        multipath=host.multipath,
+        journal=journal,
+        paths=host.paths,
+        svm=config.array.vserver,
+        settings=AttachSettings(
+            multipath=config.iscsi.multipath,
+            portal_networks=config.iscsi.portal_networks,
+            multipath_timeout=2 * config.iscsi.device_timeout,
+        ),
+        clock=clock,
+        observer=observer,
+    )
+    detacher = Detacher(
+        array=array,
+        sessions=host.sessions,
+        devices=host.devices,
+        remover=host.remover,
+        multipath=host.multipath,
+        logins=logins,
+        journal=journal,
+        paths=host.paths,
+        clock=clock,
+        observer=observer,
+        removal_timeout=config.iscsi.device_timeout,
+    )
+    return VolumeService(
+        array=array,
+        attacher=attacher,
+        detacher=detacher,
+        journal=journal,
+        view=view,
+        paths=host.paths,
+        workers=config.agent.workers,
+        chap_username=config.iscsi.chap_username or None,
+    )

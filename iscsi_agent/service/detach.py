@@ -1,0 +1,186 @@
+"""Detach one volume: check nobody uses it, flush, remove the multipath map and the paths, unmap
+only a map this agent made, and log out of sessions that carry no LUN any more.
+
+The devices are found by the LUN's WWID on the sessions to its target, not by a remembered name:
+names are reused by the kernel, WWIDs are not. The in-use check comes before any change, so a
+refused detach leaves everything as it was; the removal itself re-checks right before deleting.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from functools import partial
+
+from iscsi_agent.array.client import ArrayClient
+from iscsi_agent.errors import AgentError
+from iscsi_agent.host.devices import BlockDevice, Devices
+from iscsi_agent.host.errors import DeviceInUse, WaitTimeout
+from iscsi_agent.host.multipath import Multipath, MultipathMap
+from iscsi_agent.host.paths import HostPaths
+from iscsi_agent.host.removal import DeviceRemover, DeviceUsage, removal_blocker
+from iscsi_agent.host.sessions import Session, Sessions
+from iscsi_agent.host.waiting import Clock, wait_until
+from iscsi_agent.journal.model import Attachment, AttachmentState, Kind, Outcome, Step
+from iscsi_agent.journal.store import Journal
+from iscsi_agent.naa import normalize_wwid
+from iscsi_agent.service.logins import Logins
+from iscsi_agent.service.observe import Observer
+from iscsi_agent.service.steps import StepRecorder
+
+log = logging.getLogger(__name__)
+
+UDEV_PROBES = frozenset({"multipath", "blkid", "udevadm", "kpartx"})  # run by udev rules, briefly
+PROBE_GRACE = 5.0
+
+
+class Detacher:
+    def __init__(
+        self,
+        *,
+        array: ArrayClient,
+        sessions: Sessions,
+        devices: Devices,
+        remover: DeviceRemover,
+        multipath: Multipath | None,
+        logins: Logins,
+        journal: Journal,
+        paths: HostPaths,
+        clock: Clock,
+        observer: Observer,
+        removal_timeout: float = 30.0,
+    ) -> None:
+        self._array = array
+        self._sessions = sessions
+        self._devices = devices
+        self._remover = remover
+        self._multipath = multipath
+        self._logins = logins
+        self._journal = journal
+        self._paths = paths
+        self._removal_timeout = removal_timeout
+        self._clock = clock
+        self._observer = observer
+
+    def detach(self, volume: str, attachment: Attachment, *, force: bool = False) -> None:
+        """Detach what ``attachment`` describes; the caller holds the volume's lock.
+
+        ``force`` carries on past a flush that fails or hangs (paths already dead: nothing is left
+        to write back to). It never removes a device that is in use: that stays a refusal naming
+        the holder, because removing it under a mount or a process loses the data in flight.
+        """
+        started = self._clock.monotonic()
+        op = self._journal.begin(Kind.DETACH, volume, attachment.lun_uuid)
+        steps = StepRecorder(
+            self._journal,
+            op,
+            f"detach of {volume}",
+            operation="detach",
+            clock=self._clock,
+            observer=self._observer,
+        )
+        try:
+            self._detach(attachment, steps, force)
+        except BaseException as exc:
+            code = exc.code if isinstance(exc, AgentError) else "internal_error"
+            self._journal.finish(op, Outcome.FAILED, code)
+            self._observer.finished("detach", self._clock.monotonic() - started, code)
+            raise
+        self._journal.finish(op, Outcome.SUCCEEDED)
+        self._observer.finished("detach", self._clock.monotonic() - started, None)
+
+    def _detach(self, attachment: Attachment, steps: StepRecorder, force: bool) -> None:
+        sessions = [s for s in self._sessions.current() if s.target_iqn == attachment.target_iqn]
+        paths = self._path_devices(sessions, attachment.wwid)
+        mpath = self._multipath.find(attachment.wwid) if self._multipath is not None else None
+        self._refuse_if_in_use(attachment, paths, mpath)
+        if attachment.state is not AttachmentState.DETACHING:
+            self._journal.put_attachment(replace(attachment, state=AttachmentState.DETACHING))
+        if mpath is not None and self._multipath is not None:
+            multipath = self._multipath
+            steps.run(Step.REMOVE_MULTIPATH, lambda: multipath.flush(mpath), wwid=attachment.wwid)
+        for device in paths:
+            steps.run(
+                Step.REMOVE_PATHS,
+                partial(self._remover.remove, device, self._removal_timeout, force, serial=attachment.serial),
+                wwid=attachment.wwid,
+                device=device.name,
+            )
+        if attachment.map_created:
+            steps.run(
+                Step.UNMAP,
+                lambda: self._array.unmap_lun(attachment.lun_path, attachment.igroup),
+                lun_path=attachment.lun_path,
+                igroup=attachment.igroup,
+                result=lambda removed: {"removed": removed},
+            )
+        else:
+            log.info(
+                "%s: map to igroup %s was not made by this agent; leaving it",
+                attachment.lun_path,
+                attachment.igroup,
+            )
+        for session in sessions:
+            if session.portal is not None:
+                with self._logins.using(session.target_iqn, session.portal):
+                    self._logins.log_out_if_unused(session.target_iqn, session.portal, steps)
+        self._journal.remove_attachment(attachment.lun_uuid)
+        log.info("detached %s (%s)", attachment.volume, attachment.lun_path)
+
+    def _path_devices(self, sessions: list[Session], wwid: str) -> list[BlockDevice]:
+        """Block devices on these sessions whose WWID (as sysfs last read it) is the LUN's."""
+        wanted = normalize_wwid(wwid)
+        found = []
+        for session in sessions:
+            for address in self._sessions.devices(session):
+                device = self._devices.read(address)
+                if (
+                    device is not None
+                    and device.identity.wwid
+                    and normalize_wwid(device.identity.wwid) == wanted
+                ):
+                    found.append(device)
+        return found
+
+    def _usage(self, name: str) -> DeviceUsage:
+        """Who uses the device once udev's probes are done with it: ``multipath -u`` and ``blkid``,
+        run by udev rules on every change event, hold a path open for moments (seen in the VM when
+        attaches of other LUNs ran alongside), and must not turn a detach into a refusal."""
+
+        def settled() -> DeviceUsage | None:
+            usage = self._remover.usage(name)
+            return None if any(o.command in UDEV_PROBES for o in usage.openers) else usage
+
+        try:
+            return wait_until(settled, PROBE_GRACE, self._clock, what=f"udev probes of {name} to finish")
+        except WaitTimeout:
+            return self._remover.usage(name)
+
+    def _refuse_if_in_use(
+        self, attachment: Attachment, paths: list[BlockDevice], mpath: MultipathMap | None
+    ) -> None:
+        if mpath is not None:
+            blocker = removal_blocker(self._usage(mpath.dm))
+            if blocker:
+                raise _in_use(attachment, self._paths.host_view(mpath.node), blocker)
+        for device in paths:
+            usage = self._usage(device.name)
+            if mpath is not None:
+                # the LUN's own map holds and claims its paths; it goes first, so it does not count
+                usage = replace(
+                    usage,
+                    holders=tuple(h for h in usage.holders if h.split(" ", 1)[0] != mpath.dm),
+                    claimed=False,
+                )
+            blocker = removal_blocker(usage)
+            if blocker:
+                raise _in_use(attachment, self._paths.host_view(device.node), blocker)
+
+
+def _in_use(attachment: Attachment, device: str, blocker: str) -> DeviceInUse:
+    return DeviceInUse(
+        f"{attachment.volume} ({device}) is in use: {blocker}; not detaching",
+        device=device,
+        holder=blocker,
+        volume=attachment.volume,
+    )

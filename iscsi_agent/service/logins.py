@@ -1,0 +1,135 @@
+"""Sessions to the SVM's target: reused when logged in, otherwise one login per target and portal.
+
+Every LUN of an SVM shares one target IQN, so attaches running in parallel want the same
+sessions. A session already logged in costs no iscsiadm call at all; a missing one is created by
+the first attach that needs it while the others wait for that login (single flight). Attaches in
+flight hold a *use* of each session, so one attach's rollback never logs out a session another
+attach is about to scan a LUN on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from iscsi_agent.host.errors import WaitTimeout
+from iscsi_agent.host.iscsiadm import Iscsiadm, NodeSettings
+from iscsi_agent.host.sessions import Session, Sessions
+from iscsi_agent.host.waiting import Clock, wait_until
+from iscsi_agent.journal.model import Step
+from iscsi_agent.portal import Portal
+from iscsi_agent.service.errors import TargetMismatch
+from iscsi_agent.service.locks import SingleFlight
+from iscsi_agent.service.steps import StepRecorder
+
+log = logging.getLogger(__name__)
+
+SESSION_APPEAR_TIMEOUT = 10.0  # iscsiadm returns once logged in; sysfs follows within moments
+
+SessionKey = tuple[str, Portal]
+
+
+class Logins:
+    def __init__(self, iscsiadm: Iscsiadm, sessions: Sessions, settings: NodeSettings, clock: Clock) -> None:
+        self._iscsiadm = iscsiadm
+        self._sessions = sessions
+        self._settings = settings
+        self._clock = clock
+        self._flight: SingleFlight[tuple[Session, bool]] = SingleFlight()
+        self._guard = threading.Lock()
+        self._uses: Counter[SessionKey] = Counter()
+
+    @contextmanager
+    def using(self, target_iqn: str, portal: Portal) -> Iterator[None]:
+        """Mark the session as needed by an operation in flight, so no rollback logs it out meanwhile."""
+        key = (target_iqn, portal)
+        with self._guard:
+            self._uses[key] += 1
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._uses[key] -= 1
+                if self._uses[key] <= 0:
+                    del self._uses[key]
+
+    def in_use(self, target_iqn: str, portal: Portal) -> bool:
+        with self._guard:
+            return self._uses[(target_iqn, portal)] > 0
+
+    def existing(self, target_iqn: str, portal: Portal) -> Session | None:
+        """The logged-in session to the target through portal, read from sysfs (no iscsiadm call)."""
+        found = self._sessions.find(target_iqn, portal)
+        return found if found is not None and found.logged_in else None
+
+    def session(self, target_iqn: str, portal: Portal) -> tuple[Session, bool]:
+        """A logged-in session to the target through portal, and whether this call logged it in."""
+        existing = self.existing(target_iqn, portal)
+        if existing is not None:
+            return existing, False
+        return self._flight.run((target_iqn, portal), lambda: self._log_in(target_iqn, portal))
+
+    def log_out_if_unused(self, target_iqn: str, portal: Portal, steps: StepRecorder) -> bool:
+        """Log out and delete the node record when no device remains on the session and no operation
+        in flight needs it; True when it did. Never logs out a session that still carries a LUN."""
+        session = self._sessions.find(target_iqn, portal)
+        if session is not None and self._sessions.devices(session):
+            log.info("keeping the session to %s via %s: it still carries LUNs", target_iqn, portal)
+            return False
+        with self._guard:
+            if self._uses[(target_iqn, portal)] > 1:  # the caller's own use is one
+                log.info("keeping the session to %s via %s: another operation needs it", target_iqn, portal)
+                return False
+
+        def log_out() -> bool:
+            logged_out = self._iscsiadm.logout(target_iqn, portal)
+            self._iscsiadm.delete_node(target_iqn, portal)
+            return logged_out
+
+        return steps.run(
+            Step.LOGOUT,
+            log_out,
+            target_iqn=target_iqn,
+            portal=str(portal),
+            delete_record=True,
+            result=lambda logged_out: {"logged_out": logged_out},
+        )
+
+    def _log_in(self, target_iqn: str, portal: Portal) -> tuple[Session, bool]:
+        existing = self.existing(target_iqn, portal)
+        if existing is not None:
+            return existing, False  # a waiter that came after the leader finished
+        with self._iscsiadm.portal_lock(portal):  # no discovery or record change between these steps
+            records = self._iscsiadm.node_records(target_iqn, portal)
+            if records is None:
+                offered = {target.iqn for target in self._iscsiadm.discover(portal, self._settings.chap)}
+                if target_iqn not in offered:
+                    raise TargetMismatch(
+                        f"discovery through {portal} offers {', '.join(sorted(offered)) or 'no target'}, "
+                        f"not the SVM's target {target_iqn}",
+                        portal=str(portal),
+                        target_iqn=target_iqn,
+                        offered=sorted(offered),
+                    )
+                records = ()  # the discovery added it, with iscsid.conf's defaults
+            self._iscsiadm.ensure_node(target_iqn, portal, self._settings, known=records)
+            logged_in = self._iscsiadm.login(target_iqn, portal)
+
+        def logged_in_session() -> Session | None:
+            found = self._sessions.find(target_iqn, portal)
+            return found if found is not None and found.logged_in else None
+
+        try:
+            session = wait_until(
+                logged_in_session,
+                SESSION_APPEAR_TIMEOUT,
+                self._clock,
+                what=f"session to {target_iqn} via {portal}",
+            )
+        except WaitTimeout:
+            log.warning("logged in to %s via %s, but no logged-in session shows in sysfs", target_iqn, portal)
+            raise
+        return session, logged_in

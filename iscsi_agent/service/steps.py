@@ -1,0 +1,101 @@
+"""Journalled steps and the rollback stack of one attach or detach.
+
+``StepRecorder.run`` writes the step's intent before calling it and its outcome after, and adds
+the step to a failing error's message and details, so an error says which step failed and what it
+saw. ``Rollback`` undoes in reverse order and carries on past a failed undo (collecting, as
+os-brick's cleanup does), because stopping at the first would leave the rest behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from iscsi_agent.errors import AgentError
+from iscsi_agent.host.waiting import Clock
+from iscsi_agent.journal.model import OperationId, ParamValue, Step
+from iscsi_agent.journal.store import Journal
+from iscsi_agent.service.observe import Observer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class StepRecorder:
+    def __init__(
+        self,
+        journal: Journal,
+        op: OperationId,
+        what: str,
+        *,
+        operation: str,
+        clock: Clock,
+        observer: Observer,
+    ) -> None:
+        self._journal = journal
+        self.op = op
+        self._what = what
+        self._operation = operation
+        self._clock = clock
+        self._observer = observer
+
+    def run(
+        self,
+        step: Step,
+        action: Callable[[], T],
+        *,
+        result: Callable[[T], Mapping[str, ParamValue]] | None = None,
+        **params: ParamValue,
+    ) -> T:
+        step_id = self._journal.intend(self.op, step, **params)
+        started = self._clock.monotonic()
+        try:
+            value = action()
+        except AgentError as exc:
+            self._journal.record_failed(step_id, exc.code, exc.message)
+            raise _at_step(exc, step, self._what) from None
+        except BaseException as exc:
+            self._journal.record_failed(step_id, "internal_error", f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self._observer.step(self._operation, step.value, self._clock.monotonic() - started)
+        self._journal.record_done(step_id, **(result(value) if result else {}))
+        return value
+
+
+def _at_step(exc: AgentError, step: Step, what: str) -> AgentError:
+    """The same error, its message prefixed with the step, once (a nested step keeps the inner one)."""
+    if "at_step" not in exc.details:
+        exc.details["at_step"] = step.value
+        exc.message = f"{what} failed at {step.value}: {exc.message}"
+        exc.args = (exc.message,)
+    return exc
+
+
+class Rollback:
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._lock = threading.Lock()
+        self._undo: list[tuple[str, Callable[[], Any]]] = []
+
+    def push(self, label: str, undo: Callable[[], Any]) -> None:
+        with self._lock:
+            self._undo.append((label, undo))
+
+    def run(self) -> list[tuple[str, BaseException]]:
+        """Undo everything pushed, newest first; the failures, which are also logged, are returned."""
+        with self._lock:
+            pending, self._undo = list(reversed(self._undo)), []
+        failures: list[tuple[str, BaseException]] = []
+        for label, undo in pending:
+            try:
+                undo()
+            except Exception as exc:  # noqa: BLE001 - the edge: collect and carry on undoing
+                log.error("%s: rollback step %r failed: %s", self._what, label, exc)
+                failures.append((label, exc))
+        if pending:
+            log.info("%s rolled back %d step(s), %d failed", self._what, len(pending), len(failures))
+        return failures

@@ -1,0 +1,179 @@
+"""The attach service behind the socket API: names volumes, serialises per volume, bounds the work.
+
+No host-wide lock: attaches and detaches of different volumes run in parallel, up to ``workers``
+at once; an attach and a detach of one volume (in any of its names) run one after the other. A
+volume this agent already attached is answered from the journal without asking the array.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from iscsi_agent.array.client import ArrayClient, find_lun
+from iscsi_agent.array.errors import ArrayNotFound
+from iscsi_agent.array.model import Lun
+from iscsi_agent.host.errors import DeviceInUse
+from iscsi_agent.host.paths import HostPaths
+from iscsi_agent.journal import model as record
+from iscsi_agent.journal.store import Journal
+from iscsi_agent.naa import multipath_wwid
+from iscsi_agent.service.array_view import ArrayView
+from iscsi_agent.service.attach import Attacher
+from iscsi_agent.service.detach import Detacher
+from iscsi_agent.service.locks import KeyedLocks
+from iscsi_agent.service_api import (
+    Attachment,
+    Detachment,
+    NotAttached,
+    VolumeAmbiguous,
+    VolumeInUse,
+    VolumeNotFound,
+)
+
+log = logging.getLogger(__name__)
+
+
+class VolumeService:
+    """The volume half of ``iscsi_agent.service_api.AttachService``; the daemon adds health and reconcile."""
+
+    def __init__(
+        self,
+        *,
+        array: ArrayClient,
+        attacher: Attacher,
+        detacher: Detacher,
+        journal: Journal,
+        view: ArrayView,
+        paths: HostPaths,
+        workers: int,
+        chap_username: str | None = None,
+    ) -> None:
+        self._array = array
+        self._attacher = attacher
+        self._detacher = detacher
+        self._journal = journal
+        self._view = view
+        self._paths = paths
+        self._slots = threading.BoundedSemaphore(workers)
+        self._locks = KeyedLocks()
+        self._chap_username = chap_username
+
+    def attach(self, volume: str) -> tuple[Attachment, bool]:
+        with self._slots:
+            known = self._recorded(volume)
+            if known is not None:
+                with self._locks.hold(known.lun_uuid):
+                    current = self._journal.attachment(known.lun_uuid)
+                    if current is not None and self._usable(current.attachment):
+                        return self.answer(current.attachment), False
+            lun = self._lookup(volume)
+            with self._locks.hold(lun.uuid):
+                current = self._journal.attachment(lun.uuid)
+                if current is not None and self._usable(current.attachment):
+                    return self.answer(current.attachment), False  # attached meanwhile by another name
+                return self.answer(self._attacher.attach(volume, lun)), True
+
+    def detach(self, volume: str, *, force: bool) -> Detachment:
+        with self._slots:
+            known = self._recorded(volume)
+            if known is None:
+                if not force:
+                    raise NotAttached(volume)
+                known = self._unrecorded(volume)
+                if known is None:
+                    return Detachment(volume)
+            with self._locks.hold(known.lun_uuid):
+                current = self._journal.attachment(known.lun_uuid)
+                target = current.attachment if current is not None else known
+                try:
+                    self._detacher.detach(volume, target, force=force)
+                except DeviceInUse as exc:
+                    raise VolumeInUse(volume, [str(exc.details.get("holder", exc.message))]) from exc
+            return Detachment(target.lun_path)
+
+    def attachments(self) -> Sequence[Attachment]:
+        return [
+            self.answer(found.attachment)
+            for found in self._journal.attachments()
+            if found.attachment.state is record.AttachmentState.ATTACHED
+        ]
+
+    def attachment(self, volume: str) -> Attachment:
+        known = self._recorded(volume)
+        if known is None or known.state is not record.AttachmentState.ATTACHED:
+            raise NotAttached(volume)
+        return self.answer(known)
+
+    def answer(self, attached: record.Attachment) -> Attachment:
+        """The API's view of a journal record (no secret: the CHAP user at most)."""
+        return Attachment(
+            volume=attached.lun_path,
+            lun_uuid=attached.lun_uuid,
+            device=Path(attached.device or ""),
+            wwid=attached.wwid,
+            lun_id=attached.lun_id,
+            target_iqn=attached.target_iqn,
+            portals=attached.portals,
+            multipath=attached.multipath,
+            auth_username=self._chap_username,
+        )
+
+    def _recorded(self, volume: str) -> record.Attachment | None:
+        """The journal's attachment that ``volume`` names in any form: LUN UUID, path, name, or as given."""
+        matches = [
+            found.attachment
+            for found in self._journal.attachments()
+            if volume in (found.attachment.lun_uuid, found.attachment.lun_path, found.attachment.volume)
+            or volume == found.attachment.lun_path.rsplit("/", 1)[-1]
+        ]
+        return matches[0] if len(matches) == 1 else None
+
+    def _usable(self, attached: record.Attachment) -> bool:
+        """Attached, and its device still there (a reboot or a hand-made detach leaves a stale record)."""
+        if attached.state is not record.AttachmentState.ATTACHED or not attached.device:
+            return False
+        present = self._paths.under_root(attached.device).exists()
+        if not present:
+            log.warning(
+                "%s was attached as %s, which is gone; attaching it again", attached.lun_path, attached.device
+            )
+        return present
+
+    def _lookup(self, volume: str) -> Lun:
+        try:
+            return find_lun(self._array, volume)
+        except ArrayNotFound as exc:
+            if exc.details.get("kind", "lun") != "lun":
+                raise
+            candidates = exc.details.get("candidates") or []
+            if len(candidates) > 1:
+                raise VolumeAmbiguous(volume, candidates) from exc
+            raise VolumeNotFound(volume) from exc
+
+    def _unrecorded(self, volume: str) -> record.Attachment | None:
+        """For a forced detach of a volume this agent has no record of: its devices, by the LUN's WWID.
+
+        The map is left alone (the agent did not make it); only host-side paths and idle sessions go.
+        """
+        try:
+            lun = self._lookup(volume)
+        except VolumeNotFound:
+            return None
+        return record.Attachment(
+            lun_uuid=lun.uuid,
+            lun_path=lun.path,
+            volume=volume,
+            svm=lun.svm,
+            serial=lun.serial,
+            wwid=multipath_wwid(lun.serial),
+            lun_id=-1,  # unknown: the devices are found by WWID
+            igroup="",
+            map_created=False,
+            target_iqn=self._view.target_iqn(),
+            portals=(),
+            multipath=False,
+            state=record.AttachmentState.DETACHING,
+        )

@@ -1,0 +1,145 @@
+"""A whole host for the attach service: the simulator as the array (over ZAPI and REST), a synthetic
+sysfs tree with iscsiadm and the kernel played against the simulator's maps, a stepping clock."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from iscsi_agent.array.client import ArrayClient
+from iscsi_agent.array.connect import connect
+from iscsi_agent.array.settings import ApiChoice, ArraySettings
+from iscsi_agent.config import Config, parse_config
+from iscsi_agent.host.routes import Route
+from iscsi_agent.journal.store import FILE_NAME, Journal
+from iscsi_agent.service.build import HostLayer, build_host, build_volume_service
+from iscsi_agent.service.volumes import VolumeService
+from ontap_sim import Simulator
+from tests.fakes import FakeBlockOps, FakeClock, HostTree
+from tests.initiator_world import KernelSessions, SimulatedInitiator
+
+INITIATOR = "iqn.1994-05.com.redhat:compute-7"
+HOSTNAME = "compute-7.example.net"
+
+
+@contextmanager
+def polling(folders: Iterable[Path], sleep: Callable[[float], None]) -> Iterator[Callable[[float], None]]:
+    """Waits pause on the stepping clock, which lets the simulated kernel act."""
+    yield sleep
+
+
+class AllRoutable:
+    def __init__(self) -> None:
+        self.unroutable: set[str] = set()
+
+    def lookup_all(self, addresses):
+        return {
+            a: Route(a, a not in self.unroutable, problem="no route" if a in self.unroutable else None)
+            for a in addresses
+        }
+
+
+@dataclass
+class Host:
+    """One compute host and its array, as the service sees them."""
+
+    sim: Simulator
+    array: ArrayClient
+    tree: HostTree
+    initiator: SimulatedInitiator
+    clock: FakeClock
+    routes: AllRoutable
+    journal: Journal
+    layer: HostLayer
+    service: VolumeService
+    config: Config
+    block: FakeBlockOps
+
+    def array_requests(self) -> int:
+        return self.sim.total("zapi") + self.sim.total("rest")
+
+    def restart(self) -> VolumeService:
+        """A new service over the same journal file, array and host: what a daemon restart gives."""
+        self.journal.close()
+        self.journal = Journal.open(self.config.agent.state_dir / FILE_NAME)
+        self.service = self._build()
+        return self.service
+
+    def with_config(self, config: Config) -> VolumeService:
+        """The service over the same host and array with another configuration."""
+        self.config = config
+        self.service = self._build()
+        return self.service
+
+    def _build(self) -> VolumeService:
+        return build_volume_service(
+            self.config,
+            array=self.array,
+            host=self.layer,
+            routes=self.routes,
+            journal=self.journal,
+            initiator=INITIATOR,
+            hostname=HOSTNAME,
+            clock=self.clock,
+        )
+
+
+def config_for(
+    sim: Simulator, root: Path, state: Path, *, multipath: bool = False, chap_secret_file: Path | None = None
+) -> Config:
+    url = urlsplit(sim.base_url)
+    chap = f"chap_username = compute-7\nchap_secret_file = {chap_secret_file}\n" if chap_secret_file else ""
+    text = f"""
+[agent]
+host_root = {root}
+state_dir = {state}
+workers = 4
+[array]
+hostname = {url.hostname}
+port = {url.port}
+scheme = http
+username = admin
+password = netapp1!
+vserver = svm1
+[iscsi]
+multipath = {"true" if multipath else "false"}
+device_timeout = 20
+{chap}"""
+    return parse_config(text, Path("agent.conf"))
+
+
+@pytest.fixture(params=[ApiChoice.ZAPI, ApiChoice.REST], ids=["zapi", "rest"])
+def host(request, ontap_sim: Simulator, tmp_path: Path) -> Iterator[Host]:
+    tree = HostTree(tmp_path / "host")
+    config = config_for(ontap_sim, tree.root, tmp_path / "state")
+    url = urlsplit(ontap_sim.base_url)
+    array = connect(
+        ArraySettings(
+            hostname=str(url.hostname),
+            port=url.port,
+            scheme="http",
+            username="admin",
+            password="netapp1!",
+            vserver="svm1",
+            api=request.param,
+            timeout=5.0,
+            connect_timeout=2.0,
+        )
+    )
+    world = SimulatedInitiator(tree, ontap_sim, INITIATOR)
+    clock = FakeClock(on_sleep=world.kernel_step)
+    block = FakeBlockOps(tree.root / "sys/block")
+    layer = build_host(config, world, clock, watch=polling, block=block)
+    layer = dataclasses.replace(layer, sessions=KernelSessions(layer.paths, world))
+    journal = Journal.open(config.agent.state_dir / FILE_NAME)
+    built = Host(ontap_sim, array, tree, world, clock, AllRoutable(), journal, layer, None, config, block)  # type: ignore[arg-type]
+    built.service = built._build()
+    yield built
+    built.journal.close()
+    array.close()
