@@ -1,0 +1,37 @@
+"""Boots the VM and runs the demo inside; its lines stream here as they happen. Exit code: the demo's."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.vmtier.boot import find_kernel, missing_prerequisites, vng_argv
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    missing = missing_prerequisites()
+    if missing:
+        print(f"demo: missing {', '.join(missing)} (make deps installs them)", file=sys.stderr)
+        return 2
+    kernel = find_kernel()
+    assert kernel is not None
+    results = Path(tempfile.mkdtemp(prefix="iscsi-agent-demo-"))
+    print(f"booting {kernel.name} in QEMU (software emulation, about 15 s) ...", flush=True)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:/usr/sbin:/sbin:{os.environ.get('PATH', '')}")
+    done = subprocess.run(
+        vng_argv(kernel, results, ROOT, [sys.executable, "-m", "demo.guest", str(results)]),
+        stdin=subprocess.DEVNULL,
+        env=env,
+        check=False,
+    )
+    print(f"demo finished with exit code {done.returncode}; logs in {results}")
+    return done.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
