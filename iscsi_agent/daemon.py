@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from iscsi_agent.api.listener import Listener, bind, from_systemd
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 ARRAY_PROBE_TTL = 30.0  # health asks the array at most this often
 STOP_GRACE = 30.0  # requests in flight at SIGTERM get this long to finish
+JOURNAL_KEEPS = timedelta(days=30)  # finished operations are kept this long for post-mortems
 STATUS_INTERVAL = 30.0  # how often STATUS= is refreshed when systemd runs no watchdog
 
 
@@ -139,6 +141,9 @@ class Daemon:
         settings = self.config.array.to_settings()
         array = LazyArrayClient(lambda: connect(settings))
         journal = Journal.open(self.config.agent.state_dir / FILE_NAME)
+        pruned = journal.prune(datetime.now(UTC) - JOURNAL_KEEPS)
+        if pruned:
+            log.info("forgot %d operations that finished more than %s ago", pruned, JOURNAL_KEEPS)
         metrics = Metrics()
         host = build_host(self.config, MeteredRunner(SubprocessRunner(), metrics), clock)
         volumes = build_volume_service(
