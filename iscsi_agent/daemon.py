@@ -43,7 +43,7 @@ from iscsi_agent.service_api import (
     Health,
     HealthStatus,
     ReconcileAction,
-    ServiceError,
+    ReconcilerUnavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,6 @@ STATUS_INTERVAL = 30.0  # how often STATUS= is refreshed when systemd runs no wa
 
 class Notifier(Protocol):
     def notify(self, state: str) -> None: ...
-
-
-class ReconcilerUnavailable(ServiceError):
-    code = "reconciler_unavailable"
 
 
 class ArrayProbe:

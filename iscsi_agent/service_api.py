@@ -57,6 +57,12 @@ class NotAttached(ServiceError):
         super().__init__(f"{volume} is not attached by this agent", volume=volume)
 
 
+class ReconcilerUnavailable(ServiceError):
+    """This version of the agent has no reconciler; a later one answers POST /v1/reconcile."""
+
+    code = "reconciler_unavailable"
+
+
 class VolumeInUse(ServiceError):
     code = "volume_in_use"
 

@@ -15,7 +15,15 @@ from iscsi_agent.api import errors as api
 from iscsi_agent.array.errors import ArrayError, ArrayTimeout
 from iscsi_agent.errors import AgentError
 from iscsi_agent.host import errors as host
-from iscsi_agent.service_api import NotAttached, VolumeAmbiguous, VolumeInUse, VolumeNotFound
+from iscsi_agent.service.errors import NoUsablePortal, TargetMismatch
+from iscsi_agent.service.igroup import IgroupConflict
+from iscsi_agent.service_api import (
+    NotAttached,
+    ReconcilerUnavailable,
+    VolumeAmbiguous,
+    VolumeInUse,
+    VolumeNotFound,
+)
 
 STATUS_BY_ERROR: Mapping[type[AgentError], HTTPStatus] = {
     # the request itself
@@ -38,9 +46,14 @@ STATUS_BY_ERROR: Mapping[type[AgentError], HTTPStatus] = {
     ArrayError: HTTPStatus.BAD_GATEWAY,
     host.IscsiLoginFailed: HTTPStatus.BAD_GATEWAY,
     host.IscsiAuthFailed: HTTPStatus.BAD_GATEWAY,
+    host.IscsiConnectionFailed: HTTPStatus.BAD_GATEWAY,
+    NoUsablePortal: HTTPStatus.BAD_GATEWAY,
+    TargetMismatch: HTTPStatus.BAD_GATEWAY,
+    IgroupConflict: HTTPStatus.CONFLICT,
     ArrayTimeout: HTTPStatus.GATEWAY_TIMEOUT,
     host.IscsiTimeout: HTTPStatus.GATEWAY_TIMEOUT,
     host.WaitTimeout: HTTPStatus.GATEWAY_TIMEOUT,
+    ReconcilerUnavailable: HTTPStatus.NOT_IMPLEMENTED,
     # the agent's own failures: config, host, anything not named above
     AgentError: HTTPStatus.INTERNAL_SERVER_ERROR,
 }

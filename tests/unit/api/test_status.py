@@ -10,7 +10,15 @@ from iscsi_agent.array import errors as array
 from iscsi_agent.config import ConfigError
 from iscsi_agent.errors import AgentError
 from iscsi_agent.host import errors as host
-from iscsi_agent.service_api import NotAttached, VolumeAmbiguous, VolumeInUse, VolumeNotFound
+from iscsi_agent.service.errors import NoUsablePortal, TargetMismatch, WrongDevice
+from iscsi_agent.service.igroup import IgroupConflict
+from iscsi_agent.service_api import (
+    NotAttached,
+    ReconcilerUnavailable,
+    VolumeAmbiguous,
+    VolumeInUse,
+    VolumeNotFound,
+)
 
 
 @pytest.mark.parametrize(
@@ -36,6 +44,12 @@ from iscsi_agent.service_api import NotAttached, VolumeAmbiguous, VolumeInUse, V
         (array.ArrayAlreadyMapped("lun-map-create", "13007", "already mapped"), 502),
         (host.IscsiLoginFailed("iscsiadm exit 19"), 502),
         (host.IscsiAuthFailed("iscsiadm exit 24"), 502),
+        (host.IscsiConnectionFailed("iscsiadm exit 4"), 502),
+        (NoUsablePortal("no LIF is routable"), 502),
+        (TargetMismatch("discovery offers another target"), 502),
+        (IgroupConflict("igroup openstack-h-1 holds other hosts' initiators"), 409),
+        (ReconcilerUnavailable("no reconciler in this version"), 501),
+        (WrongDevice("LUN 3 holds another LUN's device, in use"), 500),
         (api.Overloaded(), 503),
         (array.ArrayTimeout("no answer in 30s"), 504),
         (host.IscsiTimeout("iscsiadm exit 8"), 504),
