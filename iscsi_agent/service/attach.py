@@ -25,7 +25,7 @@ from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.routes import RouteTable
 from iscsi_agent.host.sessions import Session
 from iscsi_agent.host.waiting import Clock
-from iscsi_agent.journal.model import Attachment, AttachmentState, Kind, Outcome, Step
+from iscsi_agent.journal.model import Attachment, AttachmentState, Kind, Step
 from iscsi_agent.journal.store import Journal
 from iscsi_agent.naa import multipath_wwid, netapp_wwid
 from iscsi_agent.portal import Portal
@@ -35,7 +35,7 @@ from iscsi_agent.service.logins import Logins
 from iscsi_agent.service.lun_device import LunDevices
 from iscsi_agent.service.observe import Observer
 from iscsi_agent.service.portals import choose_lifs
-from iscsi_agent.service.steps import Rollback, StepRecorder
+from iscsi_agent.service.steps import Operations, Rollback, StepRecorder
 
 log = logging.getLogger(__name__)
 
@@ -83,34 +83,16 @@ class Attacher:
         self._paths = paths
         self._svm = svm
         self._settings = settings
-        self._clock = clock
-        self._observer = observer
+        self._operations = Operations(journal, clock, observer)
 
     def attach(self, volume: str, lun: Lun) -> Attachment:
         """Attach ``lun`` (named ``volume`` by the client); the caller holds the volume's lock."""
-        started = self._clock.monotonic()
-        op = self._journal.begin(Kind.ATTACH, volume, lun.uuid)
-        steps = StepRecorder(
-            self._journal,
-            op,
-            f"attach of {volume}",
-            operation="attach",
-            clock=self._clock,
-            observer=self._observer,
-        )
-        rollback = Rollback(f"attach of {volume}")
-        try:
+
+        def body(steps: StepRecorder, rollback: Rollback) -> Attachment:
             with ExitStack() as uses:
-                attachment = self._attach(volume, lun, steps, rollback, uses)
-        except BaseException as exc:
-            rollback.run()
-            code = exc.code if isinstance(exc, AgentError) else "internal_error"
-            self._journal.finish(op, Outcome.FAILED, code)
-            self._observer.finished("attach", self._clock.monotonic() - started, code)
-            raise
-        self._journal.finish(op, Outcome.SUCCEEDED)
-        self._observer.finished("attach", self._clock.monotonic() - started, None)
-        return attachment
+                return self._attach(volume, lun, steps, rollback, uses)
+
+        return self._operations.run(Kind.ATTACH, volume, lun.uuid, body)
 
     def _attach(
         self, volume: str, lun: Lun, steps: StepRecorder, rollback: Rollback, uses: ExitStack

@@ -13,7 +13,6 @@ from dataclasses import replace
 from functools import partial
 
 from iscsi_agent.array.client import ArrayClient
-from iscsi_agent.errors import AgentError
 from iscsi_agent.host.devices import BlockDevice, Devices
 from iscsi_agent.host.errors import DeviceInUse, WaitTimeout
 from iscsi_agent.host.multipath import Multipath, MultipathMap
@@ -21,12 +20,12 @@ from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.removal import DeviceRemover, DeviceUsage, removal_blocker
 from iscsi_agent.host.sessions import Session, Sessions
 from iscsi_agent.host.waiting import Clock, wait_until
-from iscsi_agent.journal.model import Attachment, AttachmentState, Kind, Outcome, Step
+from iscsi_agent.journal.model import Attachment, AttachmentState, Kind, Step
 from iscsi_agent.journal.store import Journal
 from iscsi_agent.naa import normalize_wwid
 from iscsi_agent.service.logins import Logins
 from iscsi_agent.service.observe import Observer
-from iscsi_agent.service.steps import StepRecorder
+from iscsi_agent.service.steps import Operations, StepRecorder
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ class Detacher:
         self._paths = paths
         self._removal_timeout = removal_timeout
         self._clock = clock
-        self._observer = observer
+        self._operations = Operations(journal, clock, observer)
 
     def detach(self, volume: str, attachment: Attachment, *, force: bool = False) -> None:
         """Detach what ``attachment`` describes; the caller holds the volume's lock.
@@ -69,25 +68,9 @@ class Detacher:
         to write back to). It never removes a device that is in use: that stays a refusal naming
         the holder, because removing it under a mount or a process loses the data in flight.
         """
-        started = self._clock.monotonic()
-        op = self._journal.begin(Kind.DETACH, volume, attachment.lun_uuid)
-        steps = StepRecorder(
-            self._journal,
-            op,
-            f"detach of {volume}",
-            operation="detach",
-            clock=self._clock,
-            observer=self._observer,
+        self._operations.run(
+            Kind.DETACH, volume, attachment.lun_uuid, lambda steps, _: self._detach(attachment, steps, force)
         )
-        try:
-            self._detach(attachment, steps, force)
-        except BaseException as exc:
-            code = exc.code if isinstance(exc, AgentError) else "internal_error"
-            self._journal.finish(op, Outcome.FAILED, code)
-            self._observer.finished("detach", self._clock.monotonic() - started, code)
-            raise
-        self._journal.finish(op, Outcome.SUCCEEDED)
-        self._observer.finished("detach", self._clock.monotonic() - started, None)
 
     def _detach(self, attachment: Attachment, steps: StepRecorder, force: bool) -> None:
         sessions = [s for s in self._sessions.current() if s.target_iqn == attachment.target_iqn]

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from iscsi_agent.errors import AgentError
 from iscsi_agent.host.waiting import Clock
-from iscsi_agent.journal.model import OperationId, ParamValue, Step
+from iscsi_agent.journal.model import Kind, OperationId, Outcome, ParamValue, Step
 from iscsi_agent.journal.store import Journal
 from iscsi_agent.service.observe import Observer
 
@@ -99,3 +99,39 @@ class Rollback:
         if pending:
             log.info("%s rolled back %d step(s), %d failed", self._what, len(pending), len(failures))
         return failures
+
+
+class Operations:
+    """Runs one attach or detach as a journalled operation: begun, its steps recorded, its rollback
+    run on failure (newest first), finished with its outcome, and its duration and outcome observed."""
+
+    def __init__(self, journal: Journal, clock: Clock, observer: Observer) -> None:
+        self._journal = journal
+        self._clock = clock
+        self._observer = observer
+
+    def run(
+        self,
+        kind: Kind,
+        volume: str,
+        lun_uuid: str,
+        body: Callable[[StepRecorder, Rollback], T],
+    ) -> T:
+        started = self._clock.monotonic()
+        what = f"{kind.value} of {volume}"
+        op = self._journal.begin(kind, volume, lun_uuid)
+        steps = StepRecorder(
+            self._journal, op, what, operation=kind.value, clock=self._clock, observer=self._observer
+        )
+        rollback = Rollback(what)
+        try:
+            value = body(steps, rollback)
+        except BaseException as exc:
+            rollback.run()
+            code = exc.code if isinstance(exc, AgentError) else "internal_error"
+            self._journal.finish(op, Outcome.FAILED, code)
+            self._observer.finished(kind.value, self._clock.monotonic() - started, code)
+            raise
+        self._journal.finish(op, Outcome.SUCCEEDED)
+        self._observer.finished(kind.value, self._clock.monotonic() - started, None)
+        return value
