@@ -145,10 +145,10 @@ def test_attach_write_read_list_detach_through_the_socket(agent: RunningAgent):
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
-    code, detached = agent.ctl("detach", "%2Fvol%2Fvol1%2Flun1")
+    code, detached = agent.ctl("detach", "/vol/vol1/lun1")  # iscsi-agentctl percent-encodes it
     assert code == 0 and detached == {"volume": "/vol/vol1/lun1", "detached": True}
     assert not device.exists() and agent.maps("/vol/vol1/lun1") == []
-    status, refused = agent.curl("DELETE", "/v1/attachments/lun1")
+    status, refused = agent.curl("DELETE", "/v1/attachments/%2Fvol%2Fvol1%2Flun1")
     assert status == 404 and refused["error"]["code"] == "not_attached"
     status, forced = agent.curl("DELETE", "/v1/attachments/lun1?force=true")
     assert status == 200 and forced["detached"] is True
