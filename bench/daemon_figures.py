@@ -1,0 +1,230 @@
+"""The daemon's own figures: exec to READY=1 and to the socket answering, ``GET /v1/health`` latency
+at a fixed rate, and RSS over attach/detach cycles. Only the contract is used: the socket, HTTP/JSON.
+
+The daemon runs as systemd would start it (``NOTIFY_SOCKET`` pointing at a datagram socket of
+ours), so READY=1 is seen when the daemon sends it. Every loop has a bound in count and in time.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+BIN = Path(sys.executable).parent
+START_TIMEOUT = 300.0  # an exec under software emulation on a loaded machine is slow
+HEALTH_RATE = 200  # requests per second
+HEALTH_REQUESTS = 2000  # ten seconds at that rate
+CYCLES = 100
+CYCLE_BUDGET = 600.0  # seconds; the cycles stop early past it and say how many ran
+REQUEST_TIMEOUT = 300.0
+
+
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("agent", timeout=timeout)
+        self._path = str(path)
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+def request(
+    sock: Path, method: str, path: str, body: Any = None, timeout: float = REQUEST_TIMEOUT
+) -> tuple[int, Any]:
+    """One request on a fresh connection, as a hypervisor hook makes it."""
+    connection = UnixConnection(sock, timeout)
+    try:
+        payload = None if body is None else json.dumps(body)
+        headers = {} if payload is None else {"Content-Type": "application/json"}
+        connection.request(method, path, body=payload, headers=headers)
+        reply = connection.getresponse()
+        data = reply.read()
+        return reply.status, json.loads(data) if data else None
+    finally:
+        connection.close()
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def health_latency(sock: Path) -> dict[str, Any]:
+    """Open loop at HEALTH_RATE: latency counts from each request's scheduled start, so a slow
+    answer that delays the next requests shows in their latency too (no coordinated omission)."""
+    interval = 1.0 / HEALTH_RATE
+    latencies: list[float] = []
+    failures = 0
+    began = time.monotonic()
+    for index in range(HEALTH_REQUESTS):
+        scheduled = began + index * interval
+        pause = scheduled - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        try:
+            status, _ = request(sock, "GET", "/v1/health", timeout=10.0)
+        except OSError:
+            status = 0
+        failures += status != 200
+        latencies.append(time.monotonic() - scheduled)
+    elapsed = time.monotonic() - began
+    return {
+        "requests": HEALTH_REQUESTS,
+        "achieved_rate": HEALTH_REQUESTS / elapsed,
+        "failures": failures,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "max_ms": max(latencies) * 1000,
+    }
+
+
+def health_service_time(sock: Path, count: int = 200) -> dict[str, Any]:
+    """One request at a time (closed loop): the daemon's own time per health answer, without queueing."""
+    latencies = []
+    for _ in range(count):
+        began = time.monotonic()
+        request(sock, "GET", "/v1/health", timeout=10.0)
+        latencies.append(time.monotonic() - began)
+    return {
+        "requests": count,
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+    }
+
+
+def start(conf: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], dict[str, float]]:
+    """Exec the daemon; time READY=1 on our notify socket and the first answer on its API socket."""
+    notify_path = workdir / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    api = workdir / "agent.sock"
+    log = (workdir / "agent.log").open("w")
+    began = time.monotonic()
+    process = subprocess.Popen(
+        [str(BIN / "iscsi-agent"), "--config", str(conf)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, NOTIFY_SOCKET=str(notify_path)),
+    )
+    figures: dict[str, float] = {}
+    deadline = began + START_TIMEOUT
+    notify.settimeout(0.01)
+    while "ready_s" not in figures or "answering_s" not in figures:
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            process.wait(30)
+            raise RuntimeError(
+                f"the daemon did not come up within {time.monotonic() - began:.0f} s (exit code {process.poll()}): "
+                f"{figures}; log: {(workdir / 'agent.log').read_text()[-2000:]!r}"
+            )
+        try:
+            if b"READY=1" in notify.recv(4096):
+                figures.setdefault("ready_s", time.monotonic() - began)
+        except TimeoutError:
+            pass
+        if "answering_s" not in figures and api.exists():
+            try:
+                if request(api, "GET", "/v1/health", timeout=10.0)[0] == 200:
+                    figures["answering_s"] = time.monotonic() - began
+            except OSError:
+                pass
+    notify.close()
+    return process, figures
+
+
+def cycles(sock: Path, volume: str, pid: int) -> dict[str, Any]:
+    quoted = quote(volume, safe="")
+    rss: dict[str, int] = {}
+    began = time.monotonic()
+    done = 0
+    while done < CYCLES and time.monotonic() - began < CYCLE_BUDGET:
+        status, body = request(sock, "POST", "/v1/attachments", {"volume": volume})
+        if status not in (200, 201):
+            raise RuntimeError(f"attach in cycle {done}: {status} {body}")
+        status, body = request(sock, "DELETE", f"/v1/attachments/{quoted}")
+        if status != 200:
+            raise RuntimeError(f"detach in cycle {done}: {status} {body}")
+        done += 1
+        if done in (1, 10, 50, CYCLES):
+            rss[f"after {done}"] = rss_kib(pid)
+    rss[f"after {done}"] = rss_kib(pid)
+    return {"cycles": done, "seconds": time.monotonic() - began, "rss_kib": rss}
+
+
+def measure(
+    sim_url: str, results_dir: Path, volumes: Sequence[str], say: Callable[[str], None]
+) -> dict[str, Any]:
+    """``volumes``: one held attached throughout (the session stays), one attached and detached in cycles.
+
+    Sockets and state live in the guest's own /tmp (the results folder is a 9p share); the daemon's
+    log is copied into ``results_dir`` at the end.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
+    url = urlsplit(sim_url)
+    conf = workdir / "agent.conf"
+    conf.write_text(
+        f"[agent]\nsocket = {workdir / 'agent.sock'}\nstate_dir = {workdir / 'state'}\n"
+        f"[array]\nhostname = {url.hostname}\nport = {url.port}\nscheme = http\nusername = admin\n"
+        "password = netapp1!\nvserver = svm1\n[iscsi]\ndevice_timeout = 90\nlogin_timeout = 30\n"
+        "[metrics]\nlisten =\n"
+    )
+    results: dict[str, Any] = {}
+    try:
+        process, results["start"] = start(conf, workdir)
+    finally:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(workdir / "agent.log", results_dir / "agent-start.log")
+    say(f"daemon: {results['start']}")
+    sock = workdir / "agent.sock"
+    try:
+        results["rss_kib_at_ready"] = rss_kib(process.pid)
+        try:
+            results["health"] = health_latency(sock)
+        except Exception as exc:  # noqa: BLE001 - reported, the cycles still run
+            results["health"] = {"error": f"{type(exc).__name__}: {exc}"}
+        try:
+            results["health_closed_loop"] = health_service_time(sock)
+        except Exception as exc:  # noqa: BLE001 - reported
+            results["health_closed_loop"] = {"error": f"{type(exc).__name__}: {exc}"}
+        say(f"daemon health: {results['health']}, one at a time: {results['health_closed_loop']}")
+        anchor, cycled = volumes
+        status, body = request(sock, "POST", "/v1/attachments", {"volume": anchor})
+        if status not in (200, 201):
+            raise RuntimeError(f"attach {anchor}: {status} {body}")
+        try:
+            results["cycles"] = cycles(sock, cycled, process.pid)
+        except Exception as exc:  # noqa: BLE001 - reported with what was reached
+            results["cycles"] = {"error": f"{type(exc).__name__}: {exc}"}
+        say(f"daemon cycles: {results['cycles']}")
+        request(sock, "DELETE", f"/v1/attachments/{quote(anchor, safe='')}")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        results_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(workdir / "agent.log", results_dir / "agent.log")
+    return results

@@ -1,0 +1,189 @@
+"""The host-side benchmark table, from the ``bench.json`` one VM run wrote (pure: dict in, text out)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+NOT_MEASURED = "not measured"
+
+
+def _err(value: Any) -> str | None:
+    if value is None:
+        return f"{NOT_MEASURED} (no result)"
+    if isinstance(value, dict) and "error" in value:
+        return f"{NOT_MEASURED} ({value['error']})"
+    return None
+
+
+def _ratio(top: float | None, bottom: float | None) -> str:
+    return f"{top / bottom:.2f}x" if top is not None and bottom else "-"
+
+
+def _secs(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "-"
+
+
+def calls_section(results: dict[str, Any]) -> list[str]:
+    lines = ["Array calls per attach/detach (counted by the simulator) and iscsiadm calls, agent in-process"]
+    rows = [
+        ("attach cold (new host, first LUN)", "<= 4"),
+        ("attach warm, second LUN on a live session", "1"),
+        ("attach warm, first LUN of the target", "1"),
+        ("detach, another LUN stays", "1"),
+        ("detach, last LUN of the target", "1"),
+    ]
+    lines.append(f"  {'':44} {'ZAPI':>5} {'REST':>5} {'goal':>5}   {'iscsiadm (REST)':>15}")
+    counts = {api: results.get(f"calls {api}") for api in ("zapi", "rest")}
+    for api, value in counts.items():
+        if _err(value):
+            lines.append(f"  {api}: {_err(value)}")
+    for name, goal in rows:
+        cells = []
+        for api in ("zapi", "rest"):
+            value = counts[api]
+            cells.append(f"{value[name]['array']:>5}" if not _err(value) and name in value else f"{'-':>5}")
+        rest = counts["rest"]
+        iscsiadm = rest[name]["iscsiadm"] if not _err(rest) and name in rest else None
+        shown = "-" if iscsiadm is None else str(len(iscsiadm))
+        lines.append(f"  {name:44} {' '.join(cells)} {goal:>5}   {shown:>15}")
+    lines.append("  the array requests, where a count is above its goal:")
+    for name, goal in rows:
+        for api in ("zapi", "rest"):
+            value = counts[api]
+            if _err(value) or name not in value or "array_requests" not in value[name]:
+                continue
+            if value[name]["array"] > int(goal.strip("<= ")):
+                lines.append(f"    {api} {name}: {', '.join(value[name]['array_requests'])}")
+    lines.append(
+        "  iscsiadm goal: first LUN of a target <= 4, second LUN on a live session 0; the calls (REST run):"
+    )
+    rest = counts["rest"]
+    if not _err(rest):
+        for name in (
+            "attach cold (new host, first LUN)",
+            "attach warm, first LUN of the target",
+            "attach warm, second LUN on a live session",
+        ):
+            lines.append(f"    {name}: {rest[name]['iscsiadm'] or 'none'}")
+    return lines
+
+
+def _median(summary: dict[str, Any], impl: str, key: str) -> float | None:
+    value = summary.get(impl)
+    if _err(value) or key not in value:
+        return None
+    return float(value[key]["median"])
+
+
+def timing_section(results: dict[str, Any]) -> list[str]:
+    single = results.get("single")
+    rounds = results.get("rounds", "?")
+    lines = [
+        f"Wall time in seconds, median of {rounds} rounds (order rotated each round); ratios over the raw floor"
+    ]
+    lines.append(
+        f"  {'':40} {'agent':>7} {'floor':>7} {'os-brick':>8} {'agent/floor':>11} {'goal':>6} {'os-brick/floor':>14}"
+    )
+    if _err(single):
+        lines.append(f"  {_err(single)}")
+    else:
+        for key, name, goal in (
+            ("first", "attach, first LUN of the target", "1.2x"),
+            ("second", "attach, second LUN on a live session", "1.2x"),
+            ("detach", "detach of one LUN (session stays)", "1.3x"),
+        ):
+            agent, base, brick = (_median(single, impl, key) for impl in ("agent", "floor", "os-brick"))
+            lines.append(
+                f"  {name:40} {_secs(agent):>7} {_secs(base):>7} {_secs(brick):>8} "
+                f"{_ratio(agent, base):>11} {goal:>6} {_ratio(brick, base):>14}"
+            )
+        for impl in ("agent", "floor", "os-brick"):
+            if _err(single.get(impl)):
+                lines.append(f"  {impl}: {_err(single.get(impl))}")
+    parallel = results.get("parallel")
+    if _err(parallel):
+        lines.append(f"  parallel: {_err(parallel)}")
+    else:
+        seconds = {
+            impl: (None if _err(parallel.get(impl)) else float(parallel[impl]["seconds"]))
+            for impl in ("agent", "floor", "os-brick")
+        }
+        n = results.get("parallel_count", "?")
+        lines.append(
+            f"  {f'{n} attaches in parallel (floor batched)':40} {_secs(seconds['agent']):>7} "
+            f"{_secs(seconds['floor']):>7} {_secs(seconds['os-brick']):>8} "
+            f"{_ratio(seconds['agent'], seconds['floor']):>11} {'1.2x':>6} "
+            f"{_ratio(seconds['os-brick'], seconds['floor']):>14}"
+        )
+        for impl in ("agent", "floor", "os-brick"):
+            if _err(parallel.get(impl)):
+                lines.append(f"  parallel {impl}: {_err(parallel.get(impl))}")
+    multipath = results.get("multipath")
+    if _err(multipath):
+        lines.append(f"  multipath: {_err(multipath)}")
+    else:
+        agent = None if _err(multipath.get("agent")) else float(multipath["agent"]["seconds"])
+        brick = None if _err(multipath.get("os-brick")) else float(multipath["os-brick"]["seconds"])
+        lines.append(
+            f"  multipath attach over 2 portals: agent {_secs(agent)} s, os-brick {_secs(brick)} s, "
+            f"agent/os-brick {_ratio(agent, brick)} (goal <= 0.50x)"
+        )
+        if not _err(multipath.get("agent")) and multipath["agent"].get("detach_error"):
+            lines.append(
+                f"  multipath agent detach without force refused: {multipath['agent']['detach_error']}"
+            )
+        for impl in ("agent", "os-brick"):
+            if _err(multipath.get(impl)):
+                lines.append(f"  multipath {impl}: {_err(multipath.get(impl))}")
+    return lines
+
+
+def daemon_section(results: dict[str, Any]) -> list[str]:
+    daemon = results.get("daemon")
+    lines = ["The daemon (iscsi-agent over its socket)"]
+    if _err(daemon):
+        return [*lines, f"  {_err(daemon)}"]
+    start = daemon.get("start", {})
+    lines.append(
+        f"  exec to READY=1 {_secs(start.get('ready_s'))} s; exec to the socket answering GET /v1/health "
+        f"{_secs(start.get('answering_s'))} s"
+    )
+    health = daemon.get("health")
+    if _err(health):
+        lines.append(f"  health: {_err(health)}")
+    else:
+        lines.append(
+            f"  GET /v1/health at {health['requests'] / 10:.0f} req/s target ({health['achieved_rate']:.0f} achieved), "
+            f"{health['requests']} requests, a fresh connection each: p50 {health['p50_ms']:.1f} ms, "
+            f"p99 {health['p99_ms']:.1f} ms, max {health['max_ms']:.1f} ms, failures {health['failures']}"
+        )
+    closed = daemon.get("health_closed_loop")
+    if closed and not _err(closed):
+        lines.append(
+            f"  GET /v1/health one at a time ({closed['requests']} requests): p50 {closed['p50_ms']:.1f} ms, "
+            f"p99 {closed['p99_ms']:.1f} ms (the daemon's own time per answer, no queueing)"
+        )
+    cycles = daemon.get("cycles")
+    if _err(cycles):
+        lines.append(
+            f"  RSS at READY {daemon.get('rss_kib_at_ready', 0) / 1024:.1f} MiB; cycles: {_err(cycles)}"
+        )
+    else:
+        rss = ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in cycles["rss_kib"].items())
+        lines.append(
+            f"  RSS at READY {daemon.get('rss_kib_at_ready', 0) / 1024:.1f} MiB; {cycles['cycles']} attach/detach "
+            f"cycles in {cycles['seconds']:.0f} s: {rss}"
+        )
+    return lines
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = [
+        "Host-side figures from one VM run (QEMU software emulation: absolute times are slow; read ratios)"
+    ]
+    if results.get("os-brick unavailable"):
+        lines.append(f"os-brick: {NOT_MEASURED} ({results['os-brick unavailable']})")
+    for section in (calls_section, timing_section, daemon_section):
+        lines.append("")
+        lines.extend(section(results))
+    return "\n".join(lines)
