@@ -15,6 +15,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from iscsi_agent.array.budget import Budgets
 from iscsi_agent.array.client import ArrayClient
 from iscsi_agent.array.connect import connect
 from iscsi_agent.array.settings import ApiChoice, ArraySettings
@@ -60,6 +61,7 @@ class Recorder:
     def __init__(self, inner: HttpTransport) -> None:
         self.inner = inner
         self.base_url = inner.base_url
+        self.budgets = inner.budgets
         self.replies: list[HttpReply] = []
 
     def request(self, method: str, path: str, **kwargs: object) -> HttpReply:
@@ -75,6 +77,7 @@ class Replayer:
     """Answers every request with recorded replies in turn: what is left is the client's own time."""
 
     base_url = "replay"
+    budgets = Budgets()  # never spent: a replayed reply does not fail
 
     def __init__(self, replies: list[HttpReply]) -> None:
         self.replies = replies

@@ -51,7 +51,14 @@ class Drop:
     reset: bool
 
 
-Outcome = Reply | Drop
+@dataclass(frozen=True)
+class Broken:
+    """Start ``reply`` as a chunked body, then close the connection before its end."""
+
+    reply: Reply
+
+
+Outcome = Reply | Drop | Broken
 
 
 class App:
@@ -120,9 +127,15 @@ class App:
 
     @staticmethod
     def _deliver(fault: Fault | None, reply: Reply) -> Outcome:
-        """The reply, unless a lost-reply fault says the array acted and the answer never arrived."""
-        if fault is not None and fault.kind is FaultKind.LOST_REPLY:
+        """The reply, unless a fault says the array acted and its answer was lost, broken or replaced."""
+        if fault is None:
+            return reply
+        if fault.kind is FaultKind.LOST_REPLY:
             return Drop(0.0, reset=True)
+        if fault.kind is FaultKind.BROKEN_REPLY:
+            return Broken(reply)
+        if fault.kind is FaultKind.HTTP_STATUS:
+            return _status_reply(fault)
         return reply
 
     # -- ZAPI ----------------------------------------------------------------------------
@@ -143,7 +156,7 @@ class App:
                 "text/html",
                 {"WWW-Authenticate": 'Basic realm="Administrator"'},
             )
-        if early is not None and early.kind is not FaultKind.LOST_REPLY:
+        if early is not None and not early.carries_out:
             return self._zapi_fault(early, version)
         return self._deliver(early, self._zapi_reply(request, api, version))
 
@@ -161,11 +174,7 @@ class App:
 
     def _zapi_fault(self, fault: Fault, version: str) -> Reply:
         if fault.kind is FaultKind.HTTP_STATUS:
-            return Reply(
-                int(fault.params["status"]),
-                f"injected HTTP {fault.params['status']}\n".encode(),
-                "text/plain",
-            )
+            return _status_reply(fault)
         errno = fault.params.get("errno", 13001)
         return self._xml(
             zapi.render_failure(errno, str(fault.params.get("reason", "injected failure")), version)
@@ -187,7 +196,7 @@ class App:
         if not self._authorized(request.headers):
             body = {"error": {"message": "User is not authorized", "code": "6"}}
             return self._json(401, body, {"WWW-Authenticate": 'Basic realm="ONTAP"'})
-        if early is not None and early.kind is not FaultKind.LOST_REPLY:
+        if early is not None and not early.carries_out:
             return self._rest_fault(early)
         return self._deliver(early, self._rest_reply(request, path, query, key))
 
@@ -205,11 +214,7 @@ class App:
 
     def _rest_fault(self, fault: Fault) -> Reply:
         if fault.kind is FaultKind.HTTP_STATUS:
-            return Reply(
-                int(fault.params["status"]),
-                f"injected HTTP {fault.params['status']}\n".encode(),
-                "text/plain",
-            )
+            return _status_reply(fault)
         code = str(fault.params.get("code", fault.params.get("errno", "1")))
         message = str(fault.params.get("message", fault.params.get("reason", "injected failure")))
         return self._json(int(fault.params.get("status", 500)), {"error": {"message": message, "code": code}})
@@ -217,3 +222,9 @@ class App:
     @staticmethod
     def _json(status: int, body: Mapping[str, object], headers: Mapping[str, str] | None = None) -> Reply:
         return Reply(status, json.dumps(body).encode("utf-8"), JSON_TYPE, headers or {})
+
+
+def _status_reply(fault: Fault) -> Reply:
+    """A bare HTTP error, as a gateway in front of the array sends it."""
+    status = int(fault.params["status"])
+    return Reply(status, f"injected HTTP {status}\n".encode(), "text/plain")

@@ -2,6 +2,10 @@
 
 A match is a ZAPI API name (``"lun-map"``, exact), a REST ``"METHOD /api/path-prefix"``
 (``"POST /api/protocols/san/lun-maps"``), or ``"*"`` for every request.
+
+Three faults leave the client not knowing what happened although the array acted: ``lost_reply``,
+``broken_reply``, and ``http_status`` with ``applied=True`` (a gateway's 502/504 after the array
+answered it).
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from typing import Any
 
 class FaultKind(enum.Enum):
     LATENCY = "latency"  # seconds: answer normally, late
-    HTTP_STATUS = "http_status"  # status: a bare HTTP error instead of an answer
+    HTTP_STATUS = "http_status"  # status[, applied]: a bare HTTP error instead of an answer
     RESET = "reset"  # drop the TCP connection (RST) without a reply
     TIMEOUT = "timeout"  # seconds: hold the request, then drop it without a reply
     ERRNO = "errno"  # ZAPI errno+reason / REST code+message+status as an API failure
     LOST_REPLY = "lost_reply"  # carry the request out, then drop the connection before the reply
+    BROKEN_REPLY = "broken_reply"  # carry the request out, then break the chunked reply off mid-body
 
 
 REQUIRED_PARAMS = {
@@ -30,6 +35,7 @@ REQUIRED_PARAMS = {
     FaultKind.TIMEOUT: ("seconds",),
     FaultKind.ERRNO: (),
     FaultKind.LOST_REPLY: (),
+    FaultKind.BROKEN_REPLY: (),
 }
 
 
@@ -38,6 +44,13 @@ class Fault:
     match: str
     kind: FaultKind
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def carries_out(self) -> bool:
+        """The array does the work and only the reply goes wrong."""
+        if self.kind is FaultKind.HTTP_STATUS:
+            return bool(self.params.get("applied", False))
+        return self.kind in (FaultKind.LOST_REPLY, FaultKind.BROKEN_REPLY)
 
     def matches(self, keys: Iterable[str]) -> bool:
         if self.match == "*":

@@ -10,7 +10,7 @@ import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ontap_sim.app import App, Drop, HttpRequest, Reply
+from ontap_sim.app import App, Broken, Drop, HttpRequest, Reply
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,9 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(outcome, Drop):
             self._drop(outcome)
             return
+        if isinstance(outcome, Broken):
+            self._break_off(outcome.reply)
+            return
         self.send_response(outcome.status)
         self.send_header("Content-Type", outcome.content_type)
         self.send_header("Content-Length", str(len(outcome.body)))
@@ -56,6 +59,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         if drop.reset:  # linger 0: close() sends RST instead of FIN
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+
+    def _break_off(self, reply: Reply) -> None:
+        """Announce a chunk longer than what follows, then close: the client's read breaks off mid-body."""
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        part = reply.body[: len(reply.body) // 2]
+        self.wfile.write(b"%x\r\n" % len(reply.body) + part)
+        self.wfile.flush()
+        self.close_connection = True
         self.connection.close()
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name

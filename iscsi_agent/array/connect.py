@@ -45,7 +45,7 @@ def connect(settings: ArraySettings, *, transport: HttpTransport | None = None) 
     else:
         ops = ZapiOps(ZapiConnection(transport, settings.vserver, page_size=settings.page_size))
     log.info("talking to %s over %s", transport.base_url, ops.api)
-    return OntapClient(ops, cache=LunCache(settings.lun_cache_size), attempts=settings.attempts)
+    return OntapClient(ops, cache=LunCache(settings.lun_cache_size), budgets=transport.budgets)
 
 
 def detect_api(transport: HttpTransport) -> ApiChoice:

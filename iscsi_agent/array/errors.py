@@ -7,6 +7,7 @@
     ├── ArrayAuthFailed            array_auth_failed      HTTP 401: wrong user, password or certificate
     ├── ArrayNotFound              array_not_found        (kind: lun|igroup|svm|iscsi_service|lun_map, name)
     ├── ArrayResponseError         array_bad_response     a reply lacks what the agent needs; (api, missing)
+    ├── ArrayInvalidRequest        array_invalid_request  refused before sending: the array would refuse it; (api, problem)
     └── ArrayApiError              array_api_error        the array refused; (api, array_code, array_message, http_status)
         ├── ArrayAlreadyExists     array_already_exists   igroup or initiator already there
         │   └── ArrayAlreadyMapped array_already_mapped   the LUN is already mapped to that igroup
@@ -15,7 +16,9 @@
         └── ArrayNotMapped         array_not_mapped       unmap of a map that does not exist
 
 Timeouts and unreachability are "transport" failures: the request may or may not have been
-applied, which is why writes re-read state after one (see ``iscsi_agent.array.recovery``).
+applied, which is why writes re-read state after one (see ``iscsi_agent.array.recovery``). A
+reply cut off mid-body and a gateway's 502/503 are ArrayUnreachable, its 504 ArrayTimeout, for
+the same reason (with ``http_status`` in the details).
 The client resolves the race codes itself, so callers mostly meet the first six.
 """
 
@@ -67,6 +70,17 @@ class ArrayResponseError(ArrayError):
     def __init__(self, api: str, problem: str, **details: Any) -> None:
         super().__init__(f"{api}: {problem}", api=api, **details)
         self.api = api
+
+
+class ArrayInvalidRequest(ArrayError):
+    """A request the agent does not send, because the array would refuse it halfway through a change."""
+
+    code = "array_invalid_request"
+
+    def __init__(self, api: str, problem: str, **details: Any) -> None:
+        super().__init__(f"{api}: {problem}", api=api, problem=problem, **details)
+        self.api = api
+        self.problem = problem
 
 
 class ArrayApiError(ArrayError):

@@ -152,3 +152,15 @@ class ChapCredentials:
     @property
     def mutual(self) -> bool:
         return bool(self.outbound_user)
+
+    def refusal(self) -> str | None:
+        """Why ONTAP would refuse to store these credentials, or None: checked before any request."""
+        if self.auth is not ChapAuth.CHAP:
+            return None
+        if not self.inbound_user or not self.inbound_secret:
+            return "CHAP needs an inbound user and secret"
+        if self.mutual and not self.outbound_secret:
+            return "mutual CHAP needs an outbound secret"
+        if self.mutual and self.outbound_secret == self.inbound_secret:
+            return "the inbound and outbound CHAP secrets are the same; ONTAP refuses equal secrets"
+        return None

@@ -6,10 +6,12 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
+from iscsi_agent.array.budget import Budgets, one_budget_per_call
 from iscsi_agent.array.cache import LunCache
 from iscsi_agent.array.errors import (
     ArrayAlreadyExists,
     ArrayApiError,
+    ArrayInvalidRequest,
     ArrayMappedElsewhere,
     ArrayNotFound,
     ArrayNotMapped,
@@ -31,14 +33,21 @@ from iscsi_agent.array.recovery import write_then_verify
 log = logging.getLogger(__name__)
 
 
+@one_budget_per_call
 class OntapClient:
-    """Implements ``iscsi_agent.array.client.ArrayClient`` on top of one API's primitive calls."""
+    """Implements ``iscsi_agent.array.client.ArrayClient`` on top of one API's primitive calls.
 
-    def __init__(self, ops: ArrayOps, *, cache: LunCache | None = None, attempts: int = 3) -> None:
+    Each public method is one client call with one retry budget from ``budgets`` (the transport's,
+    see ``iscsi_agent.array.budget``), shared by every request and resend it makes.
+    """
+
+    def __init__(
+        self, ops: ArrayOps, *, cache: LunCache | None = None, budgets: Budgets | None = None
+    ) -> None:
         self.ops = ops
         self.api = ops.api
         self.cache = cache or LunCache()
-        self.attempts = attempts
+        self.budgets = budgets or Budgets()
 
     def version(self) -> Version:
         return self.ops.version()
@@ -81,7 +90,7 @@ class OntapClient:
                 lambda: self.ops.create_igroup(name, os_type, initiators),
                 lambda: self.ops.igroup_by_name(name),
                 what=f"create igroup {name}",
-                attempts=self.attempts,
+                budget=self.budgets.current(),
             )
             log.info("created igroup %s (%s)", name, os_type)
         except ArrayAlreadyExists:
@@ -97,16 +106,20 @@ class OntapClient:
         return dataclasses.replace(igroup, initiators=igroup.initiators | frozenset(initiators))
 
     def add_initiator(self, igroup: str, initiator: str) -> None:
+        def add() -> bool:
+            self.ops.add_initiator(igroup, initiator)
+            return True
+
         def is_member() -> bool | None:
             found = self.ops.igroup_by_name(igroup)
             return True if found and initiator.lower() in {i.lower() for i in found.initiators} else None
 
         try:
             write_then_verify(
-                lambda: self.ops.add_initiator(igroup, initiator) or True,
+                add,
                 is_member,
                 what=f"add {initiator} to igroup {igroup}",
-                attempts=self.attempts,
+                budget=self.budgets.current(),
             )
             log.info("added %s to igroup %s", initiator, igroup)
         except ArrayAlreadyExists:
@@ -132,7 +145,7 @@ class OntapClient:
                 lambda: self.ops.map_lun(path, igroup, lun_id),
                 existing_id,
                 what=f"map {path} to {igroup}",
-                attempts=self.attempts,
+                budget=self.budgets.current(),
             )
             log.info("mapped %s to igroup %s as LUN %s", path, igroup, assigned)
         except ArrayNotFound as exc:
@@ -213,6 +226,11 @@ class OntapClient:
         return self.ops.chap_credentials(initiator)
 
     def set_chap_credentials(self, credentials: ChapCredentials) -> None:
+        # refused here, before any request, not by the array halfway through replacing an entry
+        if (problem := credentials.refusal()) is not None:
+            raise ArrayInvalidRequest(
+                "set_chap_credentials", f"{credentials.initiator}: {problem}", initiator=credentials.initiator
+            )
         self.ops.set_chap_credentials(credentials)
         log.info("set %s authentication for %s", credentials.auth.value, credentials.initiator)
 

@@ -60,9 +60,10 @@ def parse_reply(reply: HttpReply, api: str) -> dict[str, Any]:
         if reply.status < 400:
             raise ArrayResponseError(api, "reply is not a JSON object")
         body = {}
-    error = body.get("error")
+    record: dict[str, Any] = body
+    error = record.get("error")
     if error is None and reply.status < 400:
-        return body
+        return record
     if not isinstance(error, dict):
         raise ArrayApiError(api, f"HTTP {reply.status}", reply.reason, http_status=reply.status)
     code = str(error.get("code", f"HTTP {reply.status}"))

@@ -24,6 +24,7 @@ from iscsi_agent.array.model import (
     Version,
 )
 from iscsi_agent.array.ops import LunKey
+from iscsi_agent.array.recovery import write_then_verify
 from iscsi_agent.array.rest import RestConnection, field, int_field, optional_field
 from iscsi_agent.array.rest_parse import (
     parse_chap,
@@ -179,31 +180,44 @@ class RestOps:
         return next((r for r in records if r.get("initiator") == initiator), None)
 
     def set_chap_credentials(self, credentials: ChapCredentials) -> None:
-        """Create the entry, or PATCH it in place (an empty outbound user clears mutual CHAP)."""
+        """Create the entry, or PATCH it in place (an empty outbound user clears mutual CHAP).
+
+        A create whose outcome is unknown is settled by reading: an entry found there, or one
+        another writer created meanwhile, is PATCHed, which is safe to repeat.
+        """
         existing = self._credential_record(credentials.initiator)
         if existing is None:
-            try:
-                self.rest.post(
-                    CREDENTIALS,
-                    {
-                        **self.rest.svm_body(),
-                        "initiator": credentials.initiator,
-                        **_credential_body(credentials),
-                    },
-                    idempotent=False,
-                )
+            existing = self._create_credential(credentials)
+            if existing is None:
                 return
-            except ArrayApiError as exc:
-                if exc.array_code != CREDENTIAL_EXISTS:
-                    raise
-                existing = self._credential_record(credentials.initiator)
-                if existing is None:
-                    raise
         svm_uuid = field(existing, "svm.uuid", f"GET {CREDENTIALS}")
         self.rest.patch(
             f"{CREDENTIALS}/{svm_uuid}/{quote(credentials.initiator, safe='')}",
             _credential_body(credentials, clear_outbound=True),
         )
+
+    def _create_credential(self, credentials: ChapCredentials) -> dict[str, Any] | None:
+        """POST the entry: None once created, or the entry found there after an unknown outcome."""
+        body = {**self.rest.svm_body(), "initiator": credentials.initiator, **_credential_body(credentials)}
+
+        def create() -> dict[str, Any] | None:
+            self.rest.post(CREDENTIALS, body, idempotent=False)
+            return None
+
+        try:
+            return write_then_verify(
+                create,
+                lambda: self._credential_record(credentials.initiator),
+                what=f"create the CHAP entry of {credentials.initiator}",
+                budget=self.rest.transport.budgets.current(),
+            )
+        except ArrayApiError as exc:
+            if exc.array_code != CREDENTIAL_EXISTS:
+                raise
+            existing = self._credential_record(credentials.initiator)
+            if existing is None:
+                raise
+            return existing
 
     def close(self) -> None:
         self.rest.transport.close()

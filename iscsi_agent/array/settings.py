@@ -22,7 +22,9 @@ class ArraySettings:
 
     With ``client_cert``/``client_key`` set the client authenticates by certificate and sends
     no password, as ONTAP expects. ``ca_bundle`` replaces the system trust store when given;
-    ``verify_tls=False`` is for labs only. ``timeout`` is the read timeout per request.
+    ``verify_tls=False`` and ``scheme="http"`` are for labs only (``security_risks`` says why).
+    ``timeout`` is the read timeout per request. One client call tries at most ``attempts``
+    times in all and gives up at ``deadline`` seconds (by default ``call_deadline``).
     """
 
     hostname: str
@@ -39,6 +41,7 @@ class ArraySettings:
     connect_timeout: float = 10.0
     api: ApiChoice = ApiChoice.AUTO
     attempts: int = 3
+    deadline: float | None = None
     page_size: int = 100
     lun_cache_size: int = 512
 
@@ -46,6 +49,27 @@ class ArraySettings:
     def base_url(self) -> str:
         port = self.port or DEFAULT_PORTS[self.scheme]
         return f"{self.scheme}://{bracketed(self.hostname)}:{port}"
+
+    @property
+    def call_deadline(self) -> float:
+        """Seconds one client call may take: ``deadline``, or every try's connect and read timeouts."""
+        if self.deadline is not None:
+            return self.deadline
+        return max(1, self.attempts) * (self.connect_timeout + self.timeout)
+
+    def security_risks(self) -> tuple[str, ...]:
+        """What these settings expose, in words an operator can act on; empty when nothing."""
+        if self.scheme == "http":
+            return (
+                "scheme = http: the password (HTTP Basic) and CHAP secrets cross the network in clear "
+                "text, and anyone on the path can pose as the array",
+            )
+        if not self.verify_tls:
+            return (
+                "verify_tls = false: the array's certificate is not checked, so anyone on the path can "
+                "pose as the array and read the password and CHAP secrets",
+            )
+        return ()
 
     @property
     def verify(self) -> bool | str:

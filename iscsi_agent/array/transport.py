@@ -1,10 +1,17 @@
 """The one HTTP boundary both ONTAP APIs share: a keep-alive session, timeouts, bounded retries.
 
-Only requests the caller marks idempotent are retried, and only after transient failures
-(connection refused or reset, timeouts, 429/502/503/504). A lun-map or igroup-create is never
-resent blindly: the client re-reads the array's state instead (``iscsi_agent.array.recovery``).
-Sleep and the random source for jitter are injected so tests run without real waiting.
-Request bodies and the Authorization header are never logged; they carry passwords and CHAP secrets.
+Only requests the caller marks idempotent are resent, and only after transient failures
+(connection refused or reset, timeouts, a reply cut off mid-body, 429/502/503/504), while the
+client call's retry budget allows (``iscsi_agent.array.budget``). A lun-map or igroup-create is
+never resent blindly: the client re-reads the array's state instead (``iscsi_agent.array.recovery``).
+A 502/503/504 comes from a gateway or an array too busy to say what it did, and a reply cut off
+mid-body was most likely begun after the array acted, so when they are the last answer they are
+raised as transport failures (outcome unknown), never reported as a definite refusal.
+
+The environment has no say (``trust_env`` off): ``HTTPS_PROXY``, ``.netrc`` and
+``REQUESTS_CA_BUNDLE`` would change where a daemon connects, with what credentials, and whom it
+trusts. Request bodies and the Authorization header are never logged; they carry passwords and
+CHAP secrets.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any, Protocol
 
 import requests
 
+from iscsi_agent.array.budget import DEFAULT_POLICY, Budgets, RetryPolicy
 from iscsi_agent.array.errors import (
     ArrayAuthFailed,
     ArrayError,
@@ -27,9 +35,12 @@ from iscsi_agent.array.errors import (
 )
 from iscsi_agent.array.settings import ArraySettings
 
+__all__ = ["HttpReply", "HttpTransport", "RetryPolicy", "Session"]
+
 log = logging.getLogger(__name__)
 
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+UNKNOWN_OUTCOME_STATUSES = frozenset({502, 503, 504})  # 429 says "not done": the caller gets the refusal
 USER_AGENT = "iscsi-agent"
 
 
@@ -39,18 +50,6 @@ class HttpReply:
     reason: str
     headers: Mapping[str, str]
     body: bytes
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter: retry n waits ``uniform(0, min(max, base * 2**n))``."""
-
-    attempts: int = 3
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-
-    def delay(self, retry_number: int, rand: float) -> float:
-        return rand * min(self.max_delay, self.base_delay * 2**retry_number)
 
 
 class Session(Protocol):
@@ -68,31 +67,35 @@ class HttpTransport:
         self,
         base_url: str,
         *,
-        session: Session,
+        session: Session | requests.Session,
         timeout: tuple[float, float],
         verify: bool | str = True,
         cert: tuple[str, str] | None = None,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = DEFAULT_POLICY,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._session = session
         self._timeout = timeout
         self._verify = verify
         self._cert = cert
-        self._retry = retry
-        self._sleep = sleep
-        self._rand = rand
+        self.budgets = Budgets(retry, clock=clock, sleep=sleep, rand=rand)
 
     @classmethod
     def from_settings(cls, settings: ArraySettings, **overrides: Any) -> HttpTransport:
         """A transport with a real keep-alive session configured for TLS and authentication."""
         session = requests.Session()
+        session.trust_env = False  # no proxy, .netrc or CA bundle from the environment
         session.headers["User-Agent"] = USER_AGENT
         if settings.username and not settings.cert:  # a client certificate replaces the password
             session.auth = (settings.username, settings.password)
-        overrides.setdefault("retry", RetryPolicy(attempts=max(1, settings.attempts)))
+        for risk in settings.security_risks():
+            log.warning("array %s: %s", settings.base_url, risk)
+        overrides.setdefault(
+            "retry", RetryPolicy(attempts=max(1, settings.attempts), deadline=settings.call_deadline)
+        )
         return cls(
             settings.base_url,
             session=session,
@@ -113,39 +116,46 @@ class HttpTransport:
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> HttpReply:
-        """Send once, or up to ``attempts`` times when idempotent and the failure was transient."""
-        attempts = self._retry.attempts if idempotent else 1
-        for attempt in range(attempts):
-            last_try = attempt == attempts - 1
+        """Send once; resend when idempotent, the failure transient and the call's budget not spent."""
+        budget = self.budgets.current()
+        what = f"{method} {path}"
+        while True:
+            timeout = budget.timeouts(*self._timeout, what)
             try:
-                reply = self._send(method, path, params=params, json=json, data=data, headers=headers)
+                reply = self._send(
+                    method, path, timeout, params=params, json=json, data=data, headers=headers
+                )
             except (ArrayUnreachable, ArrayTimeout) as exc:
-                if last_try or isinstance(exc, ArrayTlsError):
+                if isinstance(exc, ArrayTlsError) or not idempotent or not budget.retry(what, str(exc)):
                     raise
-                self._back_off(method, path, str(exc), attempt, attempts)
                 continue
-            if reply.status in TRANSIENT_STATUSES and not last_try:
-                self._back_off(method, path, f"HTTP {reply.status}", attempt, attempts)
+            if reply.status not in TRANSIENT_STATUSES:
+                return reply
+            if idempotent and budget.retry(what, f"HTTP {reply.status}"):
                 continue
+            if reply.status in UNKNOWN_OUTCOME_STATUSES:
+                raise self._outcome_unknown(what, reply)
             return reply
-        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def close(self) -> None:
         self._session.close()
 
-    def _back_off(self, method: str, path: str, why: str, attempt: int, attempts: int) -> None:
-        delay = self._retry.delay(attempt, self._rand())
-        log.warning(
-            "%s %s failed (%s); retry %d of %d in %.2fs", method, path, why, attempt + 1, attempts - 1, delay
+    def _outcome_unknown(self, what: str, reply: HttpReply) -> ArrayError:
+        """A gateway's or busy array's 502/503/504: whether the array acted is not known."""
+        message = (
+            f"{what} answered HTTP {reply.status} {reply.reason} by {self.base_url}: "
+            "the array may or may not have carried it out"
         )
-        self._sleep(delay)
+        if reply.status == 504:
+            return ArrayTimeout(message, url=self.base_url, http_status=reply.status)
+        return ArrayUnreachable(message, url=self.base_url, http_status=reply.status)
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> HttpReply:
+    def _send(self, method: str, path: str, timeout: tuple[float, float], **kwargs: Any) -> HttpReply:
         url = self.base_url + path
         try:
-            # verify and cert go with each request: on the session, REQUESTS_CA_BUNDLE would override them
+            # verify and cert go with each request, so nothing set on the session can replace them
             response = self._session.request(
-                method, url, timeout=self._timeout, verify=self._verify, cert=self._cert, **kwargs
+                method, url, timeout=timeout, verify=self._verify, cert=self._cert, **kwargs
             )
         except requests.exceptions.SSLError as exc:
             raise ArrayTlsError(f"TLS with {self.base_url} failed: {exc}", url=self.base_url) from exc
@@ -155,6 +165,11 @@ class HttpTransport:
             ) from exc
         except requests.exceptions.ConnectionError as exc:
             raise ArrayUnreachable(f"{self.base_url} unreachable: {exc}", url=self.base_url) from exc
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+            # the array had begun its answer, so it may well have done the work: only a re-read can tell
+            raise ArrayUnreachable(
+                f"{method} {path}: the reply from {self.base_url} broke off: {exc}", url=self.base_url
+            ) from exc
         except requests.exceptions.RequestException as exc:
             raise ArrayError(f"{method} {path} could not be sent: {exc}", url=self.base_url) from exc
         log.debug("%s %s -> %s", method, path, response.status_code)

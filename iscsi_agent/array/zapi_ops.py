@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from iscsi_agent.array.errors import ArrayApiError, ArrayNotFound, ArrayNotMapped
+import logging
+
+from iscsi_agent.array.errors import (
+    ArrayAlreadyExists,
+    ArrayApiError,
+    ArrayError,
+    ArrayNotFound,
+    ArrayNotMapped,
+)
 from iscsi_agent.array.model import (
     ChapAuth,
     ChapCredentials,
@@ -15,7 +23,8 @@ from iscsi_agent.array.model import (
     Version,
 )
 from iscsi_agent.array.ops import LunKey
-from iscsi_agent.array.zapi import Args, ZapiConnection
+from iscsi_agent.array.recovery import write_then_verify
+from iscsi_agent.array.zapi import Args, ArgValue, ZapiConnection
 from iscsi_agent.array.zapi_parse import (
     parse_assigned_lun_id,
     parse_chap,
@@ -28,6 +37,8 @@ from iscsi_agent.array.zapi_parse import (
     parse_svm,
     parse_version,
 )
+
+log = logging.getLogger(__name__)
 
 NO_SUCH_IGROUP = "9003"
 NO_SUCH_OBJECT = "15661"  # EOBJECTNOTFOUND: what lun-map/lun-unmap answer for a missing LUN
@@ -132,7 +143,7 @@ class ZapiOps:
             raise
 
     def map_lun(self, path: str, igroup: str, lun_id: int | None) -> int:
-        args: dict = {"path": path, "initiator-group": igroup}
+        args: dict[str, ArgValue] = {"path": path, "initiator-group": igroup}
         if lun_id is not None:
             args["lun-id"] = lun_id
         try:
@@ -155,7 +166,7 @@ class ZapiOps:
             raise
 
     def maps(self, *, path: str | None = None, igroup: str | None = None) -> tuple[LunMap, ...]:
-        query: dict = {}
+        query: dict[str, ArgValue] = {}
         if path is not None:
             query["path"] = path
         if igroup is not None:
@@ -187,22 +198,98 @@ class ZapiOps:
         return parse_chap(results, initiator)
 
     def set_chap_credentials(self, credentials: ChapCredentials) -> None:
-        """Add the entry, or modify its CHAP parameters; a change of auth type replaces the entry."""
+        """Add the entry, or change it in place; a change of auth type replaces it, undone on failure.
+
+        ``iscsi-initiator-modify-chap-params`` changes only the CHAP parameters of an entry whose
+        auth-type is CHAP, and no ZAPI call changes an auth-type in place (the CLI's ``iscsi
+        security modify -auth-type`` has no ZAPI twin), so going to or from none/deny takes
+        ``iscsi-initiator-delete-auth`` then ``-add-auth``. Between the two the initiator has no
+        entry of its own and the SVM's default policy applies; a failed add therefore puts an
+        entry back (``_put_back``) before the failure is raised.
+        """
         existing = self.chap_credentials(credentials.initiator)
-        if existing is not None and existing.auth is ChapAuth.CHAP and credentials.auth is ChapAuth.CHAP:
-            args = {"initiator": credentials.initiator, **_chap_args(credentials)}
-            if not credentials.mutual:
-                args["remove-outbound"] = True
-            self.zapi.invoke("iscsi-initiator-modify-chap-params", args, idempotent=True)
-            return
-        if existing is not None:
-            self.zapi.invoke(
-                "iscsi-initiator-delete-auth", {"initiator": credentials.initiator}, idempotent=True
-            )
-        args = {"initiator": credentials.initiator, "auth-type": _zapi_auth(credentials.auth)}
+        if existing is None:
+            self._add_auth(credentials)
+        elif existing.auth is ChapAuth.CHAP and credentials.auth is ChapAuth.CHAP:
+            self._modify_chap(credentials)
+        elif existing.auth is not credentials.auth:
+            self._delete_auth(credentials.initiator)
+            try:
+                self._add_auth(credentials)
+            except ArrayError as exc:
+                exc.details["entry_left"] = self._put_back(existing)
+                raise
+        # else none or deny already: those carry nothing else to change
+
+    def _modify_chap(self, credentials: ChapCredentials) -> None:
+        args = {"initiator": credentials.initiator, **_chap_args(credentials)}
+        if not credentials.mutual:
+            args["remove-outbound"] = True
+        self.zapi.invoke("iscsi-initiator-modify-chap-params", args, idempotent=True)
+
+    def _delete_auth(self, initiator: str) -> None:
+        try:
+            self.zapi.invoke("iscsi-initiator-delete-auth", {"initiator": initiator}, idempotent=True)
+        except ArrayApiError as exc:
+            if exc.array_code != INITIATOR_HAS_NO_AUTH:  # a resent delete whose first try landed
+                raise
+
+    def _add_auth(self, credentials: ChapCredentials) -> None:
+        """``iscsi-initiator-add-auth``; after an unknown outcome the entry is read before a resend."""
+        args: dict[str, ArgValue] = {
+            "initiator": credentials.initiator,
+            "auth-type": _zapi_auth(credentials.auth),
+        }
         if credentials.auth is ChapAuth.CHAP:
             args.update(_chap_args(credentials))
-        self.zapi.invoke("iscsi-initiator-add-auth", args, idempotent=False)
+
+        def add() -> bool:
+            self.zapi.invoke("iscsi-initiator-add-auth", args, idempotent=False)
+            return True
+
+        def landed() -> bool | None:
+            found = self.chap_credentials(credentials.initiator)
+            return True if found is not None and _same_entry(found, credentials) else None
+
+        what = f"add {credentials.auth.value} authentication for {credentials.initiator}"
+        try:
+            write_then_verify(add, landed, what=what, budget=self.zapi.transport.budgets.current())
+        except ArrayAlreadyExists:  # a resend after the first add landed late, or another writer
+            if landed() is None:
+                raise
+
+    def _put_back(self, old: ChapCredentials) -> str:
+        """Restore an entry in place of ``old`` after a failed add; says what the initiator has now.
+
+        An old none or deny entry comes back exactly. An old CHAP entry cannot: the array never
+        returns secrets. It comes back as deny, which admits no one, rather than leaving the
+        initiator to the SVM's default policy, which may admit it with no authentication at all;
+        the next ``set_chap_credentials`` replaces it like any other entry.
+        """
+        restored = old if old.auth is not ChapAuth.CHAP else ChapCredentials(old.initiator, ChapAuth.DENY)
+        try:
+            current = self.chap_credentials(old.initiator)
+            if current is not None:  # someone else wrote one meanwhile: theirs stands
+                return current.auth.value
+            self._add_auth(restored)
+        except ArrayError as exc:
+            log.error(
+                "%s is left without a CHAP entry of its own, so the SVM's default policy applies: "
+                "putting back %s failed (%s)",
+                old.initiator,
+                restored.auth.value,
+                exc,
+            )
+            return "none of its own: the SVM's default policy applies"
+        if restored is old:
+            log.warning("%s: the new entry failed; the old %s entry is back", old.initiator, old.auth.value)
+        else:
+            log.warning(
+                "%s: the new entry failed; deny stands in place of the old CHAP entry, whose secrets "
+                "the array does not return",
+                old.initiator,
+            )
+        return restored.auth.value
 
     def close(self) -> None:
         self.zapi.transport.close()
@@ -212,9 +299,24 @@ def _zapi_auth(auth: ChapAuth) -> str:
     return "CHAP" if auth is ChapAuth.CHAP else auth.value
 
 
-def _chap_args(credentials: ChapCredentials) -> dict:
+def _same_entry(found: ChapCredentials, wanted: ChapCredentials) -> bool:
+    """The entry read back is the one written, as far as the array shows (it never returns secrets)."""
+    if found.auth is not wanted.auth:
+        return False
+    if wanted.auth is not ChapAuth.CHAP:
+        return True
+    return (found.inbound_user, found.outbound_user) == (
+        wanted.inbound_user or None,
+        wanted.outbound_user or None,
+    )
+
+
+def _chap_args(credentials: ChapCredentials) -> dict[str, ArgValue]:
     """Plain-text ``passphrase`` fields (``password`` would expect ONTAP's obfuscated encoding)."""
-    args: dict = {"user-name": credentials.inbound_user or "", "passphrase": credentials.inbound_secret or ""}
+    args: dict[str, ArgValue] = {
+        "user-name": credentials.inbound_user or "",
+        "passphrase": credentials.inbound_secret or "",
+    }
     if credentials.mutual:
         args["outbound-user-name"] = credentials.outbound_user
         args["outbound-passphrase"] = credentials.outbound_secret or ""

@@ -6,6 +6,7 @@ faults, so one test body can assert "exactly one map request" for both.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -70,7 +71,10 @@ def settings_for(sim: Simulator, api: ApiChoice, **overrides) -> ArraySettings:
 
 
 class Sleeps(list):
-    """Records the transport's backoff delays instead of sleeping."""
+    """Records the client's backoff delays instead of sleeping; ``clock`` counts them as time passed."""
+
+    def clock(self) -> float:
+        return time.monotonic() + sum(self)
 
 
 @pytest.fixture
@@ -78,9 +82,11 @@ def sleeps() -> Sleeps:
     return Sleeps()
 
 
-def make_client(sim: Simulator, api: ApiChoice, sleeps: list, **overrides) -> ArrayClient:
+def make_client(sim: Simulator, api: ApiChoice, sleeps: Sleeps, **overrides) -> ArrayClient:
     settings = settings_for(sim, api, **overrides)
-    transport = HttpTransport.from_settings(settings, sleep=sleeps.append, rand=lambda: 0.5)
+    transport = HttpTransport.from_settings(
+        settings, sleep=sleeps.append, rand=lambda: 0.5, clock=sleeps.clock
+    )
     return connect(settings, transport=transport)
 
 

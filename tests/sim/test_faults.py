@@ -89,6 +89,29 @@ class TestFaults:
             rest("POST", "/api/protocols/san/igroups", json=body)
         assert [ig.name for ig in ontap_sim.state.igroups.values()] == ["host1"]
 
+    def test_broken_reply_applies_the_request_then_cuts_the_chunked_body_off(
+        self, ontap_sim: Simulator, rest
+    ) -> None:
+        ontap_sim.faults.inject("POST /api/protocols/san/igroups", "broken_reply")
+        body = {"svm": {"name": "svm1"}, "name": "host1", "protocol": "iscsi", "os_type": "linux"}
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            rest("POST", "/api/protocols/san/igroups", json=body)
+        assert [ig.name for ig in ontap_sim.state.igroups.values()] == ["host1"]
+
+    def test_an_applied_http_status_carries_the_request_out_and_answers_the_status(
+        self, ontap_sim: Simulator, rest
+    ) -> None:
+        ontap_sim.faults.inject("POST /api/protocols/san/igroups", "http_status", status=504, applied=True)
+        body = {"svm": {"name": "svm1"}, "name": "host1", "protocol": "iscsi", "os_type": "linux"}
+        assert rest("POST", "/api/protocols/san/igroups", json=body).status_code == 504
+        assert [ig.name for ig in ontap_sim.state.igroups.values()] == ["host1"]
+
+    def test_a_bare_http_status_is_not_carried_out(self, ontap_sim: Simulator, rest) -> None:
+        ontap_sim.faults.inject("POST /api/protocols/san/igroups", "http_status", status=503)
+        body = {"svm": {"name": "svm1"}, "name": "host1", "protocol": "iscsi", "os_type": "linux"}
+        assert rest("POST", "/api/protocols/san/igroups", json=body).status_code == 503
+        assert ontap_sim.state.igroups == {}
+
     def test_timeout_holds_the_request_past_the_client_deadline(
         self, ontap_sim: Simulator, http: requests.Session
     ) -> None:

@@ -112,3 +112,39 @@ def test_unroutable_portals_and_a_disabled_service_are_named(remote_lif_sim, tmp
         steps["portals"].detail
         == f"127.0.0.2:3260 via lo; unreachable: {UNROUTED}:3260 (Network is unreachable)"
     )
+
+
+def test_clear_text_http_passes_with_a_warning_that_names_the_risk(ontap_sim, tmp_path):
+    steps = checker(host_root(tmp_path)).run(config_for(ontap_sim))
+    step = by_name(steps)["array security"]
+    assert step.status is Status.WARNING and passed(steps)
+    assert step.detail.startswith("scheme = http:") and "password (HTTP Basic)" in step.detail
+    assert "warning  array security  scheme = http: the password" in render(steps)
+
+
+def tls_config(sim: Simulator, tls_options: str):
+    url = urlsplit(sim.base_url)
+    return parse_config(
+        f"[array]\nhostname = {url.hostname}\nport = {url.port}\napi = rest\nusername = admin\n"
+        f"password = netapp1!\nvserver = svm1\n{tls_options}\n",
+        Path("agent.conf"),
+    )
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_an_unchecked_certificate_passes_with_a_warning(ontap_sim_tls, tmp_path):
+    steps = by_name(checker(host_root(tmp_path)).run(tls_config(ontap_sim_tls, "verify_tls = false")))
+    assert steps["array security"].status is Status.WARNING
+    assert steps["array security"].detail.startswith(
+        "verify_tls = false: the array's certificate is not checked"
+    )
+    assert steps["array"].status is Status.OK
+
+
+def test_a_checked_certificate_is_ok_and_says_against_what(ontap_sim_tls, tmp_path):
+    config = tls_config(ontap_sim_tls, f"ca_bundle = {ontap_sim_tls.ca_cert_path}")
+    steps = by_name(checker(host_root(tmp_path)).run(config))
+    assert steps["array security"].status is Status.OK
+    assert (
+        steps["array security"].detail == f"HTTPS, certificate checked against {ontap_sim_tls.ca_cert_path}"
+    )

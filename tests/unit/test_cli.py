@@ -40,6 +40,11 @@ def test_check_exits_0_when_every_step_passes_and_prints_each(conf):
     assert checker.configs[0].array.hostname == "cluster1.example"
 
 
+def test_a_warning_is_printed_and_still_passes(conf):
+    code, out, _, _ = run(["check", "--config", str(conf)], [Step("array security", Status.WARNING, "http")])
+    assert code == 0 and "warning  array security  http" in out
+
+
 def test_check_exits_1_when_a_step_fails(conf):
     code, out, _, _ = run(["--config", str(conf), "check"], [Step("iscsiadm", Status.FAILED, "not found")])
     assert code == 1 and "FAILED   iscsiadm        not found" in out

@@ -9,6 +9,7 @@ from typing import Any
 
 import requests
 
+from iscsi_agent.array.budget import Budgets
 from iscsi_agent.array.errors import (
     ArrayAlreadyExists,
     ArrayAlreadyMapped,
@@ -70,6 +71,8 @@ class ScriptedTransport:
         self.replies = list(replies)
         self.requests: list[SentRequest] = []
         self.closed = False
+        self.sleeps: list[float] = []
+        self.budgets = Budgets(sleep=self.sleeps.append, rand=lambda: 1.0)
 
     def request(self, method, path, *, idempotent, params=None, json=None, data=None, headers=None):
         self.requests.append(SentRequest(method, path, params, json, data, idempotent))

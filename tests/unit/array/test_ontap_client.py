@@ -2,6 +2,7 @@
 
 import pytest
 
+from iscsi_agent.array.budget import Budgets, RetryPolicy
 from iscsi_agent.array.cache import LunCache
 from iscsi_agent.array.client import find_lun
 from iscsi_agent.array.errors import (
@@ -26,8 +27,13 @@ def ops():
 
 
 @pytest.fixture
-def client(ops):
-    return OntapClient(ops, cache=LunCache(8), attempts=3)
+def sleeps():
+    return []
+
+
+@pytest.fixture
+def client(ops, sleeps):
+    return OntapClient(ops, cache=LunCache(8), budgets=Budgets(sleep=sleeps.append, rand=lambda: 1.0))
 
 
 def test_a_lun_is_read_once_then_served_from_the_cache_by_path_and_uuid(client, ops):
@@ -152,23 +158,62 @@ def test_a_reset_after_the_array_applied_the_map_is_resolved_by_reading_without_
     assert list(ops.maps_) == [("/vol/vol1/lun0", "ig")]
 
 
-def test_a_map_that_never_reached_the_array_is_sent_again(client, ops):
+def test_a_map_that_never_reached_the_array_is_sent_again_after_a_backoff(client, ops, sleeps):
     ops.fail_before.add("map_lun")
     assert client.map_lun("/vol/vol1/lun0", "ig", lun_id=5) == 5
     assert ops.calls == ["map_lun", "maps", "map_lun"]
+    assert sleeps == [0.5]
 
 
-def test_recovery_is_bounded(ops):
-    client = OntapClient(ops, attempts=2)
-
-    def always_refuse(path, igroup, lun_id):
+def always_refuse_maps(ops):
+    def refuse(path, igroup, lun_id):
         ops.calls.append("map_lun")
         raise ArrayUnreachable("connection refused")
 
-    ops.map_lun = always_refuse
+    ops.map_lun = refuse
+
+
+def test_recovery_is_bounded(ops, sleeps):
+    client = OntapClient(ops, budgets=Budgets(RetryPolicy(attempts=2), sleep=sleeps.append))
+    always_refuse_maps(ops)
     with pytest.raises(ArrayUnreachable):
         client.map_lun("/vol/vol1/lun0", "ig")
     assert ops.calls == ["map_lun", "maps", "map_lun", "maps"]
+    assert len(sleeps) == 1
+
+
+def test_a_resend_that_would_start_after_the_deadline_is_not_sent(ops, sleeps):
+    policy = RetryPolicy(attempts=10, base_delay=1.0, deadline=2.5)
+    budgets = Budgets(policy, sleep=sleeps.append, rand=lambda: 1.0, clock=lambda: sum(sleeps))
+    client = OntapClient(ops, budgets=budgets)
+    always_refuse_maps(ops)
+    with pytest.raises(ArrayUnreachable):
+        client.map_lun("/vol/vol1/lun0", "ig")
+    assert sleeps == [1.0]  # the next backoff, 2 s, would end after the deadline
+    assert ops.calls.count("map_lun") == 2
+
+
+def test_a_call_made_within_another_spends_the_outer_calls_budget(ops, sleeps):
+    client = OntapClient(ops, budgets=Budgets(RetryPolicy(attempts=3), sleep=sleeps.append))
+
+    def create_on_the_second_try_without_initiators(name, os_type, initiators):
+        ops.calls.append("create_igroup")
+        if ops.calls.count("create_igroup") == 1:
+            raise ArrayUnreachable("connection refused")
+        ops.igroups[name] = Igroup(name, "iscsi", os_type, frozenset())
+        return ops.igroups[name]
+
+    def refuse(igroup, initiator):
+        ops.calls.append("add_initiator")
+        raise ArrayUnreachable("connection refused")
+
+    ops.create_igroup = create_on_the_second_try_without_initiators
+    ops.add_initiator = refuse
+    with pytest.raises(ArrayUnreachable):
+        client.create_igroup("ig", "linux", (IQN,))
+    assert ops.calls.count("create_igroup") == 2
+    assert ops.calls.count("add_initiator") == 2  # one retry was left for the nested add, not three
+    assert len(sleeps) == 2
 
 
 def test_unmap_reports_whether_a_map_was_removed_and_keeps_the_cached_lun(client, ops):

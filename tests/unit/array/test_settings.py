@@ -22,3 +22,17 @@ def test_verification_is_on_by_default_and_a_ca_bundle_replaces_the_store():
 def test_a_client_certificate_needs_both_files():
     assert ArraySettings("a", client_cert="c.pem").cert is None
     assert ArraySettings("a", client_cert="c.pem", client_key="k.pem").cert == ("c.pem", "k.pem")
+
+
+def test_a_call_may_take_every_tries_timeouts_unless_a_deadline_is_given():
+    assert ArraySettings("a", timeout=30.0, connect_timeout=10.0, attempts=3).call_deadline == 120.0
+    assert ArraySettings("a", deadline=45.0).call_deadline == 45.0
+
+
+def test_clear_text_and_unchecked_certificates_are_named_as_risks():
+    assert ArraySettings("a").security_risks() == ()
+    assert ArraySettings("a", ca_bundle="/ca.pem").security_risks() == ()
+    (http,) = ArraySettings("a", scheme="http").security_risks()
+    assert http.startswith("scheme = http:") and "password (HTTP Basic)" in http and "clear text" in http
+    (unchecked,) = ArraySettings("a", verify_tls=False).security_risks()
+    assert unchecked.startswith("verify_tls = false:") and "pose as the array" in unchecked

@@ -1,11 +1,18 @@
-"""The HTTP transport retries only what is safe, a bounded number of times, and types its failures."""
+"""The HTTP transport retries only what is safe, within the call's budget, and types its failures."""
 
 import logging
 
 import pytest
 import requests
 
-from iscsi_agent.array.errors import ArrayAuthFailed, ArrayTimeout, ArrayTlsError, ArrayUnreachable
+from iscsi_agent.array.budget import one_budget_per_call
+from iscsi_agent.array.errors import (
+    TRANSPORT_ERRORS,
+    ArrayAuthFailed,
+    ArrayTimeout,
+    ArrayTlsError,
+    ArrayUnreachable,
+)
 from iscsi_agent.array.settings import ArraySettings
 from iscsi_agent.array.transport import HttpTransport, RetryPolicy
 from tests.unit.array.fakes import ScriptedSession, response
@@ -13,14 +20,15 @@ from tests.unit.array.fakes import ScriptedSession, response
 POLICY = RetryPolicy(attempts=3, base_delay=0.5, max_delay=8.0)
 
 
-def transport(session, sleeps, rand=lambda: 1.0):
+def transport(session, sleeps, rand=lambda: 1.0, retry=POLICY, clock=None):
     return HttpTransport(
         "https://array.test:443",
         session=session,
         timeout=(5.0, 30.0),
-        retry=POLICY,
+        retry=retry,
         sleep=sleeps.append,
         rand=rand,
+        clock=clock or (lambda: sum(sleeps)),
     )
 
 
@@ -68,17 +76,71 @@ def test_a_read_timeout_becomes_array_timeout():
         transport(session, []).request("POST", "/servlets/x", idempotent=False)
 
 
-def test_transient_statuses_are_retried_for_idempotent_calls_and_returned_when_they_persist():
+def test_transient_statuses_are_retried_for_idempotent_calls_and_unknown_outcomes_when_they_persist():
     session = ScriptedSession(response(503), response(502), response(503, b"busy"))
     sleeps = []
-    reply = transport(session, sleeps).request("GET", "/api/storage/luns", idempotent=True)
-    assert reply.status == 503 and reply.body == b"busy" and len(sleeps) == 2
+    with pytest.raises(ArrayUnreachable) as caught:
+        transport(session, sleeps).request("GET", "/api/storage/luns", idempotent=True)
+    assert caught.value.details["http_status"] == 503 and len(sleeps) == 2
 
 
-def test_a_transient_status_on_a_write_is_returned_without_a_retry():
-    session = ScriptedSession(response(503))
-    assert transport(session, []).request("POST", "/api/x", idempotent=False).status == 503
+@pytest.mark.parametrize(
+    ("status", "error"), [(502, ArrayUnreachable), (503, ArrayUnreachable), (504, ArrayTimeout)]
+)
+def test_a_gateway_status_on_a_write_is_an_unknown_outcome_not_a_refusal_and_is_not_resent(status, error):
+    session = ScriptedSession(response(status, reason="Bad Gateway"))
+    with pytest.raises(error) as caught:
+        transport(session, []).request("POST", "/api/protocols/san/lun-maps", idempotent=False)
+    assert isinstance(caught.value, TRANSPORT_ERRORS)  # what makes the client re-read before deciding
+    assert "may or may not have carried it out" in str(caught.value)
     assert len(session.calls) == 1
+
+
+def test_too_many_requests_on_a_write_is_returned_as_the_arrays_answer():
+    session = ScriptedSession(response(429))
+    assert transport(session, []).request("POST", "/api/x", idempotent=False).status == 429
+    assert len(session.calls) == 1
+
+
+def test_a_reply_cut_off_mid_body_is_an_unknown_outcome_and_a_read_is_retried():
+    broken = requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead(10 bytes read)")
+    session = ScriptedSession(broken, response(200, b"ok"))
+    assert transport(session, []).request("GET", "/api/cluster", idempotent=True).body == b"ok"
+    session = ScriptedSession(broken)
+    with pytest.raises(ArrayUnreachable) as caught:
+        transport(session, []).request("POST", "/api/protocols/san/lun-maps", idempotent=False)
+    assert "broke off" in str(caught.value) and len(session.calls) == 1
+
+
+def test_requests_made_in_one_client_call_share_its_retries():
+    reset = requests.exceptions.ConnectionError("Connection reset by peer")
+    session = ScriptedSession(reset, reset, response(200), reset)
+    sleeps = []
+
+    @one_budget_per_call
+    class Client:
+        def __init__(self, transport):
+            self.transport = transport
+            self.budgets = transport.budgets
+
+        def two_reads(self):
+            self.transport.request("GET", "/api/storage/luns", idempotent=True)  # spends both retries
+            self.transport.request("GET", "/api/protocols/san/lun-maps", idempotent=True)  # none left
+
+    with pytest.raises(ArrayUnreachable):
+        Client(transport(session, sleeps)).two_reads()
+    assert len(session.calls) == 4 and sleeps == [0.5, 1.0]
+
+
+def test_no_retry_starts_after_the_calls_deadline_and_timeouts_shrink_to_the_time_left():
+    reset = requests.exceptions.ConnectionError("Connection reset by peer")
+    session = ScriptedSession(*[reset] * 10)
+    sleeps = []
+    made = transport(session, sleeps, retry=RetryPolicy(attempts=10, base_delay=1.0, deadline=4.0))
+    with pytest.raises(ArrayUnreachable):
+        made.request("GET", "/api/cluster", idempotent=True)
+    assert sleeps == [1.0, 2.0]  # the next backoff, 4 s, would end after the deadline
+    assert [kwargs["timeout"] for _, _, kwargs in session.calls] == [(4.0, 4.0), (3.0, 3.0), (1.0, 1.0)]
 
 
 def test_401_is_an_auth_error_and_is_not_retried():
@@ -101,6 +163,21 @@ def test_every_request_carries_the_connect_and_read_timeouts():
     method, url, kwargs = session.calls[0]
     assert (method, url) == ("GET", "https://array.test:443/api/cluster")
     assert kwargs["timeout"] == (5.0, 30.0) and kwargs["params"] == {"fields": "version"}
+
+
+def test_the_environment_chooses_no_proxy_credentials_or_trust_store():
+    made = HttpTransport.from_settings(ArraySettings("array.test", "admin", "s3cret!"))
+    assert made._session.trust_env is False
+
+
+def test_settings_that_expose_secrets_are_logged_as_a_warning_naming_the_risk(caplog):
+    HttpTransport.from_settings(ArraySettings("array.test", "admin", "s3cret!", scheme="http"))
+    HttpTransport.from_settings(ArraySettings("array.test", "admin", "s3cret!", verify_tls=False))
+    HttpTransport.from_settings(ArraySettings("array.test", "admin", "s3cret!"))
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 2
+    assert "scheme = http" in warnings[0] and "clear text" in warnings[0]
+    assert "verify_tls = false" in warnings[1] and "not checked" in warnings[1]
 
 
 def test_settings_give_basic_auth_or_a_client_certificate_never_both():
