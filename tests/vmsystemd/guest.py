@@ -1,0 +1,277 @@
+"""Runs inside the VM under systemd as PID 1: the agent's units from activation to a clean stop.
+
+Started by vng's serial console once systemd is up. Each phase records what the guest saw, raw
+(systemctl's properties, the agent's answers, journal lines), into results.json, and every
+command with its output into transcript.log; the host's tests judge them. A failing phase is
+recorded and the next one still runs, so one boot answers every question.
+Usage: python -m tests.vmsystemd.guest RESULTS_DIR
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from iscsi_agent.naa import netapp_wwid
+from ontap_sim import Simulator
+from ontap_sim.mirror import TgtMirror
+from ontap_sim.tgt import Tgtadm
+from tests.vmsystemd.boot import RESULTS_FILE, SIM_PORT, TRANSCRIPT
+
+SERVICE, SOCKET_UNIT = "iscsi-agent.service", "iscsi-agent.socket"
+SOCKET = "/run/iscsi-agent/agent.sock"
+VOLUME = "/vol/vol1/lun1"
+CTL = str(Path(sys.executable).parent / "iscsi-agentctl")
+SERVICE_PROPS = "ActiveState,SubState,Result,StatusText,MainPID,NRestarts,ExecMainCode,ExecMainStatus,TriggeredBy,WatchdogUSec,FragmentPath,DropInPaths"
+SOCKET_PROPS = "ActiveState,SubState,Listen,Triggers"
+BOOT_WAIT = 300.0
+RESTART_WAIT = 300.0  # the agent's start alone took 60 s of a loaded TCG guest
+
+
+class Guest:
+    def __init__(self, transcript: TextIO) -> None:
+        self.out = transcript
+        self.facts: dict[str, Any] = {}
+
+    def sh(self, *argv: str, timeout: float = 120.0) -> tuple[int, str]:
+        self.out.write(f"\n$ {' '.join(argv)}\n")
+        try:
+            done = subprocess.run(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            code, text = done.returncode, done.stdout + done.stderr
+        except subprocess.TimeoutExpired as exc:
+            code, text = -1, f"{exc.stdout or ''}{exc.stderr or ''}[timed out after {timeout:g}s]"
+        self.out.write(text if text.endswith("\n") or not text else text + "\n")
+        self.out.write(f"[exit {code}]\n")
+        self.out.flush()
+        return code, text
+
+    def note(self, text: str) -> None:
+        self.out.write(f"\n# {text}\n")
+        self.out.flush()
+
+    def show(self, unit: str, props: str) -> dict[str, str]:
+        _, text = self.sh("systemctl", "show", "-p", props, unit)
+        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+    def ctl(self, *args: str, timeout: float = 300.0) -> dict[str, Any]:
+        code, text = self.sh(CTL, "--socket", SOCKET, "--json", *args, timeout=timeout)
+        try:
+            answer = json.loads(text)
+        except json.JSONDecodeError:
+            answer = text
+        return {"exit": code, "answer": answer}
+
+    def journal(self, unit: str, pattern: str) -> list[str]:
+        """The unit's journal lines (systemd's own about it included) that match ``pattern``."""
+        _, text = self.sh("journalctl", "--no-pager", "-o", "short-monotonic", "-u", unit)
+        return [line for line in text.splitlines() if re.search(pattern, line)]
+
+    def wait(self, what: str, probe: Callable[[], bool], timeout: float) -> float | None:
+        """Seconds until ``probe`` held, or None when it did not within ``timeout``."""
+        started = time.monotonic()
+        while not probe():
+            if time.monotonic() - started > timeout:
+                self.note(f"{what}: not within {timeout:g}s")
+                return None
+            time.sleep(0.5)
+        took = time.monotonic() - started
+        self.note(f"{what}: after {took:.1f}s")
+        return took
+
+    def phase(self, name: str, action: Callable[[], dict[str, Any]]) -> None:
+        self.note(f"=== {name} ===")
+        try:
+            self.facts[name] = action()
+        except Exception:  # noqa: BLE001 - recorded for the host's test; the next phase still runs
+            self.facts[name] = {"error": traceback.format_exc()}
+            self.note(f"{name} failed:\n{traceback.format_exc()}")
+
+
+def boot(guest: Guest) -> dict[str, Any]:
+    pid1 = Path("/proc/1/comm").read_text().strip()
+    _, running = guest.sh("systemctl", "is-system-running", "--wait", timeout=BOOT_WAIT)
+    _, failed = guest.sh("systemctl", "list-units", "--failed", "--no-legend", "--plain")
+    _, virt = guest.sh("systemd-detect-virt")
+    return {
+        "pid1": pid1,
+        "system_state": running.strip(),
+        "failed_units": failed.strip(),
+        "virt": virt.strip(),
+    }
+
+
+def verify(guest: Guest) -> dict[str, Any]:
+    code, text = guest.sh("systemd-analyze", "verify", SOCKET_UNIT, SERVICE)
+    _, security = guest.sh("systemd-analyze", "security", "--no-pager", SERVICE)
+    exposure = [line for line in security.splitlines() if "Overall exposure level" in line]
+    return {"exit": code, "output": text.strip(), "exposure": exposure[-1].strip() if exposure else ""}
+
+
+def before_activation(guest: Guest) -> dict[str, Any]:
+    return {"socket": guest.show(SOCKET_UNIT, SOCKET_PROPS), "service": guest.show(SERVICE, SERVICE_PROPS)}
+
+
+def start_array(guest: Guest) -> tuple[Simulator, dict[str, Any]]:
+    guest.sh("ip", "addr", "add", "127.0.0.2/8", "dev", "lo")
+    guest.sh("modprobe", "iscsi_tcp")
+    units = {
+        unit: guest.show(unit, "ActiveState,SubState")
+        for unit in ("tgt.service", "iscsid.socket", "multipathd.service")
+    }
+    guest.wait(
+        "tgtd answers",
+        lambda: guest.sh("tgtadm", "--lld", "iscsi", "--op", "show", "--mode", "target")[0] == 0,
+        60,
+    )
+    guest.wait("iscsid answers", lambda: guest.sh("iscsiadm", "-m", "session")[0] in (0, 21), 60)
+    sim = Simulator(tgt=TgtMirror(Tgtadm(backing_dir=Path("/var/tmp/iscsi-agent-backing")), tid=1))
+    url = sim.start(port=SIM_PORT)
+    guest.note(f"simulated ONTAP at {url}, mirrored into tgtd target 1")
+    return sim, {"units": units, "simulator": url}
+
+
+def activate(guest: Guest) -> dict[str, Any]:
+    """The first connection starts the service (only the socket is enabled)."""
+    guest.sh("systemd-analyze", "log-level", "debug")  # PID 1 then logs each notification it gets
+    started = time.monotonic()
+    status = guest.ctl("status")
+    first_answer = time.monotonic() - started
+    guest.wait("service active", lambda: guest.show(SERVICE, "ActiveState")["ActiveState"] == "active", 60)
+    guest.sh("systemd-analyze", "log-level", "info")
+    _, text = guest.sh("systemctl", "status", "--no-pager", "-l", SERVICE)
+    return {
+        "first_status": status,
+        "first_answer_seconds": round(first_answer, 2),
+        "service": guest.show(SERVICE, SERVICE_PROPS),
+        "socket": guest.show(SOCKET_UNIT, SOCKET_PROPS),
+        "systemctl_status": text,
+        "notifications": guest.journal(SERVICE, "notification message"),
+        "listener": guest.journal(SERVICE, "systemd passed"),
+    }
+
+
+def attach(guest: Guest, sim: Simulator) -> dict[str, Any]:
+    with sim.state.lock:
+        serial = sim.state.lun("svm1", path=VOLUME).serial
+    answer = guest.ctl("attach", VOLUME)
+    device = answer["answer"].get("device", "") if isinstance(answer["answer"], dict) else ""
+    resolved = os.path.realpath(device) if device else ""
+    guest.sh("ls", "-l", device or "/dev/disk/by-id")
+    guest.wait(
+        "STATUS shows the attachment",
+        lambda: "1 attachments" in guest.show(SERVICE, "StatusText")["StatusText"],
+        30,
+    )
+    return {
+        "ctl": answer,
+        "expected_device": f"/dev/disk/by-id/wwn-0x{netapp_wwid(serial)}",
+        "device_exists": bool(device) and os.path.exists(device),
+        "resolved": resolved,
+        "service": guest.show(SERVICE, SERVICE_PROPS),
+    }
+
+
+def watchdog(guest: Guest) -> dict[str, Any]:
+    """SIGSTOP freezes every thread: the pings stop, as they would for a wedged main loop."""
+    before = guest.show(SERVICE, SERVICE_PROPS)
+    old_pid, old_restarts = int(before["MainPID"]), int(before["NRestarts"])
+    if old_pid <= 1:  # kill(0) would stop this script's own process group
+        raise RuntimeError(f"the service has no main process to wedge: {before}")
+    guest.note(f"SIGSTOP to the agent's main process {old_pid}")
+    os.kill(old_pid, signal.SIGSTOP)
+
+    def restarted() -> bool:
+        now = guest.show(SERVICE, "ActiveState,MainPID,NRestarts")
+        return (
+            now["ActiveState"] == "active"
+            and now["MainPID"] not in ("0", str(old_pid))
+            and int(now["NRestarts"]) > old_restarts
+        )
+
+    took = guest.wait("restarted by systemd", restarted, RESTART_WAIT)
+    after = guest.show(SERVICE, SERVICE_PROPS)
+    guest.sh("ls", "-l", "/run/iscsi-agent")
+    listed = guest.ctl("list")
+    return {
+        "before": before,
+        "stopped_pid": old_pid,
+        "restart_seconds": took,
+        "after": after,
+        "journal": guest.journal(
+            SERVICE, "atchdog|SIGABRT|Scheduled restart|Main process exited|Started|serving"
+        ),
+        "list_after": listed,
+        "old_pid_gone": not Path(f"/proc/{old_pid}").exists(),
+    }
+
+
+def detach(guest: Guest, device: str) -> dict[str, Any]:
+    answer = guest.ctl("detach", VOLUME)
+    return {"ctl": answer, "device_gone": not os.path.exists(device) if device else None}
+
+
+def stop(guest: Guest) -> dict[str, Any]:
+    guest.sh("systemd-analyze", "log-level", "debug")
+    code, _ = guest.sh("systemctl", "stop", SERVICE, timeout=120)
+    guest.sh("systemd-analyze", "log-level", "info")
+    _, text = guest.sh("systemctl", "status", "--no-pager", "-l", SERVICE)
+    return {
+        "exit": code,
+        "service": guest.show(SERVICE, SERVICE_PROPS),
+        "socket": guest.show(SOCKET_UNIT, SOCKET_PROPS),
+        "systemctl_status": text,
+        "stopping": guest.journal(SERVICE, "STOPPING=1|stopping|stopped|Deactivated|Stopped"),
+    }
+
+
+def main(results: Path) -> int:
+    with (results / TRANSCRIPT).open("w") as transcript:
+        guest = Guest(transcript)
+        guest.phase("boot", lambda: boot(guest))
+        guest.phase("verify", lambda: verify(guest))
+        guest.phase("before_activation", lambda: before_activation(guest))
+        sim: Simulator | None = None
+        try:
+            sim, array = start_array(guest)
+            guest.facts["array"] = array
+        except Exception:  # noqa: BLE001 - without an array the unit checks still run
+            guest.facts["array"] = {"error": traceback.format_exc()}
+        guest.phase("activate", lambda: activate(guest))
+        if sim is not None:
+            guest.phase("attach", lambda: attach(guest, sim))
+        guest.phase("watchdog", lambda: watchdog(guest))
+        device = guest.facts.get("attach", {}).get("expected_device", "")
+        guest.phase("detach", lambda: detach(guest, device))
+        guest.phase("stop", lambda: stop(guest))
+        with (results / "journal.txt").open("w") as journal:
+            subprocess.run(
+                ["journalctl", "-b", "--no-pager", "-o", "short-monotonic"],
+                stdout=journal,
+                stderr=subprocess.STDOUT,
+                timeout=300,
+                check=False,
+            )
+        if sim is not None:
+            sim.stop()
+    (results / RESULTS_FILE).write_text(json.dumps(guest.facts, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1])))
