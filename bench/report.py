@@ -41,16 +41,27 @@ def calls_section(results: dict[str, Any]) -> list[str]:
         cells = []
         for api in ("zapi", "rest"):
             value = counts[api]
-            cells.append(f"{value[name]['array']:>5}" if not _err(value) and name in value else f"{'-':>5}")
+            ok = not _err(value) and name in value and not _err(value[name])
+            cells.append(f"{value[name]['array']:>5}" if ok else f"{'-':>5}")
         rest = counts["rest"]
-        iscsiadm = rest[name]["iscsiadm"] if not _err(rest) and name in rest else None
+        iscsiadm = (
+            rest[name]["iscsiadm"] if not _err(rest) and name in rest and not _err(rest[name]) else None
+        )
         shown = "-" if iscsiadm is None else str(len(iscsiadm))
         lines.append(f"  {name:44} {' '.join(cells)} {goal:>5}   {shown:>15}")
     lines.append("  the array requests, where a count is above its goal:")
     for name, goal in rows:
         for api in ("zapi", "rest"):
             value = counts[api]
-            if _err(value) or name not in value or "array_requests" not in value[name]:
+            if _err(value) or name not in value or _err(value[name]):
+                if not _err(value) and name in value:
+                    lines.append(f"    {api} {name}: {_err(value[name])}")
+                continue
+            if value[name].get("first_try_failed"):
+                lines.append(
+                    f"    {api} {name}: first try failed, counted on the second: {value[name]['first_try_failed']}"
+                )
+            if "array_requests" not in value[name]:
                 continue
             if value[name]["array"] > int(goal.strip("<= ")):
                 lines.append(f"    {api} {name}: {', '.join(value[name]['array_requests'])}")
@@ -64,7 +75,9 @@ def calls_section(results: dict[str, Any]) -> list[str]:
             "attach warm, first LUN of the target",
             "attach warm, second LUN on a live session",
         ):
-            lines.append(f"    {name}: {rest[name]['iscsiadm'] or 'none'}")
+            if name in rest and not _err(rest[name]):
+                calls = [call if len(call) <= 60 else call[:57] + "..." for call in rest[name]["iscsiadm"]]
+                lines.append(f"    {name}: {'; '.join(calls) or 'none'}")
     return lines
 
 
