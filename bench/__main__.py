@@ -1,16 +1,17 @@
 """``python -m bench`` runs every benchmark: array calls on this machine, then the host-side figures
 from one VM run (``bench.vm``). ``python -m bench array`` or ``python -m bench vm`` runs one of them;
-``--quick`` samples less (a smoke run of the whole flow)."""
+``--quick`` samples less (a smoke run of the whole flow); ``--only=calls,daemon`` measures only those
+phases in the VM (calls, single, parallel, multipath, daemon)."""
 
 import sys
 
 from bench import array_calls, vm
 
-wanted = [arg for arg in sys.argv[1:] if arg != "--quick"] or ["array", "vm"]
+wanted = [arg for arg in sys.argv[1:] if not arg.startswith("--")] or ["array", "vm"]
 code = 0
 if "array" in wanted:
     code |= array_calls.main()
     print(flush=True)
 if "vm" in wanted:
-    code |= vm.main(quick="--quick" in sys.argv)
+    code |= vm.main([arg for arg in sys.argv[1:] if arg.startswith("--")])
 sys.exit(code)

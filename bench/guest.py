@@ -7,7 +7,7 @@ command sequence (``bench/floor.py``). The daemon figures use the real ``iscsi-a
 socket. Every figure lands in ``bench.json`` in the results folder; a figure that could not be
 measured carries the reason instead. Loopback only; every loop is bounded.
 
-Usage: python -m bench.guest RESULTS_DIR OSBRICK_PYTHON [--quick]
+Usage: python -m bench.guest RESULTS_DIR OSBRICK_PYTHON [--quick] [--only=calls,single,...]
 """
 
 from __future__ import annotations
@@ -459,13 +459,72 @@ def initiator_name() -> str:
     raise RuntimeError("/etc/iscsi/initiatorname.iscsi has no InitiatorName")
 
 
-def main(results_dir: Path, osbrick_python: str, quick: bool = False) -> int:
+@dataclass
+class Run:
+    results: dict[str, Any]
+    phases: Sequence[str]
+    sim: Simulator
+    sim_url: str
+    array: Array
+    brick: OsBrick
+    agents: dict[str, Agent]
+    initiator: str
+    iqn: str
+    work: Path
+    results_dir: Path
+
+
+def run_phases(run: Run) -> None:
+    for api in ("zapi", "rest"):
+        run.array.drop_igroups()
+        run.agents[api] = counted = build_agent(run.sim_url, run.work / f"state-{api}", api, run.initiator)
+        if "calls" in run.phases:
+            try:
+                attempt(run.results, f"calls {api}", lambda counted=counted: count_calls(run.sim, counted))
+            finally:
+                clean(run.array)
+    agent = run.agents["rest"]
+    if "single" in run.phases:
+        say("timing first LUN, second LUN, detach: agent, floor, os-brick")
+        attempt(run.results, "single", lambda: single_attach(agent, run.brick, run.array, run.iqn))
+    if "parallel" in run.phases:
+        say(f"timing {len(PARALLEL_LUNS)} attaches in parallel")
+        attempt(run.results, "parallel", lambda: parallel(agent, run.brick, run.array, run.iqn))
+    if "multipath" in run.phases:
+        say("timing a multipath attach over both portals")
+        run.agents["multipath"] = build_agent(
+            run.sim_url, run.work / "state-mp", "rest", run.initiator, multipath=True
+        )
+        attempt(
+            run.results,
+            "multipath",
+            lambda: multipath(run.agents["multipath"], run.brick, run.array, run.iqn),
+        )
+    if "daemon" in run.phases:
+        say("the daemon: start to READY, health p99, RSS over attach/detach cycles")
+        attempt(
+            run.results,
+            "daemon",
+            lambda: daemon_figures.measure(run.sim_url, run.results_dir / "daemon", DAEMON_LUNS, say),
+        )
+
+
+PHASES = ("calls", "single", "parallel", "multipath", "daemon")
+
+
+def main(results_dir: Path, osbrick_python: str, quick: bool = False, phases: Sequence[str] = PHASES) -> int:
+    """``phases``: all by default (one run gives every figure); a subset re-measures only those."""
     global ROUNDS, PARALLEL_LUNS
     if quick:  # a smoke run of the whole flow: every figure, fewer samples
         ROUNDS, PARALLEL_LUNS = 1, PARALLEL_LUNS[:4]
         daemon_figures.CYCLES, daemon_figures.HEALTH_REQUESTS = 3, 200
     out = results_dir / "bench.json"
-    results: dict[str, Any] = {"rounds": ROUNDS, "parallel_count": len(PARALLEL_LUNS), "quick": quick}
+    results: dict[str, Any] = {
+        "rounds": ROUNDS,
+        "parallel_count": len(PARALLEL_LUNS),
+        "quick": quick,
+        "phases": list(phases),
+    }
     with (results_dir / "stack.log").open("w") as log:
         started = time.monotonic()
         start_stack(log)
@@ -482,26 +541,8 @@ def main(results_dir: Path, osbrick_python: str, quick: bool = False) -> int:
         results["os-brick unavailable"] = brick.broken
     agents: dict[str, Agent] = {}
     try:
-        for api in ("zapi", "rest"):
-            array.drop_igroups()
-            agents[api] = counted = build_agent(sim_url, work / f"state-{api}", api, initiator)
-            try:
-                attempt(results, f"calls {api}", lambda counted=counted: count_calls(sim, counted))
-            finally:
-                clean(array)
-        agent = agents["rest"]
-        say("timing first LUN, second LUN, detach: agent, floor, os-brick")
-        attempt(results, "single", lambda: single_attach(agent, brick, array, iqn))
-        say(f"timing {len(PARALLEL_LUNS)} attaches in parallel")
-        attempt(results, "parallel", lambda: parallel(agent, brick, array, iqn))
-        say("timing a multipath attach over both portals")
-        agents["multipath"] = build_agent(sim_url, work / "state-mp", "rest", initiator, multipath=True)
-        attempt(results, "multipath", lambda: multipath(agents["multipath"], brick, array, iqn))
-        say("the daemon: start to READY, health p99, RSS over attach/detach cycles")
-        attempt(
-            results,
-            "daemon",
-            lambda: daemon_figures.measure(sim_url, results_dir / "daemon", DAEMON_LUNS, say),
+        run_phases(
+            Run(results, phases, sim, sim_url, array, brick, agents, initiator, iqn, work, results_dir)
         )
         clean(array)
     finally:
@@ -516,4 +557,8 @@ def main(results_dir: Path, osbrick_python: str, quick: bool = False) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]), sys.argv[2], quick="--quick" in sys.argv[3:]))
+    flags = sys.argv[3:]
+    only = [flag.split("=", 1)[1].split(",") for flag in flags if flag.startswith("--only=")]
+    sys.exit(
+        main(Path(sys.argv[1]), sys.argv[2], quick="--quick" in flags, phases=only[0] if only else PHASES)
+    )

@@ -194,6 +194,11 @@ def render(results: dict[str, Any]) -> str:
     lines = [
         "Host-side figures from one VM run (QEMU software emulation: absolute times are slow; read ratios)"
     ]
+    phases = results.get("phases")
+    if phases and len(phases) < 5:
+        lines.append(f"this run measured only: {', '.join(phases)}")
+    if results.get("quick"):
+        lines.append("a --quick run: one round, 4 parallel attaches, 3 daemon cycles, 200 health requests")
     if results.get("os-brick unavailable"):
         lines.append(f"os-brick: {NOT_MEASURED} ({results['os-brick unavailable']})")
     for section in (calls_section, timing_section, daemon_section):

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench.report import NOT_MEASURED, render
@@ -44,7 +45,7 @@ def osbrick_python() -> tuple[str, str | None]:
     return str(python), None
 
 
-def main(quick: bool = False) -> int:
+def main(guest_flags: Sequence[str] = ()) -> int:
     missing = missing_prerequisites()
     if missing:
         print(
@@ -63,7 +64,7 @@ def main(quick: bool = False) -> int:
         f"booting {kernel.name} in QEMU for the host-side figures (one run, several minutes) ...", flush=True
     )
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:/usr/sbin:/sbin:{os.environ.get('PATH', '')}")
-    guest = [sys.executable, "-m", "bench.guest", str(results), python, *(["--quick"] if quick else [])]
+    guest = [sys.executable, "-m", "bench.guest", str(results), python, *guest_flags]
     try:
         done = subprocess.run(
             vng_argv(kernel, results, ROOT, guest),
