@@ -92,6 +92,11 @@ class Multipath:
         """Hand one path device ("sdb") to multipathd, which builds or extends the map."""
         self._run("add path", [self._daemon_program, "add", "path", device_name])
 
+    def forget_path(self, device_name: str) -> None:
+        """Tell multipathd to stop managing one path ("sdb"), so its path checker closes the device
+        before the path is deleted (and cannot build the map again from it)."""
+        self._run("del path", [self._daemon_program, "del", "path", device_name])
+
     def wait_for(self, wwid: str, path_names: Collection[str], timeout: float) -> MultipathMap:
         """Wait until the map for wwid runs over every one of path_names and has its /dev/mapper node."""
         wanted = set(path_names)

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 UDEV_PROBES = frozenset({"multipath", "blkid", "udevadm", "kpartx"})  # run by udev rules, briefly
 PROBE_GRACE = 5.0
+MULTIPATH_DAEMON = "multipathd"
 
 
 class Detacher:
@@ -83,6 +84,8 @@ class Detacher:
             multipath = self._multipath
             steps.run(Step.REMOVE_MULTIPATH, lambda: multipath.flush(mpath), wwid=attachment.wwid)
         for device in paths:
+            if mpath is not None and self._multipath is not None:
+                self._multipath.forget_path(device.name)
             steps.run(
                 Step.REMOVE_PATHS,
                 partial(self._remover.remove, device, self._removal_timeout, force, serial=attachment.serial),
@@ -149,10 +152,12 @@ class Detacher:
         for device in paths:
             usage = self._usage(device.name)
             if mpath is not None:
-                # the LUN's own map holds and claims its paths; it goes first, so it does not count
+                # the LUN's own map holds and claims its paths, and multipathd's path checker keeps
+                # them open; the map goes first and multipathd lets go, so neither counts
                 usage = replace(
                     usage,
                     holders=tuple(h for h in usage.holders if h.split(" ", 1)[0] != mpath.dm),
+                    openers=tuple(o for o in usage.openers if o.command != MULTIPATH_DAEMON),
                     claimed=False,
                 )
             blocker = removal_blocker(usage)

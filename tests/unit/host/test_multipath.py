@@ -49,6 +49,11 @@ def test_adding_a_wwid_uses_multipaths_spelling(multipath, runner):
     assert runner.calls[0].timeout == 45
 
 
+def test_forgetting_a_path_asks_multipathd_to_let_it_go(multipath, runner):
+    multipath.forget_path("sdb")
+    assert runner.argvs == [("multipathd", "del", "path", "sdb")]
+
+
 def test_adding_a_path_asks_multipathd(multipath, runner):
     multipath.add_path("sdb")
     assert runner.argvs == [("multipathd", "add", "path", "sdb")]
