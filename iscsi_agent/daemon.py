@@ -24,6 +24,7 @@ from iscsi_agent.api.server import ApiServer
 from iscsi_agent.array.client import ArrayClient
 from iscsi_agent.array.connect import connect
 from iscsi_agent.array.lazy import LazyArrayClient
+from iscsi_agent.array.transport import HttpTransport
 from iscsi_agent.config import Config
 from iscsi_agent.errors import AgentError
 from iscsi_agent.host.command import SubprocessRunner
@@ -135,12 +136,19 @@ class Daemon:
         paths = HostPaths(self.config.agent.host_root)
         initiator = read_initiator_name(paths, str(self.config.agent.initiator_name_file))
         settings = self.config.array.to_settings()
-        array = LazyArrayClient(lambda: connect(settings))
+        metrics = Metrics()
+
+        def connect_metered() -> ArrayClient:
+            transport = HttpTransport.from_settings(settings)
+            client = connect(settings, transport=transport)
+            transport.observe = lambda result, seconds: metrics.array_request(client.api, result, seconds)
+            return client
+
+        array = LazyArrayClient(connect_metered)
         journal = Journal.open(self.config.agent.state_dir / FILE_NAME)
         pruned = journal.prune(datetime.now(UTC) - JOURNAL_KEEPS)
         if pruned:
             log.info("forgot %d operations that finished more than %s ago", pruned, JOURNAL_KEEPS)
-        metrics = Metrics()
         host = build_host(self.config, MeteredRunner(SubprocessRunner(), metrics), clock)
         volumes = build_volume_service(
             self.config,

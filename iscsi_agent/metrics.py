@@ -89,6 +89,10 @@ class Metrics:
     def identity_mismatch(self) -> None:
         self.identity_mismatches.inc()
 
+    def array_request(self, api: str, result: str, seconds: float) -> None:
+        self.array_requests.labels(api or "unknown", result).inc()
+        self.array_seconds.labels(api or "unknown").observe(seconds)
+
     def finished(self, operation: str, seconds: float, code: str | None) -> None:
         outcome = "ok" if code is None else "failed"
         self.operation_seconds.labels(operation, outcome).observe(seconds)

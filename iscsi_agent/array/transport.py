@@ -82,6 +82,9 @@ class HttpTransport:
         self._verify = verify
         self._cert = cert
         self.budgets = Budgets(retry, clock=clock, sleep=sleep, rand=rand)
+        self._clock = clock
+        self.observe: Callable[[str, float], None] | None = None
+        """Told every request's result ("ok", "http_<status>" or an error code) and duration (metrics)."""
 
     @classmethod
     def from_settings(cls, settings: ArraySettings, **overrides: Any) -> HttpTransport:
@@ -151,6 +154,18 @@ class HttpTransport:
         return ArrayUnreachable(message, url=self.base_url, http_status=reply.status)
 
     def _send(self, method: str, path: str, timeout: tuple[float, float], **kwargs: Any) -> HttpReply:
+        if self.observe is None:
+            return self._send_once(method, path, timeout, **kwargs)
+        started = self._clock()
+        try:
+            reply = self._send_once(method, path, timeout, **kwargs)
+        except ArrayError as exc:
+            self.observe(exc.code, self._clock() - started)
+            raise
+        self.observe("ok" if reply.status < 400 else f"http_{reply.status}", self._clock() - started)
+        return reply
+
+    def _send_once(self, method: str, path: str, timeout: tuple[float, float], **kwargs: Any) -> HttpReply:
         url = self.base_url + path
         try:
             # verify and cert go with each request, so nothing set on the session can replace them

@@ -140,6 +140,10 @@ def test_attach_write_read_list_detach_through_the_socket(agent: RunningAgent):
     metrics = urlopen(agent.metrics_url, timeout=10).read().decode()
     assert 'iscsi_agent_operations_total{code="",operation="attach",outcome="ok"} 1.0' in metrics
     assert "iscsi_agent_attached_volumes 1.0" in metrics
+    assert 'iscsi_agent_array_requests_total{api="' in metrics and 'result="ok"}' in metrics
+    assert (
+        'iscsi_agent_commands_total{exit_code="0",operation="node-login",program="iscsiadm"} 1.0' in metrics
+    )
     checked = subprocess.run(
         ["promtool", "check", "metrics"], input=metrics, capture_output=True, text=True, check=False
     )

@@ -211,3 +211,16 @@ def test_the_password_never_reaches_the_logs(caplog):
     assert "s3cret!" not in repr(settings)
     transport(session, []).request("POST", "/api/x", idempotent=True, json={"password": "s3cret!"})
     assert "s3cret!" not in caplog.text
+
+
+def test_every_request_is_told_to_the_observer_with_its_result_and_duration():
+    reset = requests.exceptions.ConnectionError("Connection reset by peer")
+    session = ScriptedSession(reset, response(200, b"ok"), response(500, b"{}"))
+    sleeps: list[float] = []
+    seen: list[tuple[str, float]] = []
+    sender = transport(session, sleeps)
+    sender.observe = lambda result, seconds: seen.append((result, seconds))
+    sender.request("GET", "/api/cluster", idempotent=True)
+    sender.request("GET", "/api/cluster", idempotent=True)
+    assert [result for result, _ in seen] == ["array_unreachable", "ok", "http_500"]
+    assert all(seconds >= 0 for _, seconds in seen)
