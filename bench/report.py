@@ -152,21 +152,34 @@ def timing_section(results: dict[str, Any]) -> list[str]:
 
 
 def daemon_section(results: dict[str, Any]) -> list[str]:
-    daemon = results.get("daemon")
-    lines = ["The daemon (iscsi-agent over its socket)"]
+    lines = []
+    for key, title in (
+        ("daemon", "The daemon (iscsi-agent over its socket) in the VM"),
+        (
+            "daemon on this machine",
+            "The daemon on this machine, no VM (start-up and socket figures need no SCSI layer)",
+        ),
+    ):
+        if key in results:
+            lines.extend(["" if lines else None, *_daemon(results[key], title)])
+    return [line for line in lines if line is not None]
+
+
+def _daemon(daemon: Any, title: str) -> list[str]:
+    lines = [title]
     if _err(daemon):
         return [*lines, f"  {_err(daemon)}"]
     start = daemon.get("start", {})
     lines.append(
         f"  exec to READY=1 {_secs(start.get('ready_s'))} s; exec to the socket answering GET /v1/health "
-        f"{_secs(start.get('answering_s'))} s"
+        f"{_secs(start.get('answering_s'))} s; of that, Python and imports alone {_secs(daemon.get('import_s'))} s"
     )
     health = daemon.get("health")
     if _err(health):
         lines.append(f"  health: {_err(health)}")
     else:
         lines.append(
-            f"  GET /v1/health at {health['requests'] / 10:.0f} req/s target ({health['achieved_rate']:.0f} achieved), "
+            f"  GET /v1/health at {health.get('rate', 200)} req/s target ({health['achieved_rate']:.0f} achieved), "
             f"{health['requests']} requests, a fresh connection each: p50 {health['p50_ms']:.1f} ms, "
             f"p99 {health['p99_ms']:.1f} ms, max {health['max_ms']:.1f} ms, failures {health['failures']}"
         )
@@ -177,7 +190,9 @@ def daemon_section(results: dict[str, Any]) -> list[str]:
             f"p99 {closed['p99_ms']:.1f} ms (the daemon's own time per answer, no queueing)"
         )
     cycles = daemon.get("cycles")
-    if _err(cycles):
+    if cycles is None:
+        lines.append(f"  RSS at READY {daemon.get('rss_kib_at_ready', 0) / 1024:.1f} MiB")
+    elif _err(cycles):
         lines.append(
             f"  RSS at READY {daemon.get('rss_kib_at_ready', 0) / 1024:.1f} MiB; cycles: {_err(cycles)}"
         )
@@ -187,6 +202,8 @@ def daemon_section(results: dict[str, Any]) -> list[str]:
             f"  RSS at READY {daemon.get('rss_kib_at_ready', 0) / 1024:.1f} MiB; {cycles['cycles']} attach/detach "
             f"cycles in {cycles['seconds']:.0f} s: {rss}"
         )
+        for refusal in cycles.get("detach_refusals", []):
+            lines.append(f"  a detach answered 409 and succeeded on a retry 2 s later: {refusal}")
     return lines
 
 

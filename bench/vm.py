@@ -14,7 +14,9 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from bench import daemon_figures
 from bench.report import NOT_MEASURED, render
 from tests.vmtier.boot import find_kernel, missing_prerequisites, vng_argv
 
@@ -59,6 +61,11 @@ def main(guest_flags: Sequence[str] = ()) -> int:
     if why_not:
         print(f"os-brick: {NOT_MEASURED} ({why_not})", flush=True)
         python = "/nonexistent/os-brick-python"
+    on_host: dict[str, Any]
+    try:  # before the VM boots, so the two do not share the CPUs
+        on_host = daemon_figures.on_this_machine(lambda text: print(f"[bench] {text}", flush=True))
+    except Exception as exc:  # noqa: BLE001 - printed as not measured, with the reason
+        on_host = {"error": f"{type(exc).__name__}: {exc}"[:400]}
     results = Path(tempfile.mkdtemp(prefix="iscsi-agent-bench-"))
     print(
         f"booting {kernel.name} in QEMU for the host-side figures (one run, several minutes) ...", flush=True
@@ -83,6 +90,7 @@ def main(guest_flags: Sequence[str] = ()) -> int:
     data = json.loads(figures.read_text())
     if why_not:
         data["os-brick unavailable"] = why_not
+    data["daemon on this machine"] = on_host
     print()
     print(render(data))
     print(f"\n(raw figures and guest logs: {results})")
