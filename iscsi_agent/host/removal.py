@@ -40,12 +40,13 @@ from iscsi_agent.host.errors import (
     IdentityUnreadable,
     KernelCallTimeout,
     SysfsError,
+    WaitTimeout,
 )
 from iscsi_agent.host.identity import Verdict, verify_lun
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sessions import ScsiAddress
 from iscsi_agent.host.sysfs import entries, read_attr, read_attr_if_present, read_link, write_attr
-from iscsi_agent.host.waiting import Clock, SystemClock
+from iscsi_agent.host.waiting import Clock, SystemClock, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 # udev opens every new or changed disk to probe it (idle workers were seen still holding it);
 # that is not a user, and deleting the device under a probe is harmless.
 UDEV_WORKERS = frozenset({"(udev-worker)", "systemd-udevd", "udevd"})
+# run by udev rules on change events and gone within moments; waited out, never a user
+UDEV_PROBES = frozenset({"multipath", "blkid", "udevadm", "kpartx"})
+PROBE_GRACE = 5.0
 # delete() called on its own (not from remove(), which shares the caller's deadline).
 DELETE_TIMEOUT = 30.0
 # With force_flush the flush may take at most this share of what is left, so the delete still has time.
@@ -135,8 +139,23 @@ class DeviceRemover:
         self._stuck: dict[str, tuple[Claim, str]] = {}  # node -> our claim held by an abandoned call
 
     def usage(self, name: str) -> DeviceUsage:
-        """Who uses block device ``name`` ("sdb", or "dm-3" for a multipath map) or its partitions."""
-        return self._usage(name, claimed=self._block.claimed_elsewhere(self._paths.dev(name)))
+        """Who uses block device ``name`` ("sdb", or "dm-3" for a multipath map) or its partitions,
+        once udev's own probes are done with it (see ``_settled_usage``)."""
+        return self._settled_usage(name, claimed=self._block.claimed_elsewhere(self._paths.dev(name)))
+
+    def _settled_usage(self, name: str, claimed: bool, grace: float = PROBE_GRACE) -> DeviceUsage:
+        """``multipath -u``, ``blkid`` and the like, run by udev rules on every change event, hold a disk
+        open for moments (seen in the VM whenever other LUNs were attached alongside); waited out for
+        ``grace`` seconds, so they do not turn a removal into a refusal. Anything else counts at once."""
+
+        def settled() -> DeviceUsage | None:
+            usage = self._usage(name, claimed)
+            return None if any(opener.command in UDEV_PROBES for opener in usage.openers) else usage
+
+        try:
+            return wait_until(settled, grace, self._clock, what=f"udev's probes of {name} to finish")
+        except WaitTimeout:
+            return self._usage(name, claimed)
 
     def remove(
         self,
@@ -229,7 +248,7 @@ class DeviceRemover:
         self, device: BlockDevice, node: str, serial: str | None, left: Callable[[], float]
     ) -> DeviceIdentity:
         """Under the claim: nobody may have it open, and its identity must be known (and be ``serial``)."""
-        blocker = removal_blocker(self._usage(device.name, claimed=False))
+        blocker = removal_blocker(self._settled_usage(device.name, claimed=False))
         if blocker:
             raise DeviceInUse(f"{node} ({device.address}) is in use: {blocker}", device=node, holder=blocker)
         return self._identity(device, node, serial, left, "before the flush")

@@ -14,12 +14,12 @@ from functools import partial
 
 from iscsi_agent.array.client import ArrayClient
 from iscsi_agent.host.devices import BlockDevice, Devices
-from iscsi_agent.host.errors import DeviceInUse, WaitTimeout
+from iscsi_agent.host.errors import DeviceInUse
 from iscsi_agent.host.multipath import Multipath, MultipathMap
 from iscsi_agent.host.paths import HostPaths
-from iscsi_agent.host.removal import DeviceRemover, DeviceUsage, removal_blocker
+from iscsi_agent.host.removal import DeviceRemover, removal_blocker
 from iscsi_agent.host.sessions import Session, Sessions
-from iscsi_agent.host.waiting import Clock, wait_until
+from iscsi_agent.host.waiting import Clock
 from iscsi_agent.journal.model import Attachment, AttachmentState, Kind, Step
 from iscsi_agent.journal.store import Journal
 from iscsi_agent.naa import normalize_wwid
@@ -29,8 +29,6 @@ from iscsi_agent.service.steps import Operations, StepRecorder
 
 log = logging.getLogger(__name__)
 
-UDEV_PROBES = frozenset({"multipath", "blkid", "udevadm", "kpartx"})  # run by udev rules, briefly
-PROBE_GRACE = 5.0
 MULTIPATH_DAEMON = "multipathd"
 
 
@@ -59,7 +57,6 @@ class Detacher:
         self._journal = journal
         self._paths = paths
         self._removal_timeout = removal_timeout
-        self._clock = clock
         self._operations = Operations(journal, clock, observer)
 
     def detach(self, volume: str, attachment: Attachment, *, force: bool = False) -> None:
@@ -128,29 +125,15 @@ class Detacher:
                     found.append(device)
         return found
 
-    def _usage(self, name: str) -> DeviceUsage:
-        """Who uses the device once udev's probes are done with it: ``multipath -u`` and ``blkid``,
-        run by udev rules on every change event, hold a path open for moments (seen in the VM when
-        attaches of other LUNs ran alongside), and must not turn a detach into a refusal."""
-
-        def settled() -> DeviceUsage | None:
-            usage = self._remover.usage(name)
-            return None if any(o.command in UDEV_PROBES for o in usage.openers) else usage
-
-        try:
-            return wait_until(settled, PROBE_GRACE, self._clock, what=f"udev probes of {name} to finish")
-        except WaitTimeout:
-            return self._remover.usage(name)
-
     def _refuse_if_in_use(
         self, attachment: Attachment, paths: list[BlockDevice], mpath: MultipathMap | None
     ) -> None:
         if mpath is not None:
-            blocker = removal_blocker(self._usage(mpath.dm))
+            blocker = removal_blocker(self._remover.usage(mpath.dm))
             if blocker:
                 raise _in_use(attachment, self._paths.host_view(mpath.node), blocker)
         for device in paths:
-            usage = self._usage(device.name)
+            usage = self._remover.usage(device.name)
             if mpath is not None:
                 # the LUN's own map holds and claims its paths, and multipathd's path checker keeps
                 # them open; the map goes first and multipathd lets go, so neither counts

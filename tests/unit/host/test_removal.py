@@ -5,6 +5,7 @@ delete, never acts on an identity it could not read, and runs each kernel call u
 
 import errno
 import os
+import shutil
 import threading
 import time
 
@@ -179,6 +180,25 @@ def test_udev_probing_the_device_is_not_a_user(tree, sda, remover, devices):
     assert remover.usage("sda").openers == (Opener(613, "(udev-worker)"),)
     remover.remove(sda, timeout=5)
     assert devices.read(ADDRESS) is None
+
+
+def test_a_udev_probe_holding_the_device_for_a_moment_is_waited_out(tree, sda, remover, devices, clock):
+    tree.open_by(614, "multipath", "sda")  # `multipath -u`, run by udev on a change event
+    kernel = clock.on_sleep
+
+    def probe_ends() -> None:
+        shutil.rmtree(tree.root / "proc/614", ignore_errors=True)
+        kernel()
+
+    clock.on_sleep = probe_ends
+    remover.remove(sda, timeout=10)
+    assert devices.read(ADDRESS) is None
+
+
+def test_a_probe_that_stays_is_a_user_after_its_grace(tree, sda, remover):
+    tree.open_by(615, "multipath", "sda")
+    with pytest.raises(DeviceInUse, match=r"pid 615 \(multipath\)"):
+        remover.remove(sda, timeout=10)
 
 
 def test_an_exclusive_claim_is_refused(sda, remover, block):
