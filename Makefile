@@ -49,7 +49,7 @@ test-unit: venv
 test-vm: deps
 	$(VPY) -m pytest -rA -v tests/vm
 
-bench: venv
+bench: deps
 	$(VPY) -m bench
 
 clean:
