@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -70,7 +71,9 @@ def main(results: Path) -> int:
     tgt = Tgtadm(backing_dir=results / "backing")
     sim = Simulator(tgt=TgtMirror(tgt, tid=1))
     url = urlsplit(step("simulated ONTAP (REST and ZAPI) mirroring into tgtd", sim.start))
-    socket, state = results / "agent.sock", results / "state"
+    # SQLite's WAL and a Unix socket need a local filesystem: the results folder is the host's (9p)
+    local = Path(tempfile.mkdtemp(prefix="iscsi-agent-demo-"))
+    socket, state = local / "agent.sock", local / "state"
     conf = results / "agent.conf"
     conf.write_text(
         f"[agent]\nsocket = {socket}\nstate_dir = {state}\n"
