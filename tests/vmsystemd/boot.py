@@ -90,11 +90,12 @@ def agent_config() -> str:
     )
 
 
-def service_dropin(interpreter_prefix: Path = Path(sys.base_prefix)) -> str:
+def service_dropin(rootdir: Path, interpreter_prefix: Path = Path(sys.base_prefix)) -> str:
     """The test's only changes to the shipped service: a short watchdog, start-up time, its Python.
 
-    The repo's venv stands in for an installed package. When its interpreter lives under /root or
-    /home (pyenv), ProtectHome= would hide it; then home stays hidden but for that prefix, read-only.
+    The repo's venv stands in for an installed package. When its interpreter or the repo itself
+    lives under /root or /home (pyenv), ProtectHome= would hide it; then home stays hidden but for
+    those folders, read-only. A repo under /tmp (a CI clone) would be hidden by PrivateTmp=.
     """
     lines = [
         "[Service]",
@@ -103,11 +104,18 @@ def service_dropin(interpreter_prefix: Path = Path(sys.base_prefix)) -> str:
         "# Python's start-up alone took 60-70 s in a loaded software-emulated guest; the default 90 s is tight",
         f"TimeoutStartSec={START_TIMEOUT_SEC}s",
     ]
-    if any(interpreter_prefix.is_relative_to(home) for home in (Path("/root"), Path("/home"))):
+    homes = (Path("/root"), Path("/home"))
+    hidden = [path for path in (interpreter_prefix, rootdir) if any(path.is_relative_to(h) for h in homes)]
+    if hidden:
         lines += [
-            f"# this machine's Python is under /{interpreter_prefix.parts[1]}, which ProtectHome=true hides",
+            "# this machine's Python or the repo's venv is under a home folder, which ProtectHome=true hides",
             "ProtectHome=tmpfs",
-            f"BindReadOnlyPaths={interpreter_prefix}",
+            *(f"BindReadOnlyPaths={path}" for path in hidden),
+        ]
+    if any(rootdir.is_relative_to(Path(tmp)) for tmp in ("/tmp", "/var/tmp")):
+        lines += [
+            "# the repo (and its venv, the stand-in package) is under /tmp, which PrivateTmp=true hides",
+            "PrivateTmp=false",
         ]
     return "\n".join(lines) + "\n"
 
@@ -122,7 +130,7 @@ def stage(home: Path, rootdir: Path) -> Path:
         shutil.copyfile(rootdir / "systemd" / name, system / name)
     (system / "sockets.target.wants/iscsi-agent.socket").symlink_to("/etc/systemd/system/iscsi-agent.socket")
     (system / "iscsi-agent.service.d").mkdir()
-    (system / "iscsi-agent.service.d/vmtest.conf").write_text(service_dropin())
+    (system / "iscsi-agent.service.d/vmtest.conf").write_text(service_dropin(rootdir.resolve()))
     (tree / "etc/iscsi-agent").mkdir(parents=True)
     (tree / AGENT_CONF.lstrip("/")).write_text(agent_config())
     # Debian's `D /tmp` would empty /tmp, and with it vng's guest tools.
