@@ -86,7 +86,7 @@ def main(results: Path) -> int:
         [str(BIN / "iscsi-agent"), "--config", str(conf)], stdout=log, stderr=subprocess.STDOUT
     )
     try:
-        return _steps(socket, sim)
+        return _steps(socket, sim, agent)
     except DemoFailed:
         print((results / "agent.log").read_text()[-3000:], flush=True)
         return 1
@@ -96,10 +96,12 @@ def main(results: Path) -> int:
         sim.stop()
 
 
-def _steps(socket: Path, sim: Simulator) -> int:
+def _steps(socket: Path, sim: Simulator, agent: subprocess.Popen[bytes]) -> int:
     def started() -> str:
         deadline = time.monotonic() + START_TIMEOUT
         while not socket.exists():
+            if agent.poll() is not None:
+                raise RuntimeError(f"the agent exited with {agent.returncode} (its log follows)")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no socket after {START_TIMEOUT:g} s")
             time.sleep(0.1)
