@@ -30,10 +30,6 @@ class LazyArrayClient:
         """ "zapi" or "rest" once connected, "" before."""
         return self._client.api if self._client is not None else ""
 
-    @property
-    def connected(self) -> bool:
-        return self._client is not None
-
     def client(self) -> ArrayClient:
         with self._lock:
             if self._client is None:

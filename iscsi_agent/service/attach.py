@@ -53,7 +53,6 @@ class PathDevice:
 
     session: Session
     device: BlockDevice
-    scanned: bool  # this attach scanned it in (so a rollback may remove it)
 
 
 class Attacher:
@@ -237,7 +236,7 @@ class Attacher:
                 wwid=netapp_wwid(lun.serial),
                 result=lambda outcome: {"device": outcome[0].name, "scanned": outcome[1]},
             )
-            path = PathDevice(session, device, scanned)
+            path = PathDevice(session, device)
             with lock:
                 paths.append(path)
                 if scanned:

@@ -105,8 +105,7 @@ class Detacher:
             )
         for session in sessions:
             if session.portal is not None:
-                with self._logins.using(session.target_iqn, session.portal):
-                    self._logins.log_out_if_unused(session.target_iqn, session.portal, steps)
+                self._logins.log_out_if_unused(session.target_iqn, session.portal, steps)
         self._journal.remove_attachment(attachment.lun_uuid)
         log.info("detached %s (%s)", attachment.volume, attachment.lun_path)
 

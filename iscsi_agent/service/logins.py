@@ -46,7 +46,7 @@ class Logins:
     def using(self, target_iqn: str, portal: Portal) -> Iterator[None]:
         """Mark the session as needed by an operation in flight, so no rollback logs it out meanwhile."""
         key = (target_iqn, portal)
-        with self._guard:
+        with self._iscsiadm.portal_lock(portal), self._guard:  # waits for a logout in progress there
             self._uses[key] += 1
         try:
             yield
@@ -55,10 +55,6 @@ class Logins:
                 self._uses[key] -= 1
                 if self._uses[key] <= 0:
                     del self._uses[key]
-
-    def in_use(self, target_iqn: str, portal: Portal) -> bool:
-        with self._guard:
-            return self._uses[(target_iqn, portal)] > 0
 
     def existing(self, target_iqn: str, portal: Portal) -> Session | None:
         """The logged-in session to the target through portal, read from sysfs (no iscsiadm call)."""
@@ -74,13 +70,21 @@ class Logins:
 
     def log_out_if_unused(self, target_iqn: str, portal: Portal, steps: StepRecorder) -> bool:
         """Log out and delete the node record when no device remains on the session and no operation
-        in flight needs it; True when it did. Never logs out a session that still carries a LUN."""
+        in flight needs it; True when it did. Never logs out a session that still carries a LUN.
+
+        The portal's lock is held from the checks to the logout, and ``using`` takes it too, so no
+        attach can start to rely on the session in between.
+        """
+        with self._iscsiadm.portal_lock(portal):
+            return self._log_out_if_unused(target_iqn, portal, steps)
+
+    def _log_out_if_unused(self, target_iqn: str, portal: Portal, steps: StepRecorder) -> bool:
         session = self._sessions.find(target_iqn, portal)
         if session is not None and self._sessions.devices(session):
             log.info("keeping the session to %s via %s: it still carries LUNs", target_iqn, portal)
             return False
         with self._guard:
-            if self._uses[(target_iqn, portal)] > 1:  # the caller's own use is one
+            if self._uses[(target_iqn, portal)] > 0:  # an attach in flight is about to scan a LUN there
                 log.info("keeping the session to %s via %s: another operation needs it", target_iqn, portal)
                 return False
 
