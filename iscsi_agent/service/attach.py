@@ -16,10 +16,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from iscsi_agent.array.client import ArrayClient
+from iscsi_agent.array.errors import ArrayNotFound
 from iscsi_agent.array.model import Lif, Lun
 from iscsi_agent.config import Network
 from iscsi_agent.errors import AgentError
 from iscsi_agent.host.devices import BlockDevice
+from iscsi_agent.host.errors import IscsiadmError
 from iscsi_agent.host.multipath import Multipath
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.routes import RouteTable
@@ -30,7 +32,7 @@ from iscsi_agent.journal.store import Journal
 from iscsi_agent.naa import multipath_wwid, netapp_wwid
 from iscsi_agent.portal import Portal
 from iscsi_agent.service.array_view import ArrayView
-from iscsi_agent.service.errors import NoUsablePortal
+from iscsi_agent.service.errors import NoUsablePortal, TargetMismatch
 from iscsi_agent.service.logins import Logins
 from iscsi_agent.service.lun_device import LunDevices
 from iscsi_agent.service.observe import Observer
@@ -97,13 +99,18 @@ class Attacher:
         self, volume: str, lun: Lun, steps: StepRecorder, rollback: Rollback, uses: ExitStack
     ) -> Attachment:
         igroup = steps.run(Step.IGROUP, self._view.igroup, igroup=self._view.own_igroup_name).name
-        mapping = steps.run(
-            Step.MAP,
-            lambda: self._array.ensure_mapped(lun.path, igroup),
-            lun_path=lun.path,
-            igroup=igroup,
-            result=lambda m: {"lun_id": m.lun_id, "created": m.created, "igroup": m.igroup},
-        )
+        try:
+            mapping = steps.run(
+                Step.MAP,
+                lambda: self._array.ensure_mapped(lun.path, igroup),
+                lun_path=lun.path,
+                igroup=igroup,
+                result=lambda m: {"lun_id": m.lun_id, "created": m.created, "igroup": m.igroup},
+            )
+        except ArrayNotFound as exc:
+            if exc.kind == "igroup":  # deleted behind the agent's back: the next attach finds or makes one
+                self._view.forget(igroup=True)
+            raise
         if mapping.created:
             rollback.push(
                 "unmap",
@@ -123,7 +130,11 @@ class Attacher:
             )
         target_iqn = self._view.target_iqn()
         lifs = self._lifs(lun, mapping.igroup)
-        sessions = self._log_in(target_iqn, lifs, steps, rollback, uses)
+        try:
+            sessions = self._log_in(target_iqn, lifs, steps, rollback, uses)
+        except (TargetMismatch, IscsiadmError):
+            self._view.forget(target=True)  # the SVM's target or LIFs may have changed: read them again
+            raise
         paths = self._bring_up(sessions, mapping.lun_id, lun, steps, rollback)
         device = self._device_path(lun, paths, steps, rollback)
         attachment = Attachment(

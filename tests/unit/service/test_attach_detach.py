@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from iscsi_agent.array.errors import ArrayNotFound
 from iscsi_agent.host.sessions import ScsiAddress
 from iscsi_agent.naa import netapp_wwid
 from iscsi_agent.service.errors import WrongDevice
@@ -265,3 +266,14 @@ def test_parallel_attaches_of_different_volumes_share_one_login(host: Host):
     assert len(host.service.attachments()) == 4
     logins = [call for call in host.initiator.iscsiadm_calls if "--login" in call]
     assert len(logins) == 1
+
+
+def test_an_igroup_deleted_behind_the_agents_back_is_made_again_by_the_next_attach(host: Host):
+    host.service.attach(LUN1)
+    host.service.detach(LUN1, force=False)
+    with host.sim.state.lock:
+        host.sim.state.destroy_igroup(host.sim.state.igroup("svm1", name=OWN_IGROUP))
+    with pytest.raises(ArrayNotFound, match=OWN_IGROUP):
+        host.service.attach(LUN2)  # the cached igroup is proved wrong, and forgotten
+    attachment, _ = host.service.attach(LUN2)
+    assert array_maps(host.sim, LUN2) == [(OWN_IGROUP, attachment.lun_id)]
