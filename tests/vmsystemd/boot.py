@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -181,23 +180,7 @@ def run_in_vm(rootdir: Path) -> SystemdRun:
         ]
     env = dict(os.environ, HOME=str(home), PATH=f"{Path(sys.executable).parent}:{vmtier._sbin_path()}")
     started = time.monotonic()
-    try:
-        # A pipe, not a file: qemu opens stdout and stderr separately and they would overwrite each other.
-        done = subprocess.run(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            timeout=BOOT_TIMEOUT,
-            check=False,
-        )
-        console, exit_code = done.stdout.decode(errors="replace"), done.returncode
-    except subprocess.TimeoutExpired as exc:
-        console = (exc.stdout or b"").decode(
-            errors="replace"
-        ) + f"\n[vm did not finish within {BOOT_TIMEOUT:g}s]"
-        exit_code = None
+    console, exit_code = vmtier.run_vng(argv, env, BOOT_TIMEOUT)
     seconds = time.monotonic() - started
     (results / VM_LOG).write_text(console)
     facts_file, transcript = results / RESULTS_FILE, results / TRANSCRIPT

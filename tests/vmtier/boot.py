@@ -88,6 +88,30 @@ def vng_argv(kernel: Path, rwdir: Path, cwd: Path, guest_command: Sequence[str])
     ]
 
 
+def run_vng(
+    argv: Sequence[str], env: dict[str, str], timeout: float = BOOT_TIMEOUT
+) -> tuple[str, int | None]:
+    """Run vng; its console output and exit code (None when it ran past ``timeout``).
+
+    A pipe, not a file: qemu opens stdout and stderr separately and they would overwrite each other.
+    """
+    try:
+        done = subprocess.run(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        return (exc.stdout or b"").decode(
+            errors="replace"
+        ) + f"\n[vm did not finish within {timeout:g}s]", None
+    return done.stdout.decode(errors="replace"), done.returncode
+
+
 def run_in_vm(nodeids: Sequence[str], rootdir: Path, pytest_args: Sequence[str] = ()) -> GuestRun:
     """Boot once, run these tests inside as root, and collect their reports."""
     rwdir = Path(tempfile.mkdtemp(prefix="iscsi-agent-vm-"))
@@ -96,23 +120,7 @@ def run_in_vm(nodeids: Sequence[str], rootdir: Path, pytest_args: Sequence[str] 
     assert kernel is not None, "missing_prerequisites() is checked first"
     guest_command = [sys.executable, "-m", "tests.vmtier.guest", str(rwdir)]
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{_sbin_path()}")
-    # A pipe, not a file: qemu opens stdout and stderr separately and they would overwrite each other.
-    try:
-        done = subprocess.run(
-            vng_argv(kernel, rwdir, rootdir, guest_command),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            timeout=BOOT_TIMEOUT,
-            check=False,
-        )
-        console, exit_code = done.stdout.decode(errors="replace"), done.returncode
-    except subprocess.TimeoutExpired as exc:
-        console = (exc.stdout or b"").decode(
-            errors="replace"
-        ) + f"\n[vm did not finish within {BOOT_TIMEOUT:g}s]"
-        exit_code = None
+    console, exit_code = run_vng(vng_argv(kernel, rwdir, rootdir, guest_command), env)
     (rwdir / VM_LOG).write_text(console)
     run = GuestRun(
         reports=_read_reports(rwdir / REPORTS_FILE),
