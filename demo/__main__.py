@@ -11,6 +11,7 @@ from pathlib import Path
 from tests.vmtier.boot import find_kernel, missing_prerequisites, vng_argv
 
 ROOT = Path(__file__).resolve().parent.parent
+DEMO_TIMEOUT = 30 * 60.0  # a boot that hangs (seen once) must not hang the command with it
 
 
 def main() -> int:
@@ -23,12 +24,17 @@ def main() -> int:
     results = Path(tempfile.mkdtemp(prefix="iscsi-agent-demo-"))
     print(f"booting {kernel.name} in QEMU (software emulation, about 15 s) ...", flush=True)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:/usr/sbin:/sbin:{os.environ.get('PATH', '')}")
-    done = subprocess.run(
-        vng_argv(kernel, results, ROOT, [sys.executable, "-m", "demo.guest", str(results)]),
-        stdin=subprocess.DEVNULL,
-        env=env,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            vng_argv(kernel, results, ROOT, [sys.executable, "-m", "demo.guest", str(results)]),
+            stdin=subprocess.DEVNULL,
+            env=env,
+            check=False,
+            timeout=DEMO_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        print(f"demo: the VM did not finish within {DEMO_TIMEOUT:g} s; logs in {results}", file=sys.stderr)
+        return 1
     print(f"demo finished with exit code {done.returncode}; logs in {results}")
     return done.returncode
 
