@@ -32,3 +32,14 @@ def normalize_wwid(wwid: str) -> str:
     if text.startswith("3") and len(text) in (17, 33):
         return text[1:]
     return text
+
+
+def serial_from_wwid(wwid: str) -> str | None:
+    """The serial a NetApp WWID was derived from (any spelling); None for a WWID ONTAP did not make."""
+    bare = normalize_wwid(wwid)
+    if not bare.startswith(NETAPP_NAA_PREFIX):
+        return None
+    try:
+        return bytes.fromhex(bare[len(NETAPP_NAA_PREFIX) :]).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return None

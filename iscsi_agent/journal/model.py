@@ -19,6 +19,7 @@ ParamValue = str | int | float | bool | None | tuple[str, ...]
 class Kind(enum.Enum):
     ATTACH = "attach"
     DETACH = "detach"
+    RECONCILE = "reconcile"  # a reconciler pass that changed the host or the array (schema version 2)
 
 
 class Step(enum.Enum):

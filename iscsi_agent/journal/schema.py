@@ -82,8 +82,16 @@ def _create_version_1(db: sqlite3.Connection) -> None:
     )
 
 
+def _allow_reconcile_operations(db: sqlite3.Connection) -> None:
+    """Version 2: operations of kind ``reconcile`` (a reconciler pass's journalled actions).
+
+    No table changes, only what the rows may hold: an agent that knows version 1 would read such a
+    row as damage, so the version says "newer" to it instead (JournalTooNew), naming both versions.
+    """
+
+
 Migration = Callable[[sqlite3.Connection], None]
-MIGRATIONS: Sequence[Migration] = (_create_version_1,)
+MIGRATIONS: Sequence[Migration] = (_create_version_1, _allow_reconcile_operations)
 """``MIGRATIONS[n]`` turns a version-n journal into version n+1; append, never edit a released one."""
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -37,6 +37,7 @@ from iscsi_agent.journal.model import (
 )
 
 FILE_NAME = "journal.sqlite3"  # under [agent] state_dir
+INTERRUPTED = "interrupted"  # the error code of a step whose outcome the agent never learned
 _SECRET_WORDS = ("secret", "password", "passwd")
 
 
@@ -168,6 +169,29 @@ class Journal:
                 "UPDATE operation SET finished_at = ?, outcome = ?, error_code = ? WHERE id = ?",
                 (self._now(), outcome.value, error_code, op),
             )
+
+    def settle_interrupted(self, op: OperationId) -> int:
+        """Settle as failed (``interrupted``) every step of ``op`` whose outcome was never written.
+
+        Recovery calls this once it has read the operation: its own undo steps follow as new steps
+        of the same operation, so a recovery that is itself interrupted leaves a record the next
+        one reads the same way. Returns how many steps were open.
+        """
+        with self._transaction() as db:
+            self._require_open_operation(db, op)
+            cursor = db.execute(
+                "UPDATE step SET status = ?, settled_at = ?, error_code = ?, error_message = ?"
+                " WHERE operation_id = ? AND status = ?",
+                (
+                    StepStatus.FAILED.value,
+                    self._now(),
+                    INTERRUPTED,
+                    "the agent stopped before it learned the outcome",
+                    op,
+                    StepStatus.INTENDED.value,
+                ),
+            )
+        return cursor.rowcount
 
     def in_flight(self) -> list[Operation]:
         """Operations begun and never finished, oldest first, each with its steps in order."""

@@ -67,13 +67,25 @@ class Detacher:
         the holder, because removing it under a mount or a process loses the data in flight.
         """
         self._operations.run(
-            Kind.DETACH, volume, attachment.lun_uuid, lambda steps, _: self._detach(attachment, steps, force)
+            Kind.DETACH,
+            volume,
+            attachment.lun_uuid,
+            lambda steps, _: self.take_down(attachment, steps, force),
         )
 
-    def _detach(self, attachment: Attachment, steps: StepRecorder, force: bool) -> None:
-        sessions = [s for s in self._sessions.current() if s.target_iqn == attachment.target_iqn]
-        paths = self._path_devices(sessions, attachment.wwid)
-        mpath = self._multipath.find(attachment.wwid) if self._multipath is not None else None
+    def take_down(self, attachment: Attachment, steps: StepRecorder, force: bool = False) -> None:
+        """The detach itself, its steps recorded by ``steps``; recovery also rolls an interrupted attach
+        back with it. An empty WWID or target (an attach that stopped before its scan or login) means
+        no device or no session of its own to look for."""
+        sessions = [
+            s
+            for s in self._sessions.current()
+            if attachment.target_iqn and s.target_iqn == attachment.target_iqn
+        ]
+        paths = self._path_devices(sessions, attachment.wwid) if attachment.wwid else []
+        mpath = (
+            self._multipath.find(attachment.wwid) if self._multipath is not None and attachment.wwid else None
+        )
         self._refuse_if_in_use(attachment, paths, mpath)
         if attachment.state is not AttachmentState.DETACHING:
             self._journal.put_attachment(replace(attachment, state=AttachmentState.DETACHING))
@@ -103,9 +115,10 @@ class Detacher:
                 attachment.lun_path,
                 attachment.igroup,
             )
-        for session in sessions:
-            if session.portal is not None:
-                self._logins.log_out_if_unused(session.target_iqn, session.portal, steps)
+        portals = [session.portal for session in sessions if session.portal is not None]
+        portals += [portal for portal in attachment.portals if portal not in portals]
+        for portal in portals if attachment.target_iqn else ():
+            self._logins.log_out_if_unused(attachment.target_iqn, portal, steps)
         self._journal.remove_attachment(attachment.lun_uuid)
         log.info("detached %s (%s)", attachment.volume, attachment.lun_path)
 

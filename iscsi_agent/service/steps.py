@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from iscsi_agent.errors import AgentError
+from iscsi_agent.faults import FaultPoints, faults, step_point
 from iscsi_agent.host.waiting import Clock
 from iscsi_agent.journal.model import Kind, OperationId, Outcome, ParamValue, Step
 from iscsi_agent.journal.store import Journal
@@ -34,6 +35,7 @@ class StepRecorder:
         operation: str,
         clock: Clock,
         observer: Observer,
+        fault_points: FaultPoints = faults,
     ) -> None:
         self._journal = journal
         self.op = op
@@ -41,6 +43,7 @@ class StepRecorder:
         self._operation = operation
         self._clock = clock
         self._observer = observer
+        self._faults = fault_points
 
     def run(
         self,
@@ -51,6 +54,7 @@ class StepRecorder:
         **params: ParamValue,
     ) -> T:
         step_id = self._journal.intend(self.op, step, **params)
+        self._faults.hit(step_point(self._operation, step.value, "intended"))
         started = self._clock.monotonic()
         try:
             value = action()
@@ -63,6 +67,7 @@ class StepRecorder:
         finally:
             self._observer.step(self._operation, step.value, self._clock.monotonic() - started)
         self._journal.record_done(step_id, **(result(value) if result else {}))
+        self._faults.hit(step_point(self._operation, step.value, "done"))
         return value
 
 
@@ -105,10 +110,13 @@ class Operations:
     """Runs one attach or detach as a journalled operation: begun, its steps recorded, its rollback
     run on failure (newest first), finished with its outcome, and its duration and outcome observed."""
 
-    def __init__(self, journal: Journal, clock: Clock, observer: Observer) -> None:
+    def __init__(
+        self, journal: Journal, clock: Clock, observer: Observer, fault_points: FaultPoints = faults
+    ) -> None:
         self._journal = journal
         self._clock = clock
         self._observer = observer
+        self._faults = fault_points
 
     def run(
         self,
@@ -120,8 +128,15 @@ class Operations:
         started = self._clock.monotonic()
         what = f"{kind.value} of {volume}"
         op = self._journal.begin(kind, volume, lun_uuid)
+        self._faults.hit(f"{kind.value}.begun")
         steps = StepRecorder(
-            self._journal, op, what, operation=kind.value, clock=self._clock, observer=self._observer
+            self._journal,
+            op,
+            what,
+            operation=kind.value,
+            clock=self._clock,
+            observer=self._observer,
+            fault_points=self._faults,
         )
         rollback = Rollback(what)
         try:

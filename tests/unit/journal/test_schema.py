@@ -149,7 +149,25 @@ def seed_version_0(db: sqlite3.Connection) -> set[str]:
     return set()
 
 
-SEEDS: dict[int, Callable[[sqlite3.Connection], set[str]]] = {0: seed_version_0}
+def seed_version_1(db: sqlite3.Connection) -> set[str]:
+    """Version 1 as the first daemon wrote it: an attachment, and an attach the agent died in."""
+    db.execute(
+        "INSERT INTO attachment VALUES ('uuid-1', '/vol/vol1/lun1', 'lun1', 'svm1', 'serial-1', "
+        "'3600a0980736572', 1, 'ig1', 1, 'iqn.t', '[\"127.0.0.1:3260\"]', 0, '/dev/sdb', 'attached', "
+        "'2026-11-30T10:00:00.000+00:00', '2026-11-30T10:00:00.000+00:00')"
+    )
+    db.execute(
+        "INSERT INTO operation (kind, volume, lun_uuid, started_at) VALUES "
+        "('attach', 'lun2', 'uuid-2', '2026-11-30T10:01:00.000+00:00')"
+    )
+    db.execute(
+        "INSERT INTO step VALUES (1, 1, 'map', '{\"lun_path\": \"/vol/vol1/lun2\", \"igroup\": \"ig1\"}', "
+        "'intended', '2026-11-30T10:01:00.000+00:00', NULL, NULL, NULL, NULL)"
+    )
+    return {"uuid-1"}
+
+
+SEEDS: dict[int, Callable[[sqlite3.Connection], set[str]]] = {0: seed_version_0, 1: seed_version_1}
 
 
 def test_every_earlier_version_has_a_seed():
@@ -184,6 +202,7 @@ def test_a_journal_of_every_earlier_version_migrates_and_keeps_its_attachments(t
 
     with Journal.open(old, clock) as migrated:
         assert {record.attachment.lun_uuid for record in migrated.attachments()} == kept
+        assert [op.lun_uuid for op in migrated.in_flight()] == (["uuid-2"] if version else [])
         op = migrated.begin(Kind.ATTACH, "lun0")  # and it takes new records
         migrated.intend(op, Step.LOOKUP)
 
