@@ -35,7 +35,8 @@ from iscsi_agent.host.sessions import Sessions
 from iscsi_agent.host.waiting import SystemClock
 from iscsi_agent.journal.store import FILE_NAME, Journal
 from iscsi_agent.metrics import HostCollector, MeteredRunner, Metrics
-from iscsi_agent.service.build import build_host, build_volume_service
+from iscsi_agent.reconcile.reconciler import Reconciler, Schedule
+from iscsi_agent.service.build import build_host, build_services
 from iscsi_agent.service.volumes import VolumeService
 from iscsi_agent.service_api import (
     ArrayHealth,
@@ -44,7 +45,6 @@ from iscsi_agent.service_api import (
     Health,
     HealthStatus,
     ReconcileAction,
-    ReconcilerUnavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -89,10 +89,13 @@ class ArrayProbe:
 
 
 class AgentService:
-    """``service_api.AttachService``: the volume service plus health; reconcile arrives with the reconciler."""
+    """``service_api.AttachService``: the volume service, health, and the reconciler on demand."""
 
-    def __init__(self, volumes: VolumeService, probe: ArrayProbe, sessions: Sessions) -> None:
+    def __init__(
+        self, volumes: VolumeService, reconciler: Reconciler, probe: ArrayProbe, sessions: Sessions
+    ) -> None:
         self._volumes = volumes
+        self._reconciler = reconciler
         self._probe = probe
         self._sessions = sessions
 
@@ -111,16 +114,19 @@ class AgentService:
     def health(self) -> Health:
         array = self._probe.health()
         sessions = sum(1 for session in self._sessions.current() if session.logged_in)
+        problems = self._reconciler.degraded
+        last = self._reconciler.last
         return Health(
-            status=HealthStatus.OK if array.reachable else HealthStatus.DEGRADED,
+            status=HealthStatus.OK if array.reachable and not problems else HealthStatus.DEGRADED,
             array=array,
             sessions=sessions,
             attachments=len(self._volumes.attachments()),
-            last_reconcile=None,
+            last_reconcile=last.finished_at if last is not None else None,
+            problems=tuple(problems),
         )
 
     def reconcile(self, *, dry_run: bool) -> Sequence[ReconcileAction]:
-        raise ReconcilerUnavailable("this version of the agent has no reconciler yet", dry_run=dry_run)
+        return self._reconciler.run(dry_run=dry_run)
 
 
 @dataclass
@@ -150,7 +156,7 @@ class Daemon:
         if pruned:
             log.info("forgot %d operations that finished more than %s ago", pruned, JOURNAL_KEEPS)
         host = build_host(self.config, MeteredRunner(SubprocessRunner(), metrics), clock)
-        volumes = build_volume_service(
+        services = build_services(
             self.config,
             array=_as_client(array),
             host=host,
@@ -161,10 +167,14 @@ class Daemon:
             clock=clock,
             observer=metrics,
         )
-        service = AgentService(volumes, ArrayProbe(array), host.sessions)
+        volumes = services.volumes
+        self.notifier.notify("STATUS=recovering operations the last run left unfinished")
+        services.recovery.run()
+        service = AgentService(volumes, services.reconciler, ArrayProbe(array), host.sessions)
         metrics.registry.register(
             HostCollector(host.sessions, lambda: len(volumes.attachments()), host.multipath)
         )
+        schedule = Schedule(services.reconciler.run_scheduled, self.config.reconciler.interval)
         if self.config.metrics.listen is not None:
             metrics.serve(self.config.metrics.listen)
         listener = self._listener()
@@ -177,10 +187,12 @@ class Daemon:
         where = listener.path or "the socket systemd passed"
         log.info("iscsi-agent serving on %s for %s (journal %s)", where, initiator, journal.path)
         self.notifier.notify(f"READY=1\nSTATUS={_status(service)}")
+        schedule.start()
         try:
             self._serve(server, service)
         finally:
             self.notifier.notify("STOPPING=1")
+            schedule.stop()
             server.stop(STOP_GRACE)
             journal.close()
             array.close()

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -73,6 +73,29 @@ class Metrics:
             "Devices found at a LUN id with another LUN's identity (a stale device after an id reuse)",
             registry=r,
         )
+        self.reconcile_actions = Counter(
+            "iscsi_agent_reconcile_actions",
+            "Reconciler actions by action, reason and result (done, not_done, held, reported, planned)",
+            ["action", "reason", "result"],
+            registry=r,
+        )
+        self.reconcile_seconds = Histogram(
+            "iscsi_agent_reconcile_pass_duration_seconds",
+            "Time a reconciler pass took, by whether it could run",
+            ["outcome"],
+            buckets=STEP_BUCKETS,
+            registry=r,
+        )
+        self.stale_devices_held = Gauge(
+            "iscsi_agent_stale_devices_held",
+            "Stale devices and multipath maps the last reconciler pass left because something holds them",
+            registry=r,
+        )
+        self.last_reconcile = Gauge(
+            "iscsi_agent_reconcile_last_pass_timestamp_seconds",
+            "When the last reconciler pass that could run finished (Unix time)",
+            registry=r,
+        )
         self.build = Info("iscsi_agent_build", "The agent's version", registry=r)
         self.build.info({"version": _version()})
 
@@ -97,6 +120,15 @@ class Metrics:
         outcome = "ok" if code is None else "failed"
         self.operation_seconds.labels(operation, outcome).observe(seconds)
         self.operations.labels(operation, outcome, code or "").inc()
+
+    def reconcile_action(self, action: str, reason: str, result: str) -> None:
+        self.reconcile_actions.labels(action, reason, result).inc()
+
+    def reconcile_pass(self, seconds: float, held: int, failed: bool) -> None:
+        self.reconcile_seconds.labels("failed" if failed else "ok").observe(seconds)
+        if not failed:
+            self.stale_devices_held.set(held)
+            self.last_reconcile.set_to_current_time()
 
 
 class MeteredRunner:

@@ -57,10 +57,15 @@ class NotAttached(ServiceError):
         super().__init__(f"{volume} is not attached by this agent", volume=volume)
 
 
-class ReconcilerUnavailable(ServiceError):
-    """This version of the agent has no reconciler; a later one answers POST /v1/reconcile."""
+class ReconcileBusy(ServiceError):
+    """Attaches and detaches kept the host busy for as long as a pass may wait for a quiet moment."""
 
-    code = "reconciler_unavailable"
+    code = "reconcile_busy"
+
+    def __init__(self, waited: float) -> None:
+        super().__init__(
+            f"attaches and detaches kept the host busy for {waited:g}s; try the pass again", waited=waited
+        )
 
 
 class VolumeInUse(ServiceError):
@@ -113,6 +118,7 @@ class Health:
     sessions: int  # iSCSI sessions logged in
     attachments: int
     last_reconcile: datetime | None  # timezone-aware; None before the first pass
+    problems: tuple[str, ...] = ()  # why the status is degraded beside the array: held stale devices, ...
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from iscsi_agent.service.errors import NoUsablePortal, TargetMismatch
 from iscsi_agent.service.igroup import IgroupConflict
 from iscsi_agent.service_api import (
     NotAttached,
-    ReconcilerUnavailable,
+    ReconcileBusy,
     VolumeAmbiguous,
     VolumeInUse,
     VolumeNotFound,
@@ -53,7 +53,7 @@ STATUS_BY_ERROR: Mapping[type[AgentError], HTTPStatus] = {
     ArrayTimeout: HTTPStatus.GATEWAY_TIMEOUT,
     host.IscsiTimeout: HTTPStatus.GATEWAY_TIMEOUT,
     host.WaitTimeout: HTTPStatus.GATEWAY_TIMEOUT,
-    ReconcilerUnavailable: HTTPStatus.NOT_IMPLEMENTED,
+    ReconcileBusy: HTTPStatus.SERVICE_UNAVAILABLE,
     # the agent's own failures: config, host, anything not named above
     AgentError: HTTPStatus.INTERNAL_SERVER_ERROR,
 }

@@ -50,6 +50,7 @@ def health_json(health: Health) -> dict[str, Any]:
         "sessions": health.sessions,
         "attachments": health.attachments,
         "last_reconcile": health.last_reconcile.isoformat() if health.last_reconcile else None,
+        "problems": list(health.problems),
     }
 
 

@@ -23,13 +23,20 @@ from iscsi_agent.host.sessions import Sessions
 from iscsi_agent.host.waiting import Clock
 from iscsi_agent.host.watch import watching
 from iscsi_agent.journal.store import Journal
+from iscsi_agent.reconcile.act import Executor
+from iscsi_agent.reconcile.observe import StateReader
+from iscsi_agent.reconcile.plan import Policy
+from iscsi_agent.reconcile.reconciler import Reconciler
 from iscsi_agent.service.array_view import ArrayView
 from iscsi_agent.service.attach import Attacher, AttachSettings
 from iscsi_agent.service.detach import Detacher
 from iscsi_agent.service.igroup import igroup_name
+from iscsi_agent.service.locks import OperationGate
 from iscsi_agent.service.logins import Logins
 from iscsi_agent.service.lun_device import LunDevices, LunDeviceTimeouts
 from iscsi_agent.service.observe import Observer, Unobserved
+from iscsi_agent.service.recovery import Recovery
+from iscsi_agent.service.steps import Operations
 from iscsi_agent.service.volumes import VolumeService
 
 
@@ -82,6 +89,16 @@ def array_chap(config: Config, initiator: str) -> ChapCredentials | None:
     )
 
 
+@dataclass(frozen=True)
+class AgentServices:
+    """The attach service, the start-up recovery and the reconciler, over shared state (the array
+    view, the sessions in use, the gate between operations and reconciler passes)."""
+
+    volumes: VolumeService
+    recovery: Recovery
+    reconciler: Reconciler
+
+
 def build_volume_service(
     config: Config,
     *,
@@ -94,7 +111,34 @@ def build_volume_service(
     clock: Clock,
     observer: Observer | None = None,
 ) -> VolumeService:
+    """The attach service alone, for callers that run no reconciler."""
+    return build_services(
+        config,
+        array=array,
+        host=host,
+        routes=routes,
+        journal=journal,
+        initiator=initiator,
+        hostname=hostname,
+        clock=clock,
+        observer=observer,
+    ).volumes
+
+
+def build_services(
+    config: Config,
+    *,
+    array: ArrayClient,
+    host: HostLayer,
+    routes: RouteTable,
+    journal: Journal,
+    initiator: str,
+    hostname: str,
+    clock: Clock,
+    observer: Observer | None = None,
+) -> AgentServices:
     observer = observer or Unobserved()
+    gate = OperationGate()
     view = ArrayView(
         array,
         initiator=initiator,
@@ -137,13 +181,60 @@ def build_volume_service(
         observer=observer,
         removal_timeout=config.iscsi.device_timeout,
     )
-    return VolumeService(
+    volumes = VolumeService(
         array=array,
         attacher=attacher,
         detacher=detacher,
         journal=journal,
         view=view,
         paths=host.paths,
+        gate=gate,
         workers=config.agent.workers,
         chap_username=config.iscsi.chap_username or None,
+    )
+    recovery = Recovery(journal, detacher, own_igroup=view.own_igroup_name, clock=clock, observer=observer)
+    reconciler = Reconciler(
+        reader=StateReader(
+            array=array,
+            view=view,
+            initiator=initiator,
+            sessions=host.sessions,
+            devices=host.devices,
+            multipath=host.multipath,
+            paths=host.paths,
+            journal=journal,
+            clock=clock,
+        ),
+        executor=Executor(
+            array=array,
+            view=view,
+            initiator=initiator,
+            sessions=host.sessions,
+            devices=host.devices,
+            remover=host.remover,
+            multipath=host.multipath,
+            logins=logins,
+            paths=host.paths,
+            recovery=recovery,
+            removal_timeout=config.iscsi.device_timeout,
+        ),
+        operations=Operations(journal, clock, observer),
+        recovery=recovery,
+        gate=gate,
+        policy=reconcile_policy(config),
+        clock=clock,
+        observer=observer,
+        busy_timeout=config.reconciler.interval,
+    )
+    return AgentServices(volumes, recovery, reconciler)
+
+
+def reconcile_policy(config: Config) -> Policy:
+    """A down session gets a whole interval (at least one more pass) to come back on its own first:
+    iscsid reconnects by itself, and a login on top of its retries only adds load."""
+    settings = config.reconciler
+    return Policy(
+        remove_stale_devices=settings.remove_stale_devices,
+        logout_idle_sessions=settings.logout_idle_sessions,
+        session_grace=settings.interval,
     )

@@ -83,3 +83,46 @@ class SingleFlight(Generic[T]):
         if call.error is not None:
             raise call.error
         return call.result  # type: ignore[return-value]  # set whenever error is None
+
+
+class OperationGate:
+    """Attaches and detaches pass through together; a reconciler pass has the host to itself.
+
+    A pass reads the array's maps and then the host's devices: an attach that mapped and scanned
+    a LUN in between would look like a stale device to it. So a pass waits until no operation is
+    in flight and holds new ones back only while it runs. It gives way (reader preference): an
+    operation never waits for a pass that has not started, and a pass that cannot find a quiet
+    moment within its ``timeout`` is skipped rather than holding attaches back.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._operations = 0
+        self._passing = False
+
+    @contextmanager
+    def operation(self) -> Iterator[None]:
+        with self._condition:
+            self._condition.wait_for(lambda: not self._passing)
+            self._operations += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._operations -= 1
+                self._condition.notify_all()
+
+    @contextmanager
+    def exclusive(self, timeout: float | None = None) -> Iterator[bool]:
+        """Yields True with the host to itself, or False when operations kept it busy past ``timeout``."""
+        with self._condition:
+            quiet = self._condition.wait_for(lambda: not self._passing and not self._operations, timeout)
+            if quiet:
+                self._passing = True
+        try:
+            yield quiet
+        finally:
+            if quiet:
+                with self._condition:
+                    self._passing = False
+                    self._condition.notify_all()

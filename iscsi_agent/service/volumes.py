@@ -23,7 +23,7 @@ from iscsi_agent.naa import multipath_wwid
 from iscsi_agent.service.array_view import ArrayView
 from iscsi_agent.service.attach import Attacher
 from iscsi_agent.service.detach import Detacher
-from iscsi_agent.service.locks import KeyedLocks
+from iscsi_agent.service.locks import KeyedLocks, OperationGate
 from iscsi_agent.service_api import (
     Attachment,
     Detachment,
@@ -48,6 +48,7 @@ class VolumeService:
         journal: Journal,
         view: ArrayView,
         paths: HostPaths,
+        gate: OperationGate,
         workers: int,
         chap_username: str | None = None,
     ) -> None:
@@ -57,12 +58,13 @@ class VolumeService:
         self._journal = journal
         self._view = view
         self._paths = paths
+        self._gate = gate
         self._slots = threading.BoundedSemaphore(workers)
         self._locks = KeyedLocks()
         self._chap_username = chap_username
 
     def attach(self, volume: str) -> tuple[Attachment, bool]:
-        with self._slots:
+        with self._slots, self._gate.operation():
             known = self._recorded(volume)
             if known is not None:
                 with self._locks.hold(known.lun_uuid):
@@ -77,7 +79,7 @@ class VolumeService:
                 return self.answer(self._attacher.attach(volume, lun)), True
 
     def detach(self, volume: str, *, force: bool) -> Detachment:
-        with self._slots:
+        with self._slots, self._gate.operation():
             known = self._recorded(volume)
             if known is None:
                 if not force:

@@ -14,7 +14,7 @@ from iscsi_agent.service.errors import NoUsablePortal, TargetMismatch, WrongDevi
 from iscsi_agent.service.igroup import IgroupConflict
 from iscsi_agent.service_api import (
     NotAttached,
-    ReconcilerUnavailable,
+    ReconcileBusy,
     VolumeAmbiguous,
     VolumeInUse,
     VolumeNotFound,
@@ -48,7 +48,7 @@ from iscsi_agent.service_api import (
         (NoUsablePortal("no LIF is routable"), 502),
         (TargetMismatch("discovery offers another target"), 502),
         (IgroupConflict("igroup openstack-h-1 holds other hosts' initiators"), 409),
-        (ReconcilerUnavailable("no reconciler in this version"), 501),
+        (ReconcileBusy(30.0), 503),
         (WrongDevice("LUN 3 holds another LUN's device, in use"), 500),
         (api.Overloaded(), 503),
         (array.ArrayTimeout("no answer in 30s"), 504),

@@ -44,13 +44,21 @@ def test_connection_info_names_the_chap_user_and_no_secret():
 
 def test_detachment_health_and_actions():
     assert detachment_json(Detachment("/vol/vol1/lun0")) == {"volume": "/vol/vol1/lun0", "detached": True}
-    health = Health(HealthStatus.DEGRADED, ArrayHealth(False, None, "array_unreachable"), 0, 1, None)
+    health = Health(
+        HealthStatus.DEGRADED,
+        ArrayHealth(False, None, "array_unreachable"),
+        0,
+        1,
+        None,
+        problems=("sdc (1:0:0:3) held by /mnt",),
+    )
     assert health_json(health) == {
         "status": "degraded",
         "array": {"reachable": False, "api": None, "error": "array_unreachable"},
         "sessions": 0,
         "attachments": 1,
         "last_reconcile": None,
+        "problems": ["sdc (1:0:0:3) held by /mnt"],
     }
     at = datetime(2026, 12, 1, 23, 0, 5, tzinfo=UTC)
     assert health_json(Health(HealthStatus.OK, ArrayHealth(True, "zapi"), 3, 2, at))["last_reconcile"] == (

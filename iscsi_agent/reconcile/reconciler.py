@@ -1,0 +1,183 @@
+"""One reconciler pass (observe, plan, act, report) and the schedule that runs it.
+
+A pass never overlaps another (a lock; the scheduler also runs at most one instance) and has the
+host to itself while it runs (``OperationGate``): it waits for attaches and detaches in flight and
+gives up, rather than hold them back, when they keep the host busy. Its changes are one journalled
+operation of kind ``reconcile``. Passes run every ``interval`` seconds with a random jitter of up
+to a tenth of it, the first one at a random point of the first interval, so that a fleet restarted
+together does not call its array in step.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from iscsi_agent.errors import AgentError
+from iscsi_agent.host.waiting import Clock
+from iscsi_agent.journal.model import Kind
+from iscsi_agent.reconcile.act import Executor, Result
+from iscsi_agent.reconcile.observe import StateReader
+from iscsi_agent.reconcile.plan import Action, ActionKind, Policy, Reason, plan
+from iscsi_agent.service.locks import OperationGate
+from iscsi_agent.service.observe import Observer
+from iscsi_agent.service.recovery import Recovery
+from iscsi_agent.service.steps import Operations, StepRecorder
+from iscsi_agent.service_api import ReconcileAction, ReconcileBusy
+
+log = logging.getLogger(__name__)
+
+JITTER_SHARE = 0.1
+_REPORTS = frozenset({ActionKind.REPORT, ActionKind.REPORT_STALE_DEVICE})
+
+
+@dataclass
+class PassReport:
+    finished_at: datetime
+    actions: list[ReconcileAction] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # stale devices and maps something holds
+    error: str | None = None  # the error code when the pass could not run
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        reader: StateReader,
+        executor: Executor,
+        operations: Operations,
+        recovery: Recovery,
+        gate: OperationGate,
+        policy: Policy,
+        clock: Clock,
+        observer: Observer,
+        busy_timeout: float,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._reader = reader
+        self._executor = executor
+        self._operations = operations
+        self._recovery = recovery
+        self._gate = gate
+        self._policy = policy
+        self._clock = clock
+        self._observer = observer
+        self._busy_timeout = busy_timeout
+        self._now = now
+        self._lock = threading.Lock()
+        self.last: PassReport | None = None
+
+    def run(self, *, dry_run: bool = False) -> list[ReconcileAction]:
+        """One pass now; with ``dry_run`` the plan, changing nothing. Raises ReconcileBusy or the
+        error that kept it from seeing the array or the host."""
+        with self._lock:
+            started = self._clock.monotonic()
+            held: list[str] = []
+            try:
+                with self._gate.exclusive(self._busy_timeout) as quiet:
+                    if not quiet:
+                        raise ReconcileBusy(self._busy_timeout)
+                    actions = self._plan()
+                    results = self._preview(actions) if dry_run else self._act(actions)
+            except AgentError as exc:
+                self._observer.reconcile_pass(self._clock.monotonic() - started, 0, True)
+                if not dry_run:
+                    self.last = PassReport(
+                        self._now(), error=exc.code, held=self.last.held if self.last else []
+                    )
+                raise
+            answered = []
+            for action, result in zip(actions, results, strict=True):
+                outcome = _outcome(action, result, dry_run)
+                self._observer.reconcile_action(action.kind.value, action.reason.value, outcome)
+                if result.held_by:
+                    held.append(f"{action.target} (held by {result.held_by})")
+                target = action.target + (f": {result.detail}" if result.detail else "")
+                answered.append(ReconcileAction(action.kind.value, target, action.reason.value, result.done))
+            self._observer.reconcile_pass(self._clock.monotonic() - started, len(held), False)
+            if not dry_run:
+                self.last = PassReport(self._now(), answered, held)
+            return answered
+
+    def run_scheduled(self) -> None:
+        """The scheduler's job: a pass whose failure is logged (the next one tries again)."""
+        try:
+            actions = self.run()
+        except AgentError as exc:
+            log.warning("reconcile pass skipped: %s", exc)
+            return
+        changed = [a for a in actions if a.done]
+        if changed:
+            log.info("reconcile pass: %d action(s) taken", len(changed))
+
+    @property
+    def degraded(self) -> list[str]:
+        """Why health is degraded as far as the reconciler knows: held stale devices, unsettled recovery."""
+        reasons = list(self.last.held) if self.last else []
+        if self._recovery.pending:
+            reasons.append(f"{len(self._recovery.pending)} interrupted operation(s) not yet recovered")
+        return reasons
+
+    def _plan(self) -> list[Action]:
+        actions = plan(self._reader.read(), self._policy)
+        pending = self._recovery.pending
+        if pending:
+            ids = ", ".join(str(op) for op in sorted(pending))
+            actions.insert(0, Action(ActionKind.RECOVER, Reason.INTERRUPTED, f"operation(s) {ids}"))
+        for action in actions:
+            log.info("reconcile plan: %s %s (%s)", action.kind.value, action.target, action.reason.value)
+        return actions
+
+    def _preview(self, actions: Sequence[Action]) -> list[Result]:
+        return [self._executor.preview(action) for action in actions]
+
+    def _act(self, actions: Sequence[Action]) -> list[Result]:
+        if all(action.kind in _REPORTS for action in actions):
+            return [Result(False, "reported") for _ in actions]
+
+        def body(steps: StepRecorder, _: object) -> list[Result]:
+            return [self._executor.run(action, steps) for action in actions]
+
+        return self._operations.run(Kind.RECONCILE, "", "", body)
+
+
+def _outcome(action: Action, result: Result, dry_run: bool) -> str:
+    if dry_run:
+        return "planned"
+    if result.held_by:
+        return "held"
+    if action.kind in _REPORTS:
+        return "reported"
+    return "done" if result.done else "not_done"
+
+
+class Schedule:
+    """Runs ``job`` every ``interval`` seconds (jittered) on apscheduler's background thread."""
+
+    def __init__(self, job: Callable[[], None], interval: float, rng: random.Random | None = None) -> None:
+        rng = rng or random.Random()
+        self._scheduler = BackgroundScheduler(daemon=True)
+        first = datetime.now(UTC) + timedelta(seconds=rng.uniform(0, interval))
+        self._scheduler.add_job(
+            job,
+            IntervalTrigger(seconds=interval, jitter=interval * JITTER_SHARE, start_date=first),
+            id="reconcile",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+            next_run_time=first,
+        )
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def stop(self) -> None:
+        """Stop scheduling, and wait for a pass that is running (it may be removing a device)."""
+        self._scheduler.shutdown(wait=True)

@@ -1,0 +1,84 @@
+"""What a reconciler pass saw, as plain values: the array's maps for this host, the host's sessions,
+devices, links and multipath maps, and the journal's attachments. The planner decides from these alone."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from iscsi_agent.host.sessions import ScsiAddress
+from iscsi_agent.journal.model import Attachment
+from iscsi_agent.portal import Portal
+
+
+@dataclass(frozen=True)
+class MappedLun:
+    """A LUN the array maps to this host's igroup; ``serial`` is None where it is not known."""
+
+    lun_path: str
+    lun_uuid: str | None
+    serial: str | None = None
+
+
+class IgroupState(enum.Enum):
+    PRESENT = "present"
+    MISSING = "missing"  # deleted on the array
+    WITHOUT_INITIATOR = "without_initiator"  # there, but this host's initiator was taken out of it
+
+
+@dataclass(frozen=True)
+class SessionState:
+    sid: int
+    target_iqn: str
+    portal: Portal | None
+    state: str  # the kernel's: LOGGED_IN, FAILED, FREE
+    down_since: float | None = None  # monotonic seconds; when the pass first saw it not logged in
+
+    @property
+    def logged_in(self) -> bool:
+        return self.state == "LOGGED_IN"
+
+    def __str__(self) -> str:
+        return f"{self.target_iqn} via {self.portal or '?'} (session {self.sid})"
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """One SCSI disk on a session to the SVM's target, with the identity sysfs holds for it."""
+
+    address: ScsiAddress
+    sid: int
+    name: str | None  # the block device ("sdc"); None while it has none
+    serial: str | None  # from sysfs (cached at scan time); None when unreadable or absent
+    wwid: str | None
+
+    @property
+    def lun_id(self) -> int:
+        return self.address.lun
+
+    def __str__(self) -> str:
+        return f"{self.name or 'no block device'} ({self.address})"
+
+
+@dataclass(frozen=True)
+class MultipathState:
+    name: str
+    dm: str
+    wwid: str  # bare NAA hex
+    slaves: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Observed:
+    igroup: str
+    igroup_state: IgroupState
+    target_iqn: str
+    maps: Mapping[int, MappedLun]  # LUN id -> LUN, for this host's igroup
+    sessions: tuple[SessionState, ...]
+    devices: tuple[DeviceState, ...]
+    dangling_links: tuple[Path, ...]  # by-path and by-id links (iSCSI, NetApp) whose node is gone
+    multipath_maps: tuple[MultipathState, ...]
+    attachments: tuple[Attachment, ...]
+    now: float = 0.0  # monotonic seconds, the clock down_since is on
