@@ -158,21 +158,30 @@ def _outcome(action: Action, result: Result, dry_run: bool) -> str:
     return "done" if result.done else "not_done"
 
 
+def pass_trigger(interval: float, now: datetime, rng: random.Random) -> IntervalTrigger:
+    """Every ``interval`` seconds with a jitter of up to a tenth of it, starting at a random point of
+    the first interval: agents restarted together spread their passes instead of calling in step."""
+    return IntervalTrigger(
+        seconds=interval,
+        jitter=interval * JITTER_SHARE,
+        start_date=now + timedelta(seconds=rng.uniform(0, interval)),
+    )
+
+
 class Schedule:
-    """Runs ``job`` every ``interval`` seconds (jittered) on apscheduler's background thread."""
+    """Runs ``job`` on ``pass_trigger``'s times, on apscheduler's background thread, one at a time."""
 
     def __init__(self, job: Callable[[], None], interval: float, rng: random.Random | None = None) -> None:
-        rng = rng or random.Random()
+        trigger = pass_trigger(interval, datetime.now(UTC), rng or random.Random())
         self._scheduler = BackgroundScheduler(daemon=True)
-        first = datetime.now(UTC) + timedelta(seconds=rng.uniform(0, interval))
         self._scheduler.add_job(
             job,
-            IntervalTrigger(seconds=interval, jitter=interval * JITTER_SHARE, start_date=first),
+            trigger,
             id="reconcile",
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,
-            next_run_time=first,
+            next_run_time=trigger.start_date,
         )
 
     def start(self) -> None:
