@@ -96,7 +96,7 @@ def plan(observed: Observed, policy: Policy) -> list[Action]:
         for device in observed.devices
         if (found := _staleness(device, maps, serials)) is not None
     }
-    actions += _stale_maps(observed, stale)
+    actions += _stale_maps(observed, stale, policy)
     for device in observed.devices:
         if device.address in stale:
             reason, expected = stale[device.address]
@@ -153,8 +153,11 @@ def _staleness(
     return None
 
 
-def _stale_maps(observed: Observed, stale: Mapping[ScsiAddress, tuple[Reason, str | None]]) -> list[Action]:
-    """Multipath maps of NetApp LUNs with no path left, or whose every path is a stale device."""
+def _stale_maps(
+    observed: Observed, stale: Mapping[ScsiAddress, tuple[Reason, str | None]], policy: Policy
+) -> list[Action]:
+    """Multipath maps of NetApp LUNs with no path left, or whose every path is a stale device (the
+    latter only when stale devices are removed: otherwise the paths are reported, the map kept)."""
     by_name = {device.name: device for device in observed.devices if device.name}
     actions = []
     for mpath in observed.multipath_maps:
@@ -166,7 +169,7 @@ def _stale_maps(observed: Observed, stale: Mapping[ScsiAddress, tuple[Reason, st
             )
             continue
         paths = [by_name.get(name) for name in mpath.slaves]
-        if all(path is not None and path.address in stale for path in paths):
+        if policy.remove_stale_devices and all(path is not None and path.address in stale for path in paths):
             first = paths[0]
             assert first is not None
             reason = stale[first.address][0]
@@ -271,7 +274,11 @@ def _expected_ids(users: Iterable[Attachment], mapped_uuids: Mapping[int, str | 
     """The LUN ids the attachments expect behind a session that the array still maps to them."""
     return tuple(
         sorted(
-            {a.lun_id for a in users if a.lun_id >= 0 and mapped_uuids.get(a.lun_id) in (a.lun_uuid, None)}
+            {
+                a.lun_id
+                for a in users
+                if a.lun_id in mapped_uuids and mapped_uuids[a.lun_id] in (a.lun_uuid, None)
+            }
         )
     )
 

@@ -7,8 +7,6 @@ LUN id alone.
 
 from pathlib import Path
 
-import pytest
-
 from iscsi_agent.host.sessions import ScsiAddress
 from iscsi_agent.journal.model import Attachment, AttachmentState
 from iscsi_agent.naa import multipath_wwid, netapp_wwid
@@ -581,10 +579,6 @@ def test_an_attachment_whose_lun_id_now_maps_another_lun_is_not_scanned_for():
     assert of_kind(actions, ActionKind.SCAN) == []
 
 
-@pytest.mark.xfail(
-    reason="_expected_ids counts an unmapped LUN id as still mapped: maps.get() gives None for it",
-    strict=True,
-)
 def test_an_attachment_whose_lun_is_no_longer_mapped_is_not_scanned_for():
     actions = plan(
         observed(
@@ -598,10 +592,6 @@ def test_an_attachment_whose_lun_is_no_longer_mapped_is_not_scanned_for():
     assert summary(actions) == [(ActionKind.REPORT, Reason.ATTACHMENT_UNMAPPED, f"{lun_path(2)} (was LUN 2)")]
 
 
-@pytest.mark.xfail(
-    reason="_expected_ids counts an unmapped LUN id as still mapped: maps.get() gives None for it",
-    strict=True,
-)
 def test_a_relogin_asks_only_for_the_attachments_luns_still_mapped():
     failed = down(down_for=GRACE * 2)
     actions = plan(

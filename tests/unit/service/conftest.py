@@ -18,7 +18,7 @@ from iscsi_agent.array.settings import ApiChoice, ArraySettings
 from iscsi_agent.config import Config, parse_config
 from iscsi_agent.host.routes import Route
 from iscsi_agent.journal.store import FILE_NAME, Journal
-from iscsi_agent.service.build import HostLayer, build_host, build_volume_service
+from iscsi_agent.service.build import AgentServices, HostLayer, build_host, build_services
 from iscsi_agent.service.volumes import VolumeService
 from ontap_sim import Simulator
 from tests.fakes import FakeBlockOps, FakeClock, HostTree
@@ -57,28 +57,36 @@ class Host:
     routes: AllRoutable
     journal: Journal
     layer: HostLayer
-    service: VolumeService
+    services: AgentServices
     config: Config
     block: FakeBlockOps
+
+    @property
+    def service(self) -> VolumeService:
+        return self.services.volumes
 
     def array_requests(self) -> int:
         return self.sim.total("zapi") + self.sim.total("rest")
 
     def restart(self) -> VolumeService:
-        """A new service over the same journal file, array and host: what a daemon restart gives."""
+        """A new service over the same journal file, array and host: what a daemon restart gives.
+
+        The host layer is new too (its locks were the dead process's), the host itself the same.
+        """
         self.journal.close()
         self.journal = Journal.open(self.config.agent.state_dir / FILE_NAME)
-        self.service = self._build()
+        self.layer = host_layer(self.config, self.initiator, self.clock, self.block)
+        self.services = self._build()
         return self.service
 
     def with_config(self, config: Config) -> VolumeService:
         """The service over the same host and array with another configuration."""
         self.config = config
-        self.service = self._build()
+        self.services = self._build()
         return self.service
 
-    def _build(self) -> VolumeService:
-        return build_volume_service(
+    def _build(self) -> AgentServices:
+        return build_services(
             self.config,
             array=self.array,
             host=self.layer,
@@ -88,6 +96,11 @@ class Host:
             hostname=HOSTNAME,
             clock=self.clock,
         )
+
+
+def host_layer(config: Config, world: SimulatedInitiator, clock: FakeClock, block: FakeBlockOps) -> HostLayer:
+    layer = build_host(config, world, clock, watch=polling, block=block)
+    return dataclasses.replace(layer, sessions=KernelSessions(layer.paths, world))
 
 
 def config_for(
@@ -135,11 +148,10 @@ def host(request, ontap_sim: Simulator, tmp_path: Path) -> Iterator[Host]:
     world = SimulatedInitiator(tree, ontap_sim, INITIATOR)
     clock = FakeClock(on_sleep=world.kernel_step)
     block = FakeBlockOps(tree.root / "sys/block")
-    layer = build_host(config, world, clock, watch=polling, block=block)
-    layer = dataclasses.replace(layer, sessions=KernelSessions(layer.paths, world))
+    layer = host_layer(config, world, clock, block)
     journal = Journal.open(config.agent.state_dir / FILE_NAME)
     built = Host(ontap_sim, array, tree, world, clock, AllRoutable(), journal, layer, None, config, block)  # type: ignore[arg-type]
-    built.service = built._build()
+    built.services = built._build()
     yield built
     built.journal.close()
     array.close()

@@ -1,0 +1,204 @@
+"""Start-up recovery after the agent died at each fault point of an attach, a detach, and recovery itself.
+
+Here a "kill" stops the thread that reaches the armed point for good (nothing after it runs: no
+rollback, no ``finally``), and the restart builds a new agent over the same journal file, array and
+host. The VM tier does the same with a real SIGKILL on a real kernel.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from iscsi_agent.faults import FAULT_ENV, faults
+from iscsi_agent.journal.model import Kind, Outcome
+from iscsi_agent.service.igroup import igroup_name
+from iscsi_agent.service.recovery import Resolution
+from tests.contract.helpers import array_igroups_named, array_maps
+from tests.unit.service.conftest import HOSTNAME, INITIATOR, Host
+
+OWN_IGROUP = igroup_name("openstack-", HOSTNAME, INITIATOR)
+LUN1, LUN2 = "/vol/vol1/lun1", "/vol/vol1/lun2"
+
+ATTACH_POINTS = [
+    "attach.begun",
+    "attach.igroup.intended",
+    "attach.igroup.done",
+    "attach.map.intended",
+    "attach.map.done",
+    "attach.login.intended",
+    "attach.login.done",
+    "attach.scan.intended",
+    "attach.scan.done",
+    "attach.handed_out.intended",
+    "attach.handed_out.done",
+]
+DETACH_POINTS = [
+    "detach.begun",
+    "detach.remove_paths.intended",
+    "detach.remove_paths.done",
+    "detach.unmap.intended",
+    "detach.unmap.done",
+    "detach.logout.intended",
+    "detach.logout.done",
+]
+RECOVERY_POINTS = [
+    "recovery.settled",
+    "recovery.remove_paths.intended",
+    "recovery.remove_paths.done",
+    "recovery.unmap.intended",
+    "recovery.unmap.done",
+    "recovery.logout.intended",
+    "recovery.logout.done",
+]
+
+
+class Crash:
+    """Stands in for SIGKILL: the thread that reaches the point never runs another line."""
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()
+        self._never = threading.Event()
+
+    def __call__(self) -> None:
+        self.reached.set()
+        self._never.wait()
+
+
+@pytest.fixture
+def crash(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, Callable[[], object]], None]]:
+    def at(point: str, work: Callable[[], object]) -> None:
+        killed = Crash()
+        monkeypatch.setattr(faults, "_kill", killed)
+        monkeypatch.setenv(FAULT_ENV, point)
+        threading.Thread(target=work, name=f"killed at {point}", daemon=True).start()
+        assert killed.reached.wait(30), f"{point} was never reached"
+        monkeypatch.delenv(FAULT_ENV)
+
+    yield at
+
+
+def disks(host: Host) -> list[str]:
+    return sorted(entry.name for entry in (host.tree.root / "sys/block").iterdir())
+
+
+def assert_nothing_left(host: Host, path: str = LUN1) -> None:
+    """No map for a volume that is not attached, no session or disk without an attachment."""
+    assert host.service.attachments() == []
+    assert array_maps(host.sim, path) == []
+    assert host.initiator.sessions == {}
+    assert disks(host) == []
+    assert host.journal.in_flight() == []
+
+
+def test_the_fault_points_are_every_journalled_step_of_an_attach_and_a_detach(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+):
+    reached: list[str] = []
+    monkeypatch.setattr(faults, "hit", reached.append)
+    host.service.attach(LUN1)
+    host.service.detach(LUN1, force=False)
+    assert reached == ATTACH_POINTS + DETACH_POINTS
+
+
+@pytest.mark.parametrize("point", ATTACH_POINTS[:-1])
+def test_an_attach_killed_before_it_handed_out_its_device_is_rolled_back_at_start_up(
+    host: Host, crash, point: str
+):
+    crash(point, lambda: host.service.attach(LUN1))
+    host.restart()
+    recovered = host.services.recovery.run()
+    assert [(r.kind, r.error) for r in recovered] == [(Kind.ATTACH, None)]
+    assert_nothing_left(host)
+    assert array_igroups_named(host.sim, OWN_IGROUP) <= 1
+    _, created = host.service.attach(LUN1)  # and the volume attaches as if nothing happened
+    assert created and len(disks(host)) == 1
+
+
+def test_an_attach_killed_after_it_handed_out_its_device_stands(host: Host, crash):
+    crash("attach.handed_out.done", lambda: host.service.attach(LUN1))
+    host.restart()
+    recovered = host.services.recovery.run()
+    assert [r.resolution for r in recovered] == [Resolution.KEEP]
+    assert [a.volume for a in host.service.attachments()] == [LUN1]
+    assert disks(host) == ["sda"] and len(array_maps(host.sim, LUN1)) == 1
+    assert host.journal.in_flight() == []
+
+
+@pytest.mark.parametrize("point", DETACH_POINTS)
+def test_a_detach_killed_anywhere_is_finished_at_start_up(host: Host, crash, point: str):
+    host.service.attach(LUN1)
+    crash(point, lambda: host.service.detach(LUN1, force=False))
+    host.restart()
+    recovered = host.services.recovery.run()
+    assert [(r.kind, r.error) for r in recovered] == [(Kind.DETACH, None)]
+    assert_nothing_left(host)
+
+
+@pytest.mark.parametrize("point", RECOVERY_POINTS)
+def test_a_recovery_killed_anywhere_is_carried_on_by_the_next_start(host: Host, crash, point: str):
+    crash("attach.scan.done", lambda: host.service.attach(LUN1))
+    host.restart()
+    crash(point, host.services.recovery.run)
+    host.restart()
+    host.services.recovery.run()
+    assert_nothing_left(host)
+
+
+def test_an_attach_beside_a_kept_one_rolls_back_only_what_it_did(host: Host, crash):
+    host.service.attach(LUN2)
+    crash("attach.scan.done", lambda: host.service.attach(LUN1))
+    host.restart()
+    host.services.recovery.run()
+    assert [a.volume for a in host.service.attachments()] == [LUN2]
+    assert array_maps(host.sim, LUN1) == [] and len(array_maps(host.sim, LUN2)) == 1
+    assert disks(host) == ["sda"] and len(host.initiator.sessions) == 1  # LUN2's session stays
+
+
+def test_a_detach_whose_device_is_in_use_again_is_attached_again(host: Host, crash):
+    host.service.attach(LUN1)
+    crash("detach.begun", lambda: host.service.detach(LUN1, force=False))
+    host.tree.mount("sda", "/srv/data")  # used again after the agent died
+    host.restart()
+    recovered = host.services.recovery.run()
+    assert [r.error for r in recovered] == ["device_in_use"]
+    assert [a.volume for a in host.service.attachments()] == [LUN1]
+    assert disks(host) == ["sda"] and host.journal.in_flight() == []
+    assert host.services.recovery.pending == frozenset()
+
+
+def test_a_rollback_the_array_refuses_stays_open_and_is_retried(host: Host, crash):
+    crash("attach.map.done", lambda: host.service.attach(LUN1))
+    host.restart()
+    host.sim.faults.inject(
+        "lun-unmap" if host.array.api == "zapi" else "DELETE /api/protocols/san/lun-maps",
+        "errno",
+        times=10,
+        errno=13001,
+        reason="busy",
+    )
+    recovered = host.services.recovery.run()
+    assert recovered[0].error is not None and host.services.recovery.pending
+    assert len(array_maps(host.sim, LUN1)) == 1
+    host.sim.faults.clear()
+    host.services.recovery.retry()
+    assert_nothing_left(host)
+
+
+def test_recovery_writes_its_undo_into_the_interrupted_operation(host: Host, crash):
+    crash("attach.scan.done", lambda: host.service.attach(LUN1))
+    host.restart()
+    [op] = host.journal.in_flight()
+    host.services.recovery.run()
+    assert host.journal.in_flight() == []
+    finished = host.journal._db.execute("SELECT outcome FROM operation WHERE id = ?", (op.id,)).fetchone()
+    assert finished[0] == Outcome.ROLLED_BACK.value
+    steps = [
+        row[0]
+        for row in host.journal._db.execute(
+            "SELECT name FROM step WHERE operation_id = ? ORDER BY seq", (op.id,)
+        ).fetchall()
+    ]
+    assert steps == ["igroup", "map", "login", "scan", "remove_paths", "unmap", "logout"]
