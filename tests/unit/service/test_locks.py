@@ -1,10 +1,11 @@
 """Volumes are worked on one at a time each, in parallel with each other; a shared login runs once."""
 
 import threading
+import time
 
 import pytest
 
-from iscsi_agent.service.locks import KeyedLocks, SingleFlight
+from iscsi_agent.service.locks import KeyedLocks, OperationGate, SingleFlight
 
 
 def test_one_key_is_held_by_one_caller_at_a_time():
@@ -89,3 +90,52 @@ def test_every_waiter_gets_the_leaders_error_and_the_next_call_runs_again():
     with pytest.raises(RuntimeError, match="login refused"):
         flight.run("k", fail)
     assert flight.run("k", lambda: "ok") == "ok"
+
+
+def test_operations_pass_the_gate_together_and_a_pass_waits_for_them_all():
+    gate = OperationGate()
+    order: list[str] = []
+    first, second = gate.operation(), gate.operation()
+    first.__enter__()
+    second.__enter__()
+
+    def reconcile() -> None:
+        with gate.exclusive(timeout=10) as quiet:
+            order.append(f"pass {quiet}")
+
+    passing = threading.Thread(target=reconcile)
+    passing.start()
+    time.sleep(0.05)
+    order.append("first done")
+    first.__exit__(None, None, None)
+    time.sleep(0.05)
+    order.append("second done")
+    second.__exit__(None, None, None)
+    passing.join(5)
+    assert order == ["first done", "second done", "pass True"]
+
+
+def test_a_pass_kept_waiting_past_its_timeout_gives_up_and_holds_nothing_back():
+    gate = OperationGate()
+    with gate.operation():
+        with gate.exclusive(timeout=0.05) as quiet:
+            assert quiet is False
+        with gate.operation():  # another operation still goes through
+            pass
+
+
+def test_an_operation_waits_while_a_pass_runs():
+    gate = OperationGate()
+    entered = threading.Event()
+
+    def attach() -> None:
+        with gate.operation():
+            entered.set()
+
+    with gate.exclusive(timeout=1) as quiet:
+        assert quiet
+        worker = threading.Thread(target=attach)
+        worker.start()
+        assert not entered.wait(0.1)
+    assert entered.wait(5)
+    worker.join(5)
