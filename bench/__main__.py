@@ -5,12 +5,15 @@ phases in the VM (calls, single, parallel, multipath, daemon)."""
 
 import sys
 
-from bench import array_calls, vm
+from bench import array_calls, reconcile, vm
 
-wanted = [arg for arg in sys.argv[1:] if not arg.startswith("--")] or ["array", "vm"]
+wanted = [arg for arg in sys.argv[1:] if not arg.startswith("--")] or ["array", "reconcile", "vm"]
 code = 0
 if "array" in wanted:
     code |= array_calls.main()
+    print(flush=True)
+if "reconcile" in wanted:
+    code |= reconcile.main()
     print(flush=True)
 if "vm" in wanted:
     code |= vm.main([arg for arg in sys.argv[1:] if arg.startswith("--")])

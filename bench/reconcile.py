@@ -1,0 +1,485 @@
+"""A reconciler pass over a big host, and a fleet's passes against one array, against the simulator.
+
+Run: ``python -m bench reconcile`` (or ``python bench/reconcile.py``). Two figures, each with its goal:
+
+1. One host with 2,000 SCSI devices (1,000 LUNs over two sessions, each LUN under a multipath map)
+   on a synthetic sysfs tree, the LUNs mapped to the host's igroup on the simulator and recorded as
+   attachments in the journal. A handful are stale (their LUNs unmapped, left on the host) and
+   two links dangle, so the first pass does real work; then steady passes are timed, and the
+   simulator counts the array requests of each.
+2. A fleet of agents restarted at one instant, each on the reconciler's real trigger, over
+   simulated minutes; every fire makes the steady pass's one array request for real, and the
+   simulator counts them per simulated second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from iscsi_agent.array.client import ArrayClient
+from iscsi_agent.array.connect import connect
+from iscsi_agent.array.settings import ApiChoice, ArraySettings
+from iscsi_agent.config import Config, parse_config
+from iscsi_agent.host.command import CommandResult
+from iscsi_agent.host.multipath import DM_UUID_PREFIX
+from iscsi_agent.host.routes import Route
+from iscsi_agent.host.sessions import ScsiAddress
+from iscsi_agent.journal.model import Attachment, AttachmentState
+from iscsi_agent.journal.store import FILE_NAME, Journal
+from iscsi_agent.naa import multipath_wwid
+from iscsi_agent.portal import Portal
+from iscsi_agent.reconcile.plan import plan
+from iscsi_agent.reconcile.reconciler import JITTER_SHARE, Reconciler, pass_trigger
+from iscsi_agent.service.build import build_host, build_services
+from iscsi_agent.service.igroup import igroup_name
+from ontap_sim import Simulator
+from ontap_sim.model import State
+from tests.fakes import FakeBlockOps, FakeClock, HostTree, polling
+from tests.initiator_world import KernelSessions, SimulatedInitiator
+
+USERNAME, PASSWORD, SVM = "admin", "netapp1!", "svm1"
+INITIATOR = "iqn.1994-05.com.redhat:bench-reconcile"
+HOSTNAME = "compute-bench.example.net"
+PORTALS = ("127.0.0.1:3260", "127.0.0.2:3260")  # the default seed's two iSCSI LIFs
+LUNS = 1000  # each on both portals: 2,000 devices
+STALE_LUNS = 4  # unmapped on the array, still on the host
+DANGLING_LINKS = 2
+STEADY_PASSES = 20
+SPLIT_PASSES = 10
+GiB = 1024**3
+
+PASS_MS_GOAL = 100.0
+REQUESTS_PER_PASS_GOAL = 1
+
+AGENTS = 1000
+INTERVAL = 60.0
+SIMULATED_SECONDS = 600
+FLEET_IGROUPS = 10
+LUNS_PER_FLEET_IGROUP = 20
+FLEET_SEED = 20240601
+FLEET_PEAK_GOAL = 18
+
+
+# --- the world ------------------------------------------------------------------------
+
+
+class AllRoutable:
+    def lookup_all(self, addresses: Sequence[str]) -> dict[str, Route]:
+        return {address: Route(address, True) for address in addresses}
+
+
+class WithMultipath:
+    """The simulated initiator's runner, with ``multipath -f`` removing the map as multipath does."""
+
+    def __init__(self, world: SimulatedInitiator, tree: HostTree) -> None:
+        self.world = world
+        self.tree = tree
+
+    def __call__(self, argv: Sequence[str], *, timeout: float, secrets: Sequence[str] = ()) -> CommandResult:
+        if tuple(argv[:2]) == ("multipath", "-f"):
+            remove_multipath(self.tree, argv[2])
+            return CommandResult(tuple(argv), 0, "", "")
+        return self.world(argv, timeout=timeout, secrets=secrets)
+
+
+def remove_multipath(tree: HostTree, name: str) -> None:
+    for dm in (tree.root / "sys/block").glob("dm-*"):
+        folder = dm.resolve()
+        if (folder / "dm/name").read_text().strip() != name:
+            continue
+        for slave in (folder / "slaves").iterdir():
+            (tree.root / f"sys/block/{slave.name}/holders/{dm.name}").unlink(missing_ok=True)
+            slave.unlink()
+        for entry in sorted(folder.rglob("*"), key=lambda path: len(path.parts), reverse=True):
+            entry.rmdir() if entry.is_dir() else entry.unlink()
+        folder.rmdir()
+        dm.unlink()
+        (tree.root / f"dev/mapper/{name}").unlink(missing_ok=True)
+        return
+
+
+def disk_name(index: int) -> str:
+    """sda .. sdz, sdaa .. sdzz, sdaaa ..: the kernel's names for the index-th disk."""
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(ord("a") + rest) + letters
+    return "sd" + letters
+
+
+def serial_of(index: int) -> str:
+    return f"bnch{index:08d}"
+
+
+def add_path(
+    tree: HostTree, index: int, *, sid: int, host: int, lun_id: int, serial: str, iqn: str, portal: str
+) -> str:
+    """One probed disk with a device number of its own (the fake derives it from the last letter)."""
+    name = disk_name(index)
+    tree.add_disk(ScsiAddress(host, 0, 0, lun_id), name, serial, sid=sid, iqn=iqn, portal=portal, links=False)
+    (tree.root / f"sys/block/{name}/dev").write_text(f"{8 + index // 16}:{(index % 16) * 16}\n")
+    links = tree.add_links(name, serial, iqn=iqn, portal=portal, lun=lun_id)
+    tree.udev_db(name).parent.mkdir(parents=True, exist_ok=True)
+    tree.udev_db(name).write_text("".join(f"S:{link}\n" for link in links) + "E:ID_BUS=scsi\n")
+    return name
+
+
+def config_for(sim: Simulator, root: Path, state: Path) -> Config:
+    url = urlsplit(sim.base_url)
+    text = f"""
+[agent]
+host_root = {root}
+state_dir = {state}
+[array]
+hostname = {url.hostname}
+port = {url.port}
+scheme = http
+username = {USERNAME}
+password = {PASSWORD}
+vserver = {SVM}
+api = rest
+[iscsi]
+multipath = true
+device_timeout = 20
+"""
+    return parse_config(text, Path("agent.conf"))
+
+
+def client_for(sim: Simulator) -> ArrayClient:
+    url = urlsplit(sim.base_url)
+    settings = ArraySettings(
+        str(url.hostname), USERNAME, PASSWORD, vserver=SVM, port=url.port, scheme="http", api=ApiChoice.REST
+    )
+    return connect(settings)
+
+
+@dataclasses.dataclass
+class BigHost:
+    sim: Simulator
+    tree: HostTree
+    journal: Journal
+    array: ArrayClient
+    reconciler: Reconciler
+
+    def array_requests(self) -> int:
+        return self.sim.total("zapi") + self.sim.total("rest")
+
+
+def populate_array(state: State, igroup: str) -> list[tuple[str, str, int, bool]]:
+    """LUNs on the array, all but the stale ones mapped to the host's igroup: (uuid, serial, id, mapped)."""
+    luns = []
+    with state.lock:
+        svm = state.svm(SVM)
+        group = state.create_igroup(svm, igroup, "iscsi", "linux", (INITIATOR,))
+        for index in range(LUNS):
+            lun = state.create_lun(svm, f"/vol/vol1/bench{index:04d}", GiB, "linux", serial_of(index))
+            mapped = index >= STALE_LUNS
+            if mapped:
+                state.map_lun(lun, group, index)
+            luns.append((lun.uuid, lun.serial, index, mapped))
+    return luns
+
+
+def populate_host(
+    tree: HostTree, journal: Journal, luns: list[tuple[str, str, int, bool]], igroup: str, iqn: str
+) -> None:
+    """Two sessions, every LUN on both under a multipath map, the mapped ones recorded as attached."""
+    sessions = [(sid, sid + 1, portal) for sid, portal in enumerate(PORTALS, start=1)]
+    for sid, host, portal in sessions:
+        tree.add_session(sid, host, iqn, portal)
+    portals = tuple(Portal.parse(portal) for portal in PORTALS)
+    for uuid, serial, lun_id, mapped in luns:
+        names = [
+            add_path(
+                tree,
+                lun_id * len(sessions) + n,
+                sid=sid,
+                host=host,
+                lun_id=lun_id,
+                serial=serial,
+                iqn=iqn,
+                portal=portal,
+            )
+            for n, (sid, host, portal) in enumerate(sessions)
+        ]
+        wwid = multipath_wwid(serial)
+        tree.add_multipath(f"dm-{lun_id}", wwid, DM_UUID_PREFIX + wwid, names)
+        if mapped:
+            journal.put_attachment(
+                Attachment(
+                    lun_uuid=uuid,
+                    lun_path=f"/vol/vol1/bench{lun_id:04d}",
+                    volume=f"volume-{lun_id:04d}",
+                    svm=SVM,
+                    serial=serial,
+                    wwid=wwid,
+                    lun_id=lun_id,
+                    igroup=igroup,
+                    map_created=True,
+                    target_iqn=iqn,
+                    portals=portals,
+                    multipath=True,
+                    state=AttachmentState.ATTACHED,
+                    device=f"/dev/mapper/{wwid}",
+                )
+            )
+    for n in range(DANGLING_LINKS):
+        link = tree.root / f"dev/disk/by-path/ip-{PORTALS[0]}-iscsi-{iqn}-lun-{LUNS + n}"
+        link.symlink_to("../../sdgone" + chr(ord("a") + n))
+
+
+def build_big_host(sim: Simulator, folder: Path) -> BigHost:
+    tree = HostTree(folder / "host")
+    config = config_for(sim, tree.root, folder / "state")
+    igroup = igroup_name(config.array.igroup_prefix, HOSTNAME, INITIATOR)
+    target = sim.state.svms[SVM].iscsi.target_iqn  # type: ignore[union-attr]
+    journal = Journal.open(config.agent.state_dir / FILE_NAME)
+    populate_host(tree, journal, populate_array(sim.state, igroup), igroup, target)
+    world = SimulatedInitiator(tree, sim, INITIATOR)
+    clock = FakeClock(on_sleep=world.kernel_step)
+    layer = build_host(
+        config, WithMultipath(world, tree), clock, watch=polling, block=FakeBlockOps(tree.root / "sys/block")
+    )
+    layer = dataclasses.replace(layer, sessions=KernelSessions(layer.paths, world))
+    array = client_for(sim)
+    services = build_services(
+        config,
+        array=array,
+        host=layer,
+        routes=AllRoutable(),
+        journal=journal,
+        initiator=INITIATOR,
+        hostname=HOSTNAME,
+        clock=clock,
+    )
+    return BigHost(sim, tree, journal, array, services.reconciler)
+
+
+# --- 1. one big host ----------------------------------------------------------------------
+
+
+def timed(action: Callable[[], object]) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = action()
+    return (time.perf_counter() - start) * 1000, result
+
+
+def p90(values: Sequence[float]) -> float:
+    return statistics.quantiles(values, n=10, method="inclusive")[-1]
+
+
+def device_count(tree: HostTree) -> int:
+    return sum(1 for _ in (tree.root / "sys/class/scsi_device").iterdir())
+
+
+def measure_host() -> dict[str, object]:
+    sim = Simulator(username=USERNAME, password=PASSWORD)
+    sim.start(host="127.0.0.1", port=0, tls=False)
+    sim.latency = 0.0
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-reconcile-") as folder:
+            start = time.perf_counter()
+            host = build_big_host(sim, Path(folder))
+            built_s = time.perf_counter() - start
+            figures = host_figures(host)
+            figures["setup s"] = built_s
+            host.journal.close()
+            host.array.close()
+            return figures
+    finally:
+        sim.stop()
+
+
+def host_figures(host: BigHost) -> dict[str, object]:
+    reconciler = host.reconciler
+    devices_before = device_count(host.tree)
+    host.sim.reset_counts()
+    first_ms, first_actions = timed(lambda: reconciler.run(dry_run=False))
+    first_requests = host.array_requests()
+    kinds = Counter(
+        f"{a.action} ({a.reason}){'' if a.done else ', not done'}"
+        for a in first_actions  # type: ignore[attr-defined]
+    )
+    steady_ms, steady_requests, steady_actions = [], [], 0
+    by_call: Counter[str] = Counter()
+    for _ in range(STEADY_PASSES):
+        host.sim.reset_counts()
+        ms, actions = timed(lambda: reconciler.run(dry_run=False))
+        steady_ms.append(ms)
+        steady_requests.append(host.array_requests())
+        by_call.update({call: n for (_, call), n in host.sim.counts.items()})
+        steady_actions += len(actions)  # type: ignore[arg-type]
+    observe_ms, plan_ms = [], []
+    for _ in range(SPLIT_PASSES):
+        ms, observed = timed(reconciler._reader.read)
+        observe_ms.append(ms)
+        plan_ms.append(timed(lambda: plan(observed, reconciler._policy))[0])  # noqa: B023
+    return {
+        "devices before": devices_before,
+        "devices after": device_count(host.tree),
+        "first ms": first_ms,
+        "first requests": first_requests,
+        "first actions": kinds,
+        "steady ms": steady_ms,
+        "steady requests": steady_requests,
+        "steady actions": steady_actions,
+        "steady calls": by_call,
+        "observe ms": observe_ms,
+        "plan ms": plan_ms,
+    }
+
+
+def print_host(figures: dict[str, object]) -> None:
+    steady_ms: list[float] = figures["steady ms"]  # type: ignore[assignment]
+    requests: list[int] = figures["steady requests"]  # type: ignore[assignment]
+    observe_ms: list[float] = figures["observe ms"]  # type: ignore[assignment]
+    plan_ms: list[float] = figures["plan ms"]  # type: ignore[assignment]
+    first: Counter[str] = figures["first actions"]  # type: ignore[assignment]
+    median = statistics.median(steady_ms)
+    print(f"Reconciler pass over {figures['devices before']} devices ({LUNS} LUNs x {len(PORTALS)} sessions,")
+    print(f"multipath), REST, simulator latency 0; world built in {figures['setup s']:.1f} s")
+    print(f"  first pass: {figures['first ms']:.0f} ms, {figures['first requests']} array requests, actions:")
+    for kind, count in sorted(first.items()):
+        print(f"    {count:4d} x {kind}")
+    print(f"  devices after the first pass: {figures['devices after']}")
+    print(
+        f"  steady pass ({len(steady_ms)} passes): median {median:.1f} ms, p90 {p90(steady_ms):.1f} ms,"
+        f" max {max(steady_ms):.1f} ms; goal <= {PASS_MS_GOAL:.0f} ms"
+        f" -> {median / PASS_MS_GOAL:.2f}x the goal (median)"
+    )
+    calls: Counter[str] = figures["steady calls"]  # type: ignore[assignment]
+    print(
+        f"  array requests per steady pass: median {statistics.median(requests):g},"
+        f" min {min(requests)}, max {max(requests)}; goal {REQUESTS_PER_PASS_GOAL}"
+        f" -> {statistics.median(requests) / REQUESTS_PER_PASS_GOAL:.0f}x the goal (median); per pass:"
+    )
+    for call, count in sorted(calls.items()):
+        print(f"    {count / len(requests):5.1f} x {call}")
+    print(f"  actions in {len(steady_ms)} steady passes: {figures['steady actions']}")
+    print(
+        f"  split of a steady pass ({len(observe_ms)} separate runs of its parts): observe"
+        f" (StateReader.read, with its array requests) median {statistics.median(observe_ms):.1f} ms,"
+        f" plan (plan()) median {statistics.median(plan_ms):.1f} ms"
+    )
+
+
+# --- 2. a fleet on one array ------------------------------------------------------------------
+
+
+def fleet_igroups(state: State) -> list[str]:
+    """A few hosts' igroups with a handful of maps each: the payload of a steady pass's request."""
+    names = []
+    with state.lock:
+        svm = state.svm(SVM)
+        for g in range(FLEET_IGROUPS):
+            name = f"openstack-fleet{g:02d}-0000000{g}"
+            group = state.create_igroup(
+                svm, name, "iscsi", "linux", (f"iqn.1994-05.com.redhat:fleet{g:02d}",)
+            )
+            for n in range(LUNS_PER_FLEET_IGROUP):
+                lun = state.create_lun(
+                    svm, f"/vol/vol1/fleet{g:02d}-{n:02d}", GiB, "linux", f"flt{g:02d}{n:07d}"
+                )
+                state.map_lun(lun, group, n)
+            names.append(name)
+    return names
+
+
+def fire_times(agent: int, start: datetime, until: datetime) -> list[float]:
+    """Seconds after ``start`` at which one agent's passes run, as its Schedule runs them: the first at
+    the trigger's start date, each next one from the trigger given the previous fire time."""
+    trigger = pass_trigger(INTERVAL, start, random.Random(FLEET_SEED + agent))
+    fire = trigger.start_date
+    times = []
+    while fire < until:
+        times.append((fire - start).total_seconds())
+        fire = trigger.get_next_fire_time(fire, fire)
+    return times
+
+
+def measure_fleet() -> dict[str, object]:
+    random.seed(FLEET_SEED)  # apscheduler draws the jitter from the random module
+    start = datetime(2024, 6, 1, tzinfo=UTC)
+    until = start + timedelta(seconds=SIMULATED_SECONDS)
+    fires = sorted((t, agent) for agent in range(AGENTS) for t in fire_times(agent, start, until))
+    sim = Simulator(username=USERNAME, password=PASSWORD)
+    sim.start(host="127.0.0.1", port=0, tls=False)
+    sim.latency = 0.0
+    try:
+        igroups = fleet_igroups(sim.state)
+        client = client_for(sim)  # one connection for all: the simulator counts requests, not clients
+        per_second = [0] * SIMULATED_SECONDS
+        sim.reset_counts()
+        began = time.perf_counter()
+        index = 0
+        for second in range(SIMULATED_SECONDS):
+            before = sim.total("rest")
+            while index < len(fires) and fires[index][0] < second + 1:
+                agent = fires[index][1]
+                client.maps_of_igroup(igroups[agent % len(igroups)])
+                index += 1
+            per_second[second] = sim.total("rest") - before
+        wall_s = time.perf_counter() - began
+        client.close()
+        return {"fires": len(fires), "per second": per_second, "wall s": wall_s, "total": sim.total("rest")}
+    finally:
+        sim.stop()
+
+
+def print_fleet(figures: dict[str, object]) -> None:
+    per_second: list[int] = figures["per second"]  # type: ignore[assignment]
+    total: int = figures["total"]  # type: ignore[assignment]
+    mean = total / len(per_second)
+    peak = max(per_second)
+    p99 = statistics.quantiles(per_second, n=100, method="inclusive")[-1]
+    idle = sum(1 for n in per_second if n == 0) / len(per_second)
+    busiest = per_second.index(peak)
+    first_minute = per_second[: int(INTERVAL)]
+    print(
+        f"Fleet: {AGENTS} agents restarted at one instant, interval {INTERVAL:.0f} s (jitter up to"
+        f" {INTERVAL * JITTER_SHARE:.0f} s), {SIMULATED_SECONDS} simulated seconds, one shared simulator, REST"
+    )
+    print(
+        f"  passes fired: {figures['fires']}, array requests counted: {total} (real requests, simulated time axis;"
+    )
+    print(f"  {figures['wall s']:.1f} s of wall time to make them)")
+    average_interval = INTERVAL * (1 + JITTER_SHARE / 2)
+    print(
+        f"  mean {mean:.1f}/s (one request per pass: {AGENTS} agents / {average_interval:g} s, the interval"
+        f" plus the mean jitter, = {AGENTS / average_interval:.1f}/s)"
+    )
+    print(
+        f"  peak {peak}/s (second {busiest}), p99 {p99:.0f}/s; goal <= {FLEET_PEAK_GOAL}/s"
+        f" -> peak {peak / FLEET_PEAK_GOAL:.2f}x, p99 {p99 / FLEET_PEAK_GOAL:.2f}x the goal"
+    )
+    print(
+        f"  first minute: peak {max(first_minute)}/s, mean {statistics.mean(first_minute):.1f}/s;"
+        f" seconds with no request: {idle:.1%}"
+    )
+    over = sum(1 for n in per_second if n > FLEET_PEAK_GOAL)
+    print(f"  seconds above {FLEET_PEAK_GOAL}/s: {over} of {len(per_second)} ({over / len(per_second):.1%})")
+
+
+def main() -> int:
+    print_host(measure_host())
+    print()
+    print_fleet(measure_fleet())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
