@@ -80,6 +80,11 @@ class Igroup:
         return {i.lower() for i in self.initiators} == {i.lower() for i in initiators}
 
 
+MAPS_PAGE = 4096
+"""Records per page of a map listing: an igroup has at most 4,096 LUN ids (0-4095), so the maps of one
+igroup (the reconciler's one request) come in one page however many LUNs the host has."""
+
+
 @dataclass(frozen=True)
 class LunMap:
     """A LUN mapped to an igroup; ``reporting_nodes`` is the Selective LUN Map node list."""

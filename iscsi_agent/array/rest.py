@@ -144,14 +144,20 @@ class RestConnection:
         return self._call("GET", path, params=params, idempotent=True)
 
     def collect(
-        self, path: str, query: Mapping[str, str], fields: str, *, scoped: bool = True
+        self,
+        path: str,
+        query: Mapping[str, str],
+        fields: str,
+        *,
+        scoped: bool = True,
+        page_size: int | None = None,
     ) -> list[dict[str, Any]]:
         """Every record of a collection (of the SVM when ``scoped``), following ``_links.next.href``.
 
         A page: ``{"records": [...], "num_records": 2, "_links": {"next": {"href": "/api/storage/luns?start.uuid=…"}}}``.
         Scoped, an empty answer is trusted only from an SVM known to exist (see the class).
         """
-        records = self._collect(path, query, fields, scoped=scoped)
+        records = self._collect(path, query, fields, scoped=scoped, page_size=page_size or self.page_size)
         if scoped and records:
             self.svm_confirmed = True  # the svm.name filter matched: the SVM exists
         elif scoped:
@@ -159,13 +165,13 @@ class RestConnection:
         return records
 
     def _collect(
-        self, path: str, query: Mapping[str, str], fields: str, *, scoped: bool
+        self, path: str, query: Mapping[str, str], fields: str, *, scoped: bool, page_size: int
     ) -> list[dict[str, Any]]:
         params = {
             **(self.svm_query() if scoped else {}),
             **query,
             "fields": fields,
-            "max_records": str(self.page_size),
+            "max_records": str(page_size),
         }
         page = self.get(path, params)
         records: list[dict[str, Any]] = []

@@ -13,6 +13,7 @@ from iscsi_agent.array.errors import (
     ArrayResponseError,
 )
 from iscsi_agent.array.model import (
+    MAPS_PAGE,
     ChapAuth,
     ChapCredentials,
     Igroup,
@@ -155,7 +156,7 @@ class RestOps:
             query["lun.name"] = path
         if igroup is not None:
             query["igroup.name"] = igroup
-        maps = map(parse_lun_map, self.rest.collect(LUN_MAPS, query, MAP_FIELDS))
+        maps = map(parse_lun_map, self.rest.collect(LUN_MAPS, query, MAP_FIELDS, page_size=MAPS_PAGE))
         return tuple(
             m for m in maps if (path is None or m.lun_path == path) and (igroup is None or m.igroup == igroup)
         )

@@ -179,6 +179,7 @@ class ZapiConnection:
         query: Args | None = None,
         desired: Args | None = None,
         tunnel: bool = True,
+        page_size: int | None = None,
     ) -> list[etree._Element]:
         """All records of a ``*-get-iter`` call, following ``next-tag`` until it is absent.
 
@@ -189,7 +190,7 @@ class ZapiConnection:
         seen_tags: set[str] = set()
         tag: str | None = None
         while True:
-            args: dict[str, ArgValue] = {"max-records": self.page_size}
+            args: dict[str, ArgValue] = {"max-records": page_size or self.page_size}
             if tag:
                 args["tag"] = tag
             if query:

@@ -12,6 +12,7 @@ from iscsi_agent.array.errors import (
     ArrayNotMapped,
 )
 from iscsi_agent.array.model import (
+    MAPS_PAGE,
     ChapAuth,
     ChapCredentials,
     Igroup,
@@ -171,7 +172,9 @@ class ZapiOps:
             query["path"] = path
         if igroup is not None:
             query["initiator-group"] = igroup
-        records = self.zapi.iterate("lun-map-get-iter", query={"lun-map-info": query}, desired=MAP_FIELDS)
+        records = self.zapi.iterate(
+            "lun-map-get-iter", query={"lun-map-info": query}, desired=MAP_FIELDS, page_size=MAPS_PAGE
+        )
         return tuple(
             m
             for m in map(parse_lun_map, records)

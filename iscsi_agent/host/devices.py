@@ -152,6 +152,13 @@ class Devices:
             unreadable=tuple(unreadable),
         )
 
+    def cached_serial(self, address: ScsiAddress) -> tuple[str | None, bool]:
+        """The serial sysfs holds (VPD page 0x80, cached since the last probe or rescan), and whether
+        it could be read: one read per device, for a pass over thousands of them."""
+        unreadable: list[str] = []
+        serial = self._serial(self.sysfs_dir(address) / "vpd_pg80", unreadable)
+        return serial, not unreadable
+
     @staticmethod
     def _serial(page: Path, unreadable: list[str]) -> str | None:
         try:

@@ -22,7 +22,7 @@ from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sessions import Session, Sessions
 from iscsi_agent.host.waiting import Clock
 from iscsi_agent.journal.store import Journal
-from iscsi_agent.naa import NETAPP_NAA_PREFIX, normalize_wwid
+from iscsi_agent.naa import NETAPP_NAA_PREFIX, netapp_wwid, normalize_wwid
 from iscsi_agent.reconcile.state import (
     DeviceState,
     IgroupState,
@@ -140,15 +140,17 @@ class StateReader:
         found = []
         for session in sessions:
             for address in self._sessions.devices(session):
-                identity = self._devices.identity(address)
-                readable = not identity.unreadable
+                name = self._devices.block_name(address)
+                if name is None:  # not a disk (tgtd's controller LU at LUN 0), or not bound yet
+                    continue
+                serial, readable = self._devices.cached_serial(address)
                 found.append(
                     DeviceState(
                         address=address,
                         sid=session.sid,
-                        name=self._devices.block_name(address),
-                        serial=identity.serial if readable else None,
-                        wwid=normalize_wwid(identity.wwid) if readable and identity.wwid else None,
+                        name=name,
+                        serial=serial if readable else None,
+                        wwid=netapp_wwid(serial) if readable and serial else None,
                     )
                 )
         return found
@@ -164,7 +166,7 @@ class StateReader:
                 if not any(mark in entry.name for mark in _OWN_LINK_MARKS) or not entry.is_symlink():
                     continue
                 link = Path(entry.path)
-                if not self._paths.resolve_link(link).exists():
+                if not os.path.exists(self._paths.resolve_link(link)):
                     dangling.append(link)
         return tuple(sorted(dangling))
 

@@ -286,28 +286,26 @@ def _expected_ids(users: Iterable[Attachment], mapped_uuids: Mapping[int, str | 
 def _missing_multipath_paths(observed: Observed, stale: set[ScsiAddress]) -> list[Action]:
     """Paths of a multipath attachment that the kernel has but its map does not."""
     maps = {normalize_wwid(m.wwid): m for m in observed.multipath_maps}
+    paths: dict[tuple[int, str], list[DeviceState]] = defaultdict(list)
+    for device in observed.devices:
+        if device.name and device.serial and device.address not in stale:
+            paths[(device.lun_id, device.serial)].append(device)
     actions = []
     for attachment in _attached(observed):
         if not attachment.multipath:
             continue
         mpath = maps.get(normalize_wwid(attachment.wwid))
         in_map = set(mpath.slaves) if mpath is not None else set()
-        for device in observed.devices:
-            if (
-                device.name
-                and device.address not in stale
-                and device.lun_id == attachment.lun_id
-                and device.serial == attachment.serial
-                and device.name not in in_map
-            ):
-                actions.append(
-                    Action(
-                        ActionKind.ADD_PATH,
-                        Reason.PATH_NOT_IN_MAP,
-                        f"{device} of {attachment.lun_path}",
-                        device=device,
-                    )
-                )
+        actions += [
+            Action(
+                ActionKind.ADD_PATH,
+                Reason.PATH_NOT_IN_MAP,
+                f"{device} of {attachment.lun_path}",
+                device=device,
+            )
+            for device in paths.get((attachment.lun_id, attachment.serial), ())
+            if device.name not in in_map
+        ]
     return actions
 
 

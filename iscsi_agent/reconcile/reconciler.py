@@ -159,11 +159,14 @@ def _outcome(action: Action, result: Result, dry_run: bool) -> str:
 
 
 def pass_trigger(interval: float, now: datetime, rng: random.Random) -> IntervalTrigger:
-    """Every ``interval`` seconds with a jitter of up to a tenth of it, starting at a random point of
-    the first interval: agents restarted together spread their passes instead of calling in step."""
+    """Every ``interval`` seconds on average, each gap drawn afresh within a tenth of it, starting at a
+    random point of the first interval: agents restarted together spread their passes instead of
+    calling in step, and stay spread. (apscheduler adds its jitter after the interval, counting the
+    next gap from the jittered fire time, so the base is half a jitter short.)"""
+    jitter = interval * JITTER_SHARE
     return IntervalTrigger(
-        seconds=interval,
-        jitter=interval * JITTER_SHARE,
+        seconds=interval - jitter / 2,
+        jitter=jitter,
         start_date=now + timedelta(seconds=rng.uniform(0, interval)),
     )
 

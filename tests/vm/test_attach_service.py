@@ -10,101 +10,24 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
-from iscsi_agent.array.client import ArrayClient
-from iscsi_agent.array.connect import connect
 from iscsi_agent.array.settings import ApiChoice
-from iscsi_agent.config import parse_config
 from iscsi_agent.host.command import SubprocessRunner
-from iscsi_agent.host.routes import KernelRoutes
-from iscsi_agent.host.waiting import SystemClock
-from iscsi_agent.journal.store import FILE_NAME, Journal
 from iscsi_agent.naa import netapp_wwid
-from iscsi_agent.service.build import build_host, build_volume_service
-from iscsi_agent.service.volumes import VolumeService
 from iscsi_agent.service_api import VolumeInUse
-from ontap_sim import Simulator
-from ontap_sim.mirror import TgtMirror
-from ontap_sim.tgt import Tgtadm
-from tests.vm.cleanup import reset_initiator
+from tests.vm.agent_host import AgentHost, agent_host
 
 MIRROR_TID = 3
 _run = SubprocessRunner()
 
 
-@dataclass
-class AgentHost:
-    sim: Simulator
-    array: ArrayClient
-    service: VolumeService
-    journal: Journal
-    tgt: Tgtadm
-    initiator: str
-    conf: str
-
-    def reconfigure(self, iscsi: str) -> VolumeService:
-        """The service over the same array and journal with more [iscsi] settings (multipath, CHAP)."""
-        config = parse_config(self.conf + iscsi, Path("agent.conf"))
-        clock = SystemClock()
-        self.service = build_volume_service(
-            config,
-            array=self.array,
-            host=build_host(config, SubprocessRunner(), clock),
-            routes=KernelRoutes(),
-            journal=self.journal,
-            initiator=self.initiator,
-            hostname="vmtier-host",
-            clock=clock,
-        )
-        return self.service
-
-    def maps(self, path: str) -> list[str]:
-        with self.sim.state.lock:
-            lun = self.sim.state.lun("svm1", path=path)
-            return [self.sim.state.igroups[m.igroup_uuid].name for m in self.sim.state.maps_of_lun(lun)]
-
-    def serial(self, path: str) -> str:
-        with self.sim.state.lock:
-            return self.sim.state.lun("svm1", path=path).serial
-
-
 @pytest.fixture(params=[ApiChoice.ZAPI, ApiChoice.REST], ids=["zapi", "rest"])
 def agent(request: pytest.FixtureRequest, tmp_path: Path, initiator_iqn: str) -> Iterator[AgentHost]:
-    tgt = Tgtadm(backing_dir=tmp_path / "backing")
-    sim = Simulator(tgt=TgtMirror(tgt, tid=MIRROR_TID))
-    url = urlsplit(sim.start())
-    conf = (
-        f"[agent]\nstate_dir = {tmp_path / 'state'}\n"
-        f"[array]\nhostname = {url.hostname}\nport = {url.port}\nscheme = http\nusername = admin\n"
-        f"password = netapp1!\nvserver = svm1\napi = {request.param.value}\n"
-        "[iscsi]\ndevice_timeout = 60\nlogin_timeout = 30\n"
-    )
-    config = parse_config(conf, Path("agent.conf"))
-    array = connect(config.array.to_settings())
-    clock = SystemClock()
-    journal = Journal.open(config.agent.state_dir / FILE_NAME)
-    service = build_volume_service(
-        config,
-        array=array,
-        host=build_host(config, SubprocessRunner(), clock),
-        routes=KernelRoutes(),
-        journal=journal,
-        initiator=initiator_iqn,
-        hostname="vmtier-host",
-        clock=clock,
-    )
-    try:
-        yield AgentHost(sim, array, service, journal, tgt, initiator_iqn, conf)
-    finally:
-        journal.close()
-        array.close()
-        reset_initiator()
-        sim.stop()
+    with agent_host(request.param, tmp_path / "state", initiator_iqn, MIRROR_TID) as host:
+        yield host
 
 
 def sessions() -> str:

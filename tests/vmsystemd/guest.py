@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from iscsi_agent.faults import FAULT_ENV
 from iscsi_agent.naa import netapp_wwid
 from ontap_sim import Simulator
 from ontap_sim.mirror import TgtMirror
@@ -30,6 +31,7 @@ from tests.vmsystemd.boot import RESULTS_FILE, SIM_PORT, TRANSCRIPT
 SERVICE, SOCKET_UNIT = "iscsi-agent.service", "iscsi-agent.socket"
 SOCKET = "/run/iscsi-agent/agent.sock"
 VOLUME = "/vol/vol1/lun1"
+CRASH_VOLUME, CRASH_POINT = "/vol/vol1/lun2", "attach.scan.done"
 CTL = str(Path(sys.executable).parent / "iscsi-agentctl")
 SERVICE_PROPS = "ActiveState,SubState,Result,StatusText,MainPID,NRestarts,ExecMainCode,ExecMainStatus,TriggeredBy,WatchdogUSec,FragmentPath,DropInPaths"
 SOCKET_PROPS = "ActiveState,SubState,Listen,Triggers"
@@ -226,6 +228,46 @@ def detach(guest: Guest, device: str) -> dict[str, Any]:
     return {"ctl": answer, "device_gone": not os.path.exists(device) if device else None}
 
 
+def crash(guest: Guest, sim: Simulator) -> dict[str, Any]:
+    """The agent killed (SIGKILL, a fault point) half-way through an attach; systemd's restart brings
+    it back, and its start-up recovery rolls the attach back before it serves again."""
+    dropin = Path(f"/run/systemd/system/{SERVICE}.d/fault.conf")
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    dropin.write_text(f"[Service]\nEnvironment={FAULT_ENV}={CRASH_POINT}\n")
+    guest.sh("systemctl", "daemon-reload")
+    guest.sh("systemctl", "restart", SERVICE, timeout=RESTART_WAIT)
+    dropin.unlink()  # the next start (systemd's restart after the crash) runs without it
+    guest.sh("systemctl", "daemon-reload")
+    before = guest.show(SERVICE, SERVICE_PROPS)
+    old_pid, old_restarts = before["MainPID"], int(before["NRestarts"])
+    killed = guest.ctl("attach", CRASH_VOLUME)
+
+    def restarted() -> bool:
+        now = guest.show(SERVICE, "ActiveState,SubState,MainPID,NRestarts")
+        return (
+            (now["ActiveState"], now["SubState"]) == ("active", "running")
+            and now["MainPID"] not in ("0", old_pid)
+            and int(now["NRestarts"]) > old_restarts
+        )
+
+    took = guest.wait("restarted by systemd after the crash", restarted, RESTART_WAIT)
+    with sim.state.lock:
+        lun = sim.state.lun("svm1", path=CRASH_VOLUME)
+        maps = [sim.state.igroups[m.igroup_uuid].name for m in sim.state.maps_of_lun(lun)]
+    guest.sh("iscsiadm", "-m", "session")
+    return {
+        "before": before,
+        "killed_attach": killed,
+        "restart_seconds": took,
+        "after": guest.show(SERVICE, SERVICE_PROPS),
+        "maps_after": maps,
+        "sessions_after": sorted(p.name for p in Path("/sys/class/iscsi_session").glob("session*")),
+        "disks_after": sorted(p.name for p in Path("/sys/block").glob("sd*")),
+        "list_after": guest.ctl("list"),
+        "journal": guest.journal(SERVICE, "fault point|recover|rolled back|Main process exited|serving on"),
+    }
+
+
 def stop(guest: Guest) -> dict[str, Any]:
     guest.sh("systemd-analyze", "log-level", "debug")
     code, _ = guest.sh("systemctl", "stop", SERVICE, timeout=120)
@@ -258,6 +300,8 @@ def main(results: Path) -> int:
         guest.phase("watchdog", lambda: watchdog(guest))
         device = guest.facts.get("attach", {}).get("expected_device", "")
         guest.phase("detach", lambda: detach(guest, device))
+        if sim is not None:
+            guest.phase("crash", lambda: crash(guest, sim))
         guest.phase("stop", lambda: stop(guest))
         with (results / "journal.txt").open("w") as journal:
             subprocess.run(

@@ -109,6 +109,19 @@ def test_detach_after_the_restart(run: boot.SystemdRun):
     assert detached["device_gone"]
 
 
+def test_an_agent_killed_mid_attach_is_restarted_by_systemd_and_rolls_the_attach_back(run: boot.SystemdRun):
+    crashed = phase(run, "crash")
+    before, after = crashed["before"], crashed["after"]
+    assert crashed["killed_attach"]["exit"] != 0  # the client saw the agent die under its request
+    assert crashed["restart_seconds"] is not None, crashed["journal"]
+    assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1 and after["MainPID"] != before["MainPID"]
+    assert any("fault point attach.scan.done reached" in line for line in crashed["journal"])
+    assert any("status=9/KILL" in line for line in crashed["journal"]), crashed["journal"]
+    assert any("recovering 1 operation" in line for line in crashed["journal"]), crashed["journal"]
+    assert crashed["maps_after"] == [] and crashed["sessions_after"] == [] and crashed["disks_after"] == []
+    assert crashed["list_after"]["answer"]["attachments"] == []
+
+
 def test_systemctl_stop_is_a_clean_exit(run: boot.SystemdRun):
     stopped = phase(run, "stop")
     service = stopped["service"]

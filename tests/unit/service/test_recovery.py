@@ -17,42 +17,11 @@ from iscsi_agent.journal.model import Kind, Outcome
 from iscsi_agent.service.igroup import igroup_name
 from iscsi_agent.service.recovery import Resolution
 from tests.contract.helpers import array_igroups_named, array_maps
+from tests.fault_points import ATTACH_POINTS, DETACH_POINTS, RECOVERY_POINTS
 from tests.unit.service.conftest import HOSTNAME, INITIATOR, Host
 
 OWN_IGROUP = igroup_name("openstack-", HOSTNAME, INITIATOR)
 LUN1, LUN2 = "/vol/vol1/lun1", "/vol/vol1/lun2"
-
-ATTACH_POINTS = [
-    "attach.begun",
-    "attach.igroup.intended",
-    "attach.igroup.done",
-    "attach.map.intended",
-    "attach.map.done",
-    "attach.login.intended",
-    "attach.login.done",
-    "attach.scan.intended",
-    "attach.scan.done",
-    "attach.handed_out.intended",
-    "attach.handed_out.done",
-]
-DETACH_POINTS = [
-    "detach.begun",
-    "detach.remove_paths.intended",
-    "detach.remove_paths.done",
-    "detach.unmap.intended",
-    "detach.unmap.done",
-    "detach.logout.intended",
-    "detach.logout.done",
-]
-RECOVERY_POINTS = [
-    "recovery.settled",
-    "recovery.remove_paths.intended",
-    "recovery.remove_paths.done",
-    "recovery.unmap.intended",
-    "recovery.unmap.done",
-    "recovery.logout.intended",
-    "recovery.logout.done",
-]
 
 
 class Crash:
