@@ -79,7 +79,7 @@ class StepStatus(enum.Enum):
 class Outcome(enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # with an error code; what the operation did was rolled back as far as it could be
-    CANCELLED = "cancelled"  # stopped at shutdown between steps
+    CANCELLED = "cancelled"  # stopped at shutdown between steps, or superseded by a newer attach
     ROLLED_BACK = "rolled_back"  # interrupted (the agent died), and recovery undid what it had done
 
 

@@ -49,6 +49,7 @@ class Resolution(enum.Enum):
     ROLL_BACK = "roll_back"  # the attach changed the array or the host and never handed out: undo it
     FINISH_DETACH = "finish_detach"
     CLOSE = "close"  # nothing is left to do (nothing was changed, or the detach had finished its work)
+    SUPERSEDED = "superseded"  # a detach whose volume a client attached again since: it stands
 
 
 @dataclass(frozen=True)
@@ -59,18 +60,26 @@ class RecoveryPlan:
 
     @property
     def outcome(self) -> Outcome:
+        if self.resolution is Resolution.SUPERSEDED:
+            return Outcome.CANCELLED
         if self.resolution is Resolution.KEEP or self.operation.kind is not Kind.ATTACH:
             return Outcome.SUCCEEDED
         return Outcome.ROLLED_BACK
 
 
-def plan_recovery(operation: Operation, recorded: Attachment | None, own_igroup: str) -> RecoveryPlan:
-    """What to do about ``operation``, interrupted, given the journal's attachment of its LUN."""
+def plan_recovery(
+    operation: Operation, recorded: Attachment | None, own_igroup: str, *, reattached: bool = False
+) -> RecoveryPlan:
+    """What to do about ``operation``, interrupted, given the journal's attachment of its LUN;
+    ``reattached`` when that attachment was recorded attached after the operation began (a client
+    attached the volume again while recovery of the operation waited for the array)."""
     if operation.kind is Kind.RECONCILE:  # the next pass sees what this one left and carries on
         return RecoveryPlan(operation, Resolution.CLOSE)
     if operation.kind is Kind.DETACH:
         if recorded is None:  # the record goes last: every device, map and session step was done
             return RecoveryPlan(operation, Resolution.CLOSE)
+        if reattached:  # the newer attach stands; finishing the old detach would take it away
+            return RecoveryPlan(operation, Resolution.SUPERSEDED)
         return RecoveryPlan(
             operation, Resolution.FINISH_DETACH, replace(recorded, state=AttachmentState.DETACHING)
         )
@@ -193,7 +202,14 @@ class Recovery:
 
     def _recover(self, operation: Operation) -> Recovered:
         recorded = self._journal.attachment(operation.lun_uuid) if operation.lun_uuid else None
-        plan = plan_recovery(operation, recorded.attachment if recorded else None, self._own_igroup)
+        reattached = (
+            recorded is not None
+            and recorded.attachment.state is AttachmentState.ATTACHED
+            and recorded.updated_at > operation.started_at
+        )
+        plan = plan_recovery(
+            operation, recorded.attachment if recorded else None, self._own_igroup, reattached=reattached
+        )
         what = f"recovery of {operation.kind.value} {operation.id} of {operation.volume}"
         log.info("%s: %s", what, plan.resolution.value)
         self._journal.settle_interrupted(operation.id)

@@ -171,3 +171,22 @@ def test_recovery_writes_its_undo_into_the_interrupted_operation(host: Host, cra
         ).fetchall()
     ]
     assert steps == ["igroup", "map", "login", "scan", "remove_paths", "unmap", "logout"]
+
+
+def test_a_detach_left_open_is_not_finished_over_a_newer_attach_of_the_volume(host: Host, crash):
+    host.service.attach(LUN1)
+    crash("detach.remove_paths.done", lambda: host.service.detach(LUN1, force=False))
+    host.restart()
+    host.sim.faults.inject(
+        "lun-unmap" if host.array.api == "zapi" else "DELETE /api/protocols/san/lun-maps",
+        "errno",
+        times=10,
+        errno=13001,
+        reason="busy",
+    )
+    host.services.recovery.run()  # the unmap fails: the detach stays open
+    host.sim.faults.clear()
+    again, _ = host.service.attach(LUN1)  # the client wants the volume back meanwhile
+    assert [r.resolution for r in host.services.recovery.retry()] == [Resolution.SUPERSEDED]
+    assert host.service.attachments() == [again] and len(disks(host)) == 1
+    assert host.journal.in_flight() == []

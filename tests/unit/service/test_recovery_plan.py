@@ -106,3 +106,8 @@ def test_a_detach_whose_record_is_gone_had_done_its_work():
 def test_an_interrupted_reconciler_pass_is_closed_for_the_next_pass_to_see_again():
     plan = plan_recovery(attach(step(1, Step.REMOVE_PATHS, wwid="x"), kind=Kind.RECONCILE), None, OWN)
     assert (plan.resolution, plan.outcome) == (Resolution.CLOSE, Outcome.SUCCEEDED)
+
+
+def test_a_detach_whose_volume_a_client_attached_again_since_is_left_to_the_newer_attach():
+    plan = plan_recovery(attach(kind=Kind.DETACH), recorded(AttachmentState.ATTACHED), OWN, reattached=True)
+    assert (plan.resolution, plan.undo, plan.outcome) == (Resolution.SUPERSEDED, None, Outcome.CANCELLED)
