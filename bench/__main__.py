@@ -1,5 +1,6 @@
-"""``python -m bench`` runs every benchmark: array calls on this machine, then the host-side figures
-from one VM run (``bench.vm``). ``python -m bench array`` or ``python -m bench vm`` runs one of them;
+"""``python -m bench`` runs every benchmark: array calls and the reconciler (a pass over 2,000 devices,
+a fleet's passes against one array) on this machine, then the host-side figures from one VM run
+(``bench.vm``). ``python -m bench array``, ``reconcile`` or ``vm`` runs one of them;
 ``--quick`` samples less (a smoke run of the whole flow); ``--only=calls,daemon`` measures only those
 phases in the VM (calls, single, parallel, multipath, daemon)."""
 

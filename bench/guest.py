@@ -36,7 +36,7 @@ from iscsi_agent.host.command import CommandResult, SubprocessRunner
 from iscsi_agent.host.routes import KernelRoutes
 from iscsi_agent.host.waiting import SystemClock
 from iscsi_agent.journal.store import FILE_NAME, Journal
-from iscsi_agent.service.build import build_host, build_volume_service
+from iscsi_agent.service.build import build_host, build_services
 from iscsi_agent.service.volumes import VolumeService
 from ontap_sim import Simulator
 from ontap_sim.mirror import TgtMirror
@@ -127,7 +127,7 @@ def build_agent(sim_url: str, state_dir: Path, api: str, initiator: str, *, mult
     clock = SystemClock()
     runner = CountingRunner()
     journal = Journal.open(config.agent.state_dir / FILE_NAME)
-    service = build_volume_service(
+    services = build_services(
         config,
         array=array,
         host=build_host(config, runner, clock),
@@ -137,7 +137,7 @@ def build_agent(sim_url: str, state_dir: Path, api: str, initiator: str, *, mult
         hostname=HOSTNAME,
         clock=clock,
     )
-    return Agent(service, array, journal, runner)
+    return Agent(services.volumes, array, journal, runner)
 
 
 def timed(action: Callable[[], object]) -> float:

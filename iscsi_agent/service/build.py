@@ -99,32 +99,6 @@ class AgentServices:
     reconciler: Reconciler
 
 
-def build_volume_service(
-    config: Config,
-    *,
-    array: ArrayClient,
-    host: HostLayer,
-    routes: RouteTable,
-    journal: Journal,
-    initiator: str,
-    hostname: str,
-    clock: Clock,
-    observer: Observer | None = None,
-) -> VolumeService:
-    """The attach service alone, for callers that run no reconciler."""
-    return build_services(
-        config,
-        array=array,
-        host=host,
-        routes=routes,
-        journal=journal,
-        initiator=initiator,
-        hostname=hostname,
-        clock=clock,
-        observer=observer,
-    ).volumes
-
-
 def build_services(
     config: Config,
     *,

@@ -62,6 +62,17 @@ def assert_nothing_left(host: Host, path: str = LUN1) -> None:
     assert host.journal.in_flight() == []
 
 
+def refuse_unmaps(host: Host) -> None:
+    """The array answers every unmap with "busy" for a while."""
+    host.sim.faults.inject(
+        "lun-unmap" if host.array.api == "zapi" else "DELETE /api/protocols/san/lun-maps",
+        "errno",
+        times=10,
+        errno=13001,
+        reason="busy",
+    )
+
+
 def test_the_fault_points_are_every_journalled_step_of_an_attach_and_a_detach(
     host: Host, monkeypatch: pytest.MonkeyPatch
 ):
@@ -141,13 +152,7 @@ def test_a_detach_whose_device_is_in_use_again_is_attached_again(host: Host, cra
 def test_a_rollback_the_array_refuses_stays_open_and_is_retried(host: Host, crash):
     crash("attach.map.done", lambda: host.service.attach(LUN1))
     host.restart()
-    host.sim.faults.inject(
-        "lun-unmap" if host.array.api == "zapi" else "DELETE /api/protocols/san/lun-maps",
-        "errno",
-        times=10,
-        errno=13001,
-        reason="busy",
-    )
+    refuse_unmaps(host)
     recovered = host.services.recovery.run()
     assert recovered[0].error is not None and host.services.recovery.pending
     assert len(array_maps(host.sim, LUN1)) == 1
@@ -177,13 +182,7 @@ def test_a_detach_left_open_is_not_finished_over_a_newer_attach_of_the_volume(ho
     host.service.attach(LUN1)
     crash("detach.remove_paths.done", lambda: host.service.detach(LUN1, force=False))
     host.restart()
-    host.sim.faults.inject(
-        "lun-unmap" if host.array.api == "zapi" else "DELETE /api/protocols/san/lun-maps",
-        "errno",
-        times=10,
-        errno=13001,
-        reason="busy",
-    )
+    refuse_unmaps(host)
     host.services.recovery.run()  # the unmap fails: the detach stays open
     host.sim.faults.clear()
     again, _ = host.service.attach(LUN1)  # the client wants the volume back meanwhile
