@@ -154,6 +154,7 @@ def _render_status(answer: Answer, args: argparse.Namespace) -> list[str]:
         f"sessions        {payload.get('sessions')}",
         f"attachments     {payload.get('attachments')}",
         f"last reconcile  {payload.get('last_reconcile') or 'never'}",
+        *(f"problem         {problem}" for problem in payload.get("problems") or ()),
     ]
 
 

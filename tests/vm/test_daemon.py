@@ -136,10 +136,18 @@ def test_attach_write_read_list_detach_through_the_socket(agent: RunningAgent):
     assert status == 200 and again["device"] == answer["device"]
     status, health = agent.curl("GET", "/v1/health")
     assert status == 200 and health["status"] == "ok" and health["sessions"] == 1
+    code, planned = agent.ctl("reconcile", "--dry-run")
+    assert code == 0 and planned == {"actions": []}, planned
+    status, reconciled = agent.curl("POST", "/v1/reconcile", '{"dry_run": false}')
+    assert status == 200 and reconciled == {"actions": []}, reconciled
+    status, health = agent.curl("GET", "/v1/health")
+    assert health["last_reconcile"] is not None and health["problems"] == []
 
     metrics = urlopen(agent.metrics_url, timeout=10).read().decode()
     assert 'iscsi_agent_operations_total{code="",operation="attach",outcome="ok"} 1.0' in metrics
     assert "iscsi_agent_attached_volumes 1.0" in metrics
+    assert "iscsi_agent_stale_devices_held 0.0" in metrics
+    assert 'iscsi_agent_reconcile_pass_duration_seconds_count{outcome="ok"}' in metrics
     assert 'iscsi_agent_array_requests_total{api="' in metrics and 'result="ok"}' in metrics
     assert (
         'iscsi_agent_commands_total{exit_code="0",operation="node-login",program="iscsiadm"} 1.0' in metrics

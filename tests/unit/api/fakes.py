@@ -50,7 +50,8 @@ def attachment(
 
 @dataclass
 class FakeService:
-    """Knows ``luns``; attaches them in ``attached``; ``in_use`` volumes refuse detach without force.
+    """Knows ``luns``; attaches them in ``attached``; ``in_use`` volumes refuse detach without force;
+    ``problems`` degrade health.
 
     ``fail_with`` is raised by every call. With ``hold`` set, attach waits for it after counting
     itself in ``entered`` (concurrency tests).
@@ -60,6 +61,7 @@ class FakeService:
     attached: dict[str, Attachment] = field(default_factory=dict)
     in_use: dict[str, tuple[str, ...]] = field(default_factory=dict)
     actions: list[ReconcileAction] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # health is degraded while any
     fail_with: BaseException | None = None
     hold: threading.Event | None = None
     calls: list[tuple[Any, ...]] = field(default_factory=list)
@@ -107,11 +109,12 @@ class FakeService:
     def health(self) -> Health:
         self._call("health")
         return Health(
-            status=HealthStatus.OK,
+            status=HealthStatus.DEGRADED if self.problems else HealthStatus.OK,
             array=ArrayHealth(reachable=True, api="rest"),
             sessions=2,
             attachments=len(self.attached),
             last_reconcile=datetime(2026, 12, 1, 23, 0, tzinfo=UTC),
+            problems=tuple(self.problems),
         )
 
     def reconcile(self, *, dry_run: bool) -> list[ReconcileAction]:

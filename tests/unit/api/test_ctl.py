@@ -83,6 +83,13 @@ def test_status_prints_the_agents_health(agent):
     ]
 
 
+def test_status_names_every_problem_that_degrades_health(agent, service):
+    service.problems = ["sdc (6:0:0:3) held by mounted at /srv/data"]
+    code, out, _ = ctl(agent, "status")
+    assert code == 0 and out.splitlines()[0] == "status          degraded"
+    assert out.splitlines()[-1] == "problem         sdc (6:0:0:3) held by mounted at /srv/data"
+
+
 def test_reconcile_prints_what_was_done_or_would_be(agent, service):
     assert ctl(agent, "reconcile")[1] == "nothing to do\n"
     service.actions.append(ReconcileAction("remove_stale_device", "/dev/sdc", "WWID changed", False))
