@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,7 @@ from pathlib import Path
 from iscsi_agent.host.errors import DeviceTimeout, SysfsError, WaitTimeout
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sessions import ScsiAddress
-from iscsi_agent.host.sysfs import entries, read_attr, read_attr_if_present, write_attr
+from iscsi_agent.host.sysfs import entries, entry_names, read_attr, read_attr_if_present, write_attr
 from iscsi_agent.host.waiting import Clock, wait_until
 from iscsi_agent.host.watch import watching
 
@@ -152,17 +153,27 @@ class Devices:
             unreadable=tuple(unreadable),
         )
 
-    def cached_serial(self, address: ScsiAddress) -> tuple[str | None, bool]:
-        """The serial sysfs holds (VPD page 0x80, cached since the last probe or rescan), and whether
-        it could be read: one read per device, for a pass over thousands of them."""
-        unreadable: list[str] = []
-        serial = self._serial(self.sysfs_dir(address) / "vpd_pg80", unreadable)
-        return serial, not unreadable
+    def disks(self, addresses: Iterable[ScsiAddress]) -> list[tuple[ScsiAddress, str, str | None, bool]]:
+        """For each address that has a block device: its name, the serial sysfs holds (VPD page 0x80,
+        cached since the last probe or rescan) and whether it could be read. One listing and one
+        read per device, on plain strings: a reconciler pass reads thousands of them."""
+        base = os.fspath(self._paths.scsi_devices())
+        found = []
+        for address in addresses:
+            folder = f"{base}/{address}/device"
+            names = sorted(entry_names(f"{folder}/block"))
+            if not names:
+                continue  # not a disk (a controller LU), or its block device is not bound yet
+            unreadable: list[str] = []
+            serial = self._serial(f"{folder}/vpd_pg80", unreadable)
+            found.append((address, names[0], serial, not unreadable))
+        return found
 
     @staticmethod
-    def _serial(page: Path, unreadable: list[str]) -> str | None:
+    def _serial(page: str | os.PathLike[str], unreadable: list[str]) -> str | None:
         try:
-            data = page.read_bytes()
+            with open(page, "rb") as attribute:
+                data = attribute.read()
         except FileNotFoundError:
             return None  # the device has no page 0x80: the kernel shows no attribute
         except OSError as exc:

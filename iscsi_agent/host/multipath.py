@@ -12,6 +12,7 @@ leaves it queueing I/O with no path.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 from iscsi_agent.host.command import CommandResult, CommandRunner, CommandTimeout
 from iscsi_agent.host.errors import MultipathError, WaitTimeout
 from iscsi_agent.host.paths import HostPaths
-from iscsi_agent.host.sysfs import entries, read_attr
+from iscsi_agent.host.sysfs import entry_names, read_attr
 from iscsi_agent.host.waiting import Clock, wait_until
 from iscsi_agent.naa import normalize_wwid
 
@@ -59,18 +60,19 @@ class Multipath:
         self._timeout = timeout
 
     def maps(self) -> tuple[MultipathMap, ...]:
+        block = os.fspath(self._paths.block())
         found = []
-        for dm in sorted(self._paths.block().glob("dm-*")):
-            uuid = read_attr(dm / "dm" / "uuid")
+        for dm in sorted(name for name in entry_names(block) if name.startswith("dm-")):
+            uuid = read_attr(f"{block}/{dm}/dm/uuid")
             if not uuid.startswith(DM_UUID_PREFIX):
                 continue  # LVM, crypt and other dm targets
-            name = read_attr(dm / "dm" / "name")
+            name = read_attr(f"{block}/{dm}/dm/name")
             found.append(
                 MultipathMap(
                     name=name,
-                    dm=dm.name,
+                    dm=dm,
                     wwid=uuid[len(DM_UUID_PREFIX) :],
-                    slaves=tuple(sorted(entry.name for entry in entries(dm / "slaves"))),
+                    slaves=tuple(sorted(entry_names(f"{block}/{dm}/slaves"))),
                     node=self._paths.mapper(name),
                 )
             )

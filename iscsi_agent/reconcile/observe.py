@@ -20,6 +20,7 @@ from iscsi_agent.host.devices import Devices
 from iscsi_agent.host.multipath import Multipath
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sessions import Session, Sessions
+from iscsi_agent.host.sysfs import entry_names
 from iscsi_agent.host.waiting import Clock
 from iscsi_agent.journal.store import Journal
 from iscsi_agent.naa import NETAPP_NAA_PREFIX, netapp_wwid, normalize_wwid
@@ -137,37 +138,31 @@ class StateReader:
             del self._down_since[sid]
 
     def _device_states(self, sessions: list[Session]) -> list[DeviceState]:
-        found = []
-        for session in sessions:
-            for address in self._sessions.devices(session):
-                name = self._devices.block_name(address)
-                if name is None:  # not a disk (tgtd's controller LU at LUN 0), or not bound yet
-                    continue
-                serial, readable = self._devices.cached_serial(address)
-                found.append(
-                    DeviceState(
-                        address=address,
-                        sid=session.sid,
-                        name=name,
-                        serial=serial if readable else None,
-                        wwid=netapp_wwid(serial) if readable and serial else None,
-                    )
-                )
-        return found
+        return [
+            DeviceState(
+                address=address,
+                sid=session.sid,
+                name=name,
+                serial=serial if readable else None,
+                wwid=netapp_wwid(serial) if readable and serial else None,
+            )
+            for session in sessions
+            for address, name, serial, readable in self._devices.disks(self._sessions.devices(session))
+        ]
 
     def _dangling_links(self) -> tuple[Path, ...]:
         dangling = []
         for folder in (self._paths.by_path(), self._paths.by_id()):
-            try:
-                entries = list(os.scandir(folder))
-            except FileNotFoundError:
-                continue
-            for entry in entries:
-                if not any(mark in entry.name for mark in _OWN_LINK_MARKS) or not entry.is_symlink():
+            for name in entry_names(folder):
+                if not any(mark in name for mark in _OWN_LINK_MARKS):
                     continue
-                link = Path(entry.path)
-                if not os.path.exists(self._paths.resolve_link(link)):
-                    dangling.append(link)
+                link = os.path.join(folder, name)
+                try:
+                    target = self._paths.link_target(link)
+                except OSError:
+                    continue  # not a link, or gone meanwhile
+                if not os.path.exists(target):
+                    dangling.append(Path(link))
         return tuple(sorted(dangling))
 
     def _multipath_maps(self) -> tuple[MultipathState, ...]:
