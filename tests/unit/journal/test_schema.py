@@ -161,7 +161,7 @@ def seed_version_1(db: sqlite3.Connection) -> set[str]:
         "('attach', 'lun2', 'uuid-2', '2026-11-30T10:01:00.000+00:00')"
     )
     db.execute(
-        "INSERT INTO step VALUES (1, 1, 'map', '{\"lun_path\": \"/vol/vol1/lun2\", \"igroup\": \"ig1\"}', "
+        'INSERT INTO step VALUES (1, 1, \'map\', \'{"lun_path": "/vol/vol1/lun2", "igroup": "ig1"}\', '
         "'intended', '2026-11-30T10:01:00.000+00:00', NULL, NULL, NULL, NULL)"
     )
     return {"uuid-1"}
