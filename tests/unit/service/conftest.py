@@ -19,6 +19,7 @@ from iscsi_agent.config import Config, parse_config
 from iscsi_agent.host.routes import Route
 from iscsi_agent.journal.store import FILE_NAME, Journal
 from iscsi_agent.service.build import AgentServices, HostLayer, build_host, build_services
+from iscsi_agent.service.igroup import igroup_name
 from iscsi_agent.service.volumes import VolumeService
 from ontap_sim import Simulator
 from tests.fakes import FakeBlockOps, FakeClock, HostTree
@@ -96,6 +97,14 @@ class Host:
             hostname=HOSTNAME,
             clock=self.clock,
         )
+
+
+def unmap_behind_the_agents_back(host: Host, path: str) -> None:
+    """The array unmaps the LUN from this host's igroup; the host keeps its device (experiment 3)."""
+    own = igroup_name(host.config.array.igroup_prefix, HOSTNAME, INITIATOR)
+    with host.sim.state.lock:
+        state = host.sim.state
+        state.unmap_lun(state.lun("svm1", path=path), state.igroup("svm1", name=own))
 
 
 def host_layer(config: Config, world: SimulatedInitiator, clock: FakeClock, block: FakeBlockOps) -> HostLayer:

@@ -13,7 +13,7 @@ from iscsi_agent.reconcile.observe import IGROUP_CHECK_EVERY
 from iscsi_agent.service.igroup import igroup_name
 from iscsi_agent.service_api import ReconcileAction, ReconcileBusy
 from tests.contract.helpers import SVM, array_igroups_named, array_map, array_maps
-from tests.unit.service.conftest import HOSTNAME, INITIATOR, Host
+from tests.unit.service.conftest import HOSTNAME, INITIATOR, Host, unmap_behind_the_agents_back
 
 OWN_IGROUP = igroup_name("openstack-", HOSTNAME, INITIATOR)
 LUN1, LUN2, LUN3 = "/vol/vol1/lun1", "/vol/vol1/lun2", "/vol/vol1/lun3"
@@ -21,12 +21,6 @@ LUN1, LUN2, LUN3 = "/vol/vol1/lun1", "/vol/vol1/lun2", "/vol/vol1/lun3"
 
 def disks(host: Host) -> list[str]:
     return sorted(entry.name for entry in (host.tree.root / "sys/block").iterdir())
-
-
-def unmap_behind_the_agents_back(host: Host, path: str) -> None:
-    with host.sim.state.lock:
-        state = host.sim.state
-        state.unmap_lun(state.lun(SVM, path=path), state.igroup(SVM, name=OWN_IGROUP))
 
 
 def taken(actions: list[ReconcileAction]) -> list[tuple[str, str, bool]]:

@@ -18,7 +18,7 @@ from iscsi_agent.service.igroup import igroup_name
 from iscsi_agent.service.recovery import Resolution
 from tests.contract.helpers import array_igroups_named, array_maps
 from tests.fault_points import ATTACH_POINTS, DETACH_POINTS, RECOVERY_POINTS
-from tests.unit.service.conftest import HOSTNAME, INITIATOR, Host
+from tests.unit.service.conftest import HOSTNAME, INITIATOR, Host, unmap_behind_the_agents_back
 
 OWN_IGROUP = igroup_name("openstack-", HOSTNAME, INITIATOR)
 LUN1, LUN2 = "/vol/vol1/lun1", "/vol/vol1/lun2"
@@ -189,3 +189,19 @@ def test_a_detach_left_open_is_not_finished_over_a_newer_attach_of_the_volume(ho
     assert [r.resolution for r in host.services.recovery.retry()] == [Resolution.SUPERSEDED]
     assert host.service.attachments() == [again] and len(disks(host)) == 1
     assert host.journal.in_flight() == []
+
+
+def test_a_reconciler_pass_killed_midway_is_closed_at_start_up_and_the_next_pass_finishes_it(
+    host: Host, crash
+):
+    host.service.attach(LUN1)
+    unmap_behind_the_agents_back(host, LUN1)
+    crash("reconcile.remove_paths.intended", host.services.reconciler.run)
+    host.restart()
+    [recovered] = host.services.recovery.run()
+    assert (recovered.kind, recovered.resolution) == (Kind.RECONCILE, Resolution.CLOSE)
+    actions = host.services.reconciler.run()
+    assert [(a.action, a.reason, a.done) for a in actions if a.action == "remove_device"] == [
+        ("remove_device", "lun_unmapped", True)
+    ]
+    assert disks(host) == [] and host.journal.in_flight() == []
