@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from iscsi_agent.array.client import ArrayClient
 from iscsi_agent.errors import AgentError
 from iscsi_agent.host.devices import Devices
-from iscsi_agent.host.errors import DeviceInUse
+from iscsi_agent.host.errors import DeviceInUse, MultipathError
 from iscsi_agent.host.multipath import Multipath
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.removal import DeviceRemover, removal_blocker
@@ -129,6 +129,7 @@ class Executor:
                 planned.lun_id,
                 fresh.serial,
             )
+        self._release_from_multipathd(device.name)
         steps.run(
             Step.REMOVE_PATHS,
             # an unmapped LUN has nowhere to write back to; a reused id would take the old data to the new LUN
@@ -138,6 +139,15 @@ class Executor:
             reason=action.reason.value,
         )
         return Result(True)
+
+    def _release_from_multipathd(self, name: str) -> None:
+        """Have multipathd stop checking a path it may hold open (its path checker), as a detach does."""
+        if self._multipath is None:
+            return
+        try:
+            self._multipath.forget_path(name)
+        except MultipathError as exc:  # not a path multipathd knows: nothing to release
+            log.debug("multipathd did not release %s: %s", name, exc)
 
     def _remove_link(self, action: Action, steps: StepRecorder) -> Result:
         link = action.link

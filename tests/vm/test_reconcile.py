@@ -191,3 +191,47 @@ def test_a_session_dropped_at_the_target_comes_back_with_its_devices_and_is_neve
     assert sysfs_wwid(attachment.device) == "naa." + netapp_wwid(agent.serial("/vol/vol1/lun1"))
     with open(attachment.device, "rb", buffering=0) as disk:
         assert len(disk.read(4096)) == 4096
+
+
+def slaves(device: Path) -> list[str]:
+    return sorted(p.name for p in Path(f"/sys/block/{device.resolve().name}/slaves").iterdir())
+
+
+def test_a_multipath_map_whose_lun_was_unmapped_is_flushed_and_its_paths_removed(agent: AgentHost):
+    service = agent.reconfigure("multipath = true\n")
+    attachment, _ = service.attach("/vol/vol1/lun1")
+    dm, paths = attachment.device.resolve().name, slaves(attachment.device)
+    print(f"{attachment.device} -> {dm} over {paths}")
+    agent.array.unmap_lun("/vol/vol1/lun1", igroup(agent))
+    actions = reconcile(agent)
+    assert taken(actions)[:3] == [
+        ("flush_multipath", "lun_unmapped", True),
+        ("remove_device", "lun_unmapped", True),
+        ("remove_device", "lun_unmapped", True),
+    ]
+    assert not attachment.device.exists() and not Path(f"/sys/block/{dm}").exists()
+    assert not any(name in disks() for name in paths)
+
+
+def test_a_path_lost_under_a_multipath_map_is_scanned_back_into_it(agent: AgentHost):
+    service = agent.reconfigure("multipath = true\n")
+    attachment, _ = service.attach("/vol/vol1/lun1")
+    lost, kept = slaves(attachment.device)
+    Path(f"/sys/block/{lost}/device/delete").write_text("1")  # one path goes, the map stays on the other
+    _run(["udevadm", "settle", "--timeout=30"], timeout=60)
+    assert slaves(attachment.device) == [kept]
+    seen: list[tuple[str, str, bool]] = []
+    deadline = time.monotonic() + 90
+    while len(slaves(attachment.device)) < 2 and time.monotonic() < deadline:
+        seen += taken(reconcile(agent))
+        time.sleep(2)
+    print(f"slaves now {slaves(attachment.device)}; actions seen: {seen}")
+    assert len(slaves(attachment.device)) == 2
+    assert ("scan", "path_missing", True) in seen
+    payload = os.urandom(4096)
+    with open(attachment.device, "r+b", buffering=0) as disk:
+        disk.write(payload)
+        os.fsync(disk.fileno())
+    with open(attachment.device, "rb", buffering=0) as disk:
+        assert disk.read(4096) == payload
+    service.detach("/vol/vol1/lun1", force=False)
