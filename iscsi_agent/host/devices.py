@@ -21,7 +21,14 @@ from pathlib import Path
 from iscsi_agent.host.errors import DeviceTimeout, SysfsError, WaitTimeout
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sessions import ScsiAddress
-from iscsi_agent.host.sysfs import entries, entry_names, read_attr, read_attr_if_present, write_attr
+from iscsi_agent.host.sysfs import (
+    entries,
+    entry_names,
+    read_attr,
+    read_attr_if_present,
+    read_bytes,
+    write_attr,
+)
 from iscsi_agent.host.waiting import Clock, wait_until
 from iscsi_agent.host.watch import watching
 
@@ -172,8 +179,7 @@ class Devices:
     @staticmethod
     def _serial(page: str | os.PathLike[str], unreadable: list[str]) -> str | None:
         try:
-            with open(page, "rb") as attribute:
-                data = attribute.read()
+            data = read_bytes(page)
         except FileNotFoundError:
             return None  # the device has no page 0x80: the kernel shows no attribute
         except OSError as exc:

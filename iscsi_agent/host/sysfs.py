@@ -15,11 +15,23 @@ from pathlib import Path
 from iscsi_agent.host.errors import SysfsError
 
 
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The whole attribute, raw; plain descriptor reads, a fraction of ``open()``'s cost per file,
+    which counts in a pass over thousands of devices. Raises the OSError."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_attr(path: str | os.PathLike[str]) -> str:
     """The attribute's text, stripped; "" when it is missing or unreadable right now (see the module doc)."""
     try:
-        with open(path) as attribute:
-            return attribute.read().strip()
+        return read_bytes(path).decode(errors="replace").strip()
     except OSError:
         return ""
 
