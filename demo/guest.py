@@ -136,9 +136,19 @@ def _steps(socket: Path, sim: Simulator, agent: subprocess.Popen[bytes]) -> int:
 
     step("attach two more in parallel", attach_two)
 
+    step(
+        f"{VOLUMES[-1]} unmapped behind the agent's back; iscsi-agentctl reconcile",
+        lambda: _stale_device_removed(socket, sim),
+    )
+
     def metrics() -> str:
         text = urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).read().decode()
-        wanted = ("iscsi_agent_operations_total", "iscsi_agent_attached_volumes", "iscsi_agent_sessions{")
+        wanted = (
+            "iscsi_agent_operations_total",
+            "iscsi_agent_attached_volumes",
+            "iscsi_agent_sessions{",
+            "iscsi_agent_reconcile_actions_total",
+        )
         return "\n        ".join(line for line in text.splitlines() if line.startswith(wanted))
 
     step("metrics (/metrics)", metrics)
@@ -151,24 +161,40 @@ def _steps(socket: Path, sim: Simulator, agent: subprocess.Popen[bytes]) -> int:
 
     step("detach everything", detach_all)
 
-    def nothing_left() -> str:
-        sessions = run("iscsiadm", "-m", "session").strip()
-        disks = sorted(path.name for path in Path("/sys/block").glob("sd*"))
-        links = (
-            sorted(path.name for path in Path("/dev/disk/by-path").glob("*iscsi*"))
-            if Path("/dev/disk/by-path").exists()
-            else []
-        )
-        with sim.state.lock:
-            maps = len(sim.state.maps)
-        left = {"sessions": sessions, "disks": disks, "by-path links": links, "maps": maps}
-        if sessions or disks or links or maps:
-            raise RuntimeError(f"left behind: {left}")
-        return "no session, no SCSI disk, no by-path link, no map on the array"
-
-    step("nothing is left", nothing_left)
+    step("nothing is left", lambda: _nothing_left(sim))
     print("demo: every step passed", flush=True)
     return 0
+
+
+def _stale_device_removed(socket: Path, sim: Simulator) -> str:
+    volume = VOLUMES[-1]
+    with sim.state.lock:  # the array unmaps it behind the agent's back; the host keeps its disk
+        state = sim.state
+        lun = state.lun("svm1", path=volume)
+        for lun_map in state.maps_of_lun(lun):
+            state.unmap_lun(lun, state.igroups[lun_map.igroup_uuid])
+    actions = ctl(socket, "reconcile")["actions"]
+    if not any(a["action"] == "remove_device" and a["done"] for a in actions):
+        raise RuntimeError(f"the reconciler removed no stale device: {actions}")
+    return "\n        ".join(
+        f"{a['action']} {a['target']} ({a['reason']}, done: {a['done']})" for a in actions
+    )
+
+
+def _nothing_left(sim: Simulator) -> str:
+    sessions = run("iscsiadm", "-m", "session").strip()
+    disks = sorted(path.name for path in Path("/sys/block").glob("sd*"))
+    links = (
+        sorted(path.name for path in Path("/dev/disk/by-path").glob("*iscsi*"))
+        if Path("/dev/disk/by-path").exists()
+        else []
+    )
+    with sim.state.lock:
+        maps = len(sim.state.maps)
+    left = {"sessions": sessions, "disks": disks, "by-path links": links, "maps": maps}
+    if sessions or disks or links or maps:
+        raise RuntimeError(f"left behind: {left}")
+    return "no session, no SCSI disk, no by-path link, no map on the array"
 
 
 if __name__ == "__main__":
