@@ -80,7 +80,8 @@ class StateReader:
         self._forget_sessions_gone({s.sid for s in sessions})
         devices = tuple(self._device_states(current))
         known = {a.lun_uuid: a.serial for a in attachments}
-        maps = {lun_id: self._with_serial(lun, known, devices, lun_id) for lun_id, lun in maps.items()}
+        occupied = {device.lun_id for device in devices}
+        maps = {lun_id: self._with_serial(lun, known, lun_id in occupied) for lun_id, lun in maps.items()}
         return Observed(
             igroup=igroup,
             igroup_state=igroup_state,
@@ -110,15 +111,14 @@ class StateReader:
                 return IgroupState.WITHOUT_INITIATOR, maps
         return IgroupState.PRESENT, maps
 
-    def _with_serial(
-        self, lun: MappedLun, known: dict[str, str], devices: tuple[DeviceState, ...], lun_id: int
-    ) -> MappedLun:
+    def _with_serial(self, lun: MappedLun, known: dict[str, str], occupied: bool) -> MappedLun:
         """The LUN with its serial: the journal's when it attached it; else, only when a device sits at
-        that id (the serial is what it is judged against), the array's (its LUN lookup is cached)."""
+        its id (``occupied``: the serial is what that device is judged against), the array's (its LUN
+        lookup is cached)."""
         if lun.lun_uuid is None:
             return lun
         serial = known.get(lun.lun_uuid)
-        if serial is None and any(device.lun_id == lun_id for device in devices):
+        if serial is None and occupied:
             try:
                 serial = self._array.lun_by_uuid(lun.lun_uuid).serial
             except ArrayNotFound:
