@@ -235,3 +235,21 @@ def test_a_path_lost_under_a_multipath_map_is_scanned_back_into_it(agent: AgentH
     with open(attachment.device, "rb", buffering=0) as disk:
         assert disk.read(4096) == payload
     service.detach("/vol/vol1/lun1", force=False)
+
+
+def test_a_path_multipathd_let_go_of_is_added_back_to_its_map(agent: AgentHost):
+    service = agent.reconfigure("multipath = true\n")
+    attachment, _ = service.attach("/vol/vol1/lun1")
+    dropped, kept = slaves(attachment.device)
+    _run(["multipathd", "del", "path", dropped], timeout=60).check()  # the disk stays, out of the map
+    deadline = time.monotonic() + 30
+    while slaves(attachment.device) != [kept] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert slaves(attachment.device) == [kept] and dropped in disks()
+    actions = reconcile(agent)
+    assert ("add_multipath_path", "path_not_in_map", True) in taken(actions)
+    deadline = time.monotonic() + 60
+    while len(slaves(attachment.device)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert slaves(attachment.device) == sorted([dropped, kept])
+    service.detach("/vol/vol1/lun1", force=False)
