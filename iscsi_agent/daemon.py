@@ -53,6 +53,7 @@ ARRAY_PROBE_TTL = 30.0  # health asks the array at most this often
 STOP_GRACE = 30.0  # requests in flight at SIGTERM get this long to finish
 JOURNAL_KEEPS = timedelta(days=30)  # finished operations are kept this long for post-mortems
 STATUS_INTERVAL = 30.0  # how often STATUS= is refreshed when systemd runs no watchdog
+RECOVERY_SECONDS_PER_OPERATION = 180.0  # start-up may take this much longer per interrupted operation
 
 
 class Notifier(Protocol):
@@ -168,7 +169,13 @@ class Daemon:
             observer=metrics,
         )
         volumes = services.volumes
-        self.notifier.notify("STATUS=recovering operations the last run left unfinished")
+        interrupted = len(journal.in_flight())
+        if interrupted:  # removals and logins may take a while: more than systemd's start timeout
+            extend = int(interrupted * RECOVERY_SECONDS_PER_OPERATION * 1e6)
+            self.notifier.notify(
+                f"EXTEND_TIMEOUT_USEC={extend}\nSTATUS=recovering {interrupted} operation(s) "
+                "the last run left unfinished"
+            )
         services.recovery.run()
         service = AgentService(volumes, services.reconciler, ArrayProbe(array), host.sessions)
         metrics.registry.register(

@@ -240,6 +240,7 @@ def crash(guest: Guest, sim: Simulator) -> dict[str, Any]:
     guest.sh("systemctl", "daemon-reload")
     before = guest.show(SERVICE, SERVICE_PROPS)
     old_pid, old_restarts = before["MainPID"], int(before["NRestarts"])
+    guest.sh("systemd-analyze", "log-level", "debug")  # PID 1 logs the restarted agent's notifications
     killed = guest.ctl("attach", CRASH_VOLUME)
 
     def restarted() -> bool:
@@ -251,6 +252,7 @@ def crash(guest: Guest, sim: Simulator) -> dict[str, Any]:
         )
 
     took = guest.wait("restarted by systemd after the crash", restarted, RESTART_WAIT)
+    guest.sh("systemd-analyze", "log-level", "info")
     with sim.state.lock:
         lun = sim.state.lun("svm1", path=CRASH_VOLUME)
         maps = [sim.state.igroups[m.igroup_uuid].name for m in sim.state.maps_of_lun(lun)]
@@ -265,6 +267,7 @@ def crash(guest: Guest, sim: Simulator) -> dict[str, Any]:
         "disks_after": sorted(p.name for p in Path("/sys/block").glob("sd*")),
         "list_after": guest.ctl("list"),
         "journal": guest.journal(SERVICE, "fault point|recover|rolled back|Main process exited|serving on"),
+        "extended": guest.journal(SERVICE, "EXTEND_TIMEOUT_USEC"),
     }
 
 

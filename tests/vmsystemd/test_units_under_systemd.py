@@ -118,6 +118,7 @@ def test_an_agent_killed_mid_attach_is_restarted_by_systemd_and_rolls_the_attach
     assert any("fault point attach.scan.done reached" in line for line in crashed["journal"])
     assert any("status=9/KILL" in line for line in crashed["journal"]), crashed["journal"]
     assert any("recovering 1 operation" in line for line in crashed["journal"]), crashed["journal"]
+    assert crashed["extended"], "the agent did not extend systemd's start timeout for its recovery"
     assert crashed["maps_after"] == [] and crashed["sessions_after"] == [] and crashed["disks_after"] == []
     assert crashed["list_after"]["answer"]["attachments"] == []
 
