@@ -101,8 +101,7 @@ class Executor:
             ActionKind.RECOVER: self._recover,
         }
         handler = handlers.get(action.kind)
-        if handler is None:  # reports
-            log.warning("reconcile: %s: %s", action.reason.value, action.target)
+        if handler is None:  # reports: the reconciler logs them
             return Result(False, "reported")
         return handler(action, steps)
 

@@ -72,6 +72,7 @@ class Reconciler:
         self._busy_timeout = busy_timeout
         self._now = now
         self._lock = threading.Lock()
+        self._reported: set[tuple[Reason, str]] = set()
         self.last: PassReport | None = None
 
     def run(self, *, dry_run: bool = False) -> list[ReconcileAction]:
@@ -87,8 +88,8 @@ class Reconciler:
                     actions = self._plan()
                     results = self._preview(actions) if dry_run else self._act(actions)
             except AgentError as exc:
-                self._observer.reconcile_pass(self._clock.monotonic() - started, 0, True)
                 if not dry_run:
+                    self._observer.reconcile_pass(self._clock.monotonic() - started, 0, True)
                     self.last = PassReport(
                         self._now(), error=exc.code, held=self.last.held if self.last else []
                     )
@@ -101,8 +102,8 @@ class Reconciler:
                     held.append(f"{action.target} (held by {result.held_by})")
                 target = action.target + (f": {result.detail}" if result.detail else "")
                 answered.append(ReconcileAction(action.kind.value, target, action.reason.value, result.done))
-            self._observer.reconcile_pass(self._clock.monotonic() - started, len(held), False)
             if not dry_run:
+                self._observer.reconcile_pass(self._clock.monotonic() - started, len(held), False)
                 self.last = PassReport(self._now(), answered, held)
             return answered
 
@@ -131,8 +132,12 @@ class Reconciler:
         if pending:
             ids = ", ".join(str(op) for op in sorted(pending))
             actions.insert(0, Action(ActionKind.RECOVER, Reason.INTERRUPTED, f"operation(s) {ids}"))
+        seen, self._reported = self._reported, {(a.reason, a.target) for a in actions if a.kind in _REPORTS}
         for action in actions:
-            log.info("reconcile plan: %s %s (%s)", action.kind.value, action.target, action.reason.value)
+            if action.kind not in _REPORTS:
+                log.info("reconcile: %s %s (%s)", action.kind.value, action.target, action.reason.value)
+            elif (action.reason, action.target) not in seen:  # said once, not every interval
+                log.warning("reconcile: %s: %s", action.reason.value, action.target)
         return actions
 
     def _preview(self, actions: Sequence[Action]) -> list[Result]:

@@ -228,3 +228,13 @@ def test_the_pass_is_journalled_as_one_operation(host: Host):
     reconcile(host)
     row = host.journal._db.execute("SELECT kind, outcome FROM operation ORDER BY id DESC LIMIT 1").fetchone()
     assert tuple(row) == ("reconcile", "succeeded")
+
+
+def test_drift_is_logged_as_a_warning_once_not_every_pass(host: Host, caplog: pytest.LogCaptureFixture):
+    host.service.attach(LUN1)
+    array_map(host.sim, LUN2, OWN_IGROUP)
+    with caplog.at_level("WARNING", logger="iscsi_agent.reconcile"):
+        for _ in range(3):
+            assert taken(reconcile(host)) == [("report", "unrequested_map", False)]
+    warned = [r.getMessage() for r in caplog.records if "unrequested_map" in r.getMessage()]
+    assert warned == [f"reconcile: unrequested_map: {LUN2} (LUN {array_maps(host.sim, LUN2)[0][1]})"]
