@@ -29,7 +29,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from iscsi_agent.host.blockdev import AbandoningCalls, BlockOps, Claim, KernelCalls
@@ -57,6 +57,7 @@ UDEV_WORKERS = frozenset({"(udev-worker)", "systemd-udevd", "udevd"})
 # run by udev rules on change events and gone within moments; waited out, never a user
 UDEV_PROBES = frozenset({"multipath", "blkid", "udevadm", "kpartx"})
 PROBE_GRACE = 5.0
+MULTIPATH_DAEMON = "multipathd"
 # delete() called on its own (not from remove(), which shares the caller's deadline).
 DELETE_TIMEOUT = 30.0
 # With force_flush the flush may take at most this share of what is left, so the delete still has time.
@@ -104,6 +105,22 @@ def parse_mountinfo(text: str) -> tuple[Mount, ...]:
 
 def _unescape(text: str) -> str:
     return _OCTAL_ESCAPE.sub(lambda match: chr(int(match[1], 8)), text)
+
+
+def beside_multipath(usage: DeviceUsage, map_dm: str | None = None) -> DeviceUsage:
+    """A path's usage without what multipath itself adds: multipathd's path checker keeps the path
+    open until told to let go, and its own map (``map_dm``, flushed before its paths go) holds and
+    claims it. Neither is a user whose data the removal could lose."""
+    if map_dm is None:
+        holders, claimed = usage.holders, usage.claimed
+    else:
+        holders, claimed = tuple(h for h in usage.holders if h.split(" ", 1)[0] != map_dm), False
+    return replace(
+        usage,
+        holders=holders,
+        openers=tuple(o for o in usage.openers if o.command != MULTIPATH_DAEMON),
+        claimed=claimed,
+    )
 
 
 def removal_blocker(usage: DeviceUsage) -> str | None:

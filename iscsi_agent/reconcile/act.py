@@ -19,7 +19,7 @@ from iscsi_agent.host.devices import Devices
 from iscsi_agent.host.errors import DeviceInUse, MultipathError
 from iscsi_agent.host.multipath import Multipath
 from iscsi_agent.host.paths import HostPaths
-from iscsi_agent.host.removal import DeviceRemover, removal_blocker
+from iscsi_agent.host.removal import DeviceRemover, beside_multipath, removal_blocker
 from iscsi_agent.host.sessions import Sessions
 from iscsi_agent.journal.model import Step
 from iscsi_agent.reconcile.plan import Action, ActionKind, Reason
@@ -128,6 +128,9 @@ class Executor:
                 planned.lun_id,
                 fresh.serial,
             )
+        blocker = removal_blocker(beside_multipath(self._remover.usage(device.name)))
+        if blocker:  # checked before multipathd is told to let go of a path something still uses
+            raise DeviceInUse(f"{device.node} is in use: {blocker}", device=str(device.node), holder=blocker)
         self._release_from_multipathd(device.name)
         steps.run(
             Step.REMOVE_PATHS,

@@ -17,7 +17,7 @@ from iscsi_agent.host.devices import BlockDevice, Devices
 from iscsi_agent.host.errors import DeviceInUse
 from iscsi_agent.host.multipath import Multipath, MultipathMap
 from iscsi_agent.host.paths import HostPaths
-from iscsi_agent.host.removal import DeviceRemover, removal_blocker
+from iscsi_agent.host.removal import DeviceRemover, beside_multipath, removal_blocker
 from iscsi_agent.host.sessions import Session, Sessions
 from iscsi_agent.host.waiting import Clock
 from iscsi_agent.journal.model import Attachment, AttachmentState, Kind, Step
@@ -28,8 +28,6 @@ from iscsi_agent.service.observe import Observer
 from iscsi_agent.service.steps import Operations, StepRecorder
 
 log = logging.getLogger(__name__)
-
-MULTIPATH_DAEMON = "multipathd"
 
 
 class Detacher:
@@ -146,15 +144,8 @@ class Detacher:
                 raise _in_use(attachment, self._paths.host_view(mpath.node), blocker)
         for device in paths:
             usage = self._remover.usage(device.name)
-            if mpath is not None:
-                # the LUN's own map holds and claims its paths, and multipathd's path checker keeps
-                # them open; the map goes first and multipathd lets go, so neither counts
-                usage = replace(
-                    usage,
-                    holders=tuple(h for h in usage.holders if h.split(" ", 1)[0] != mpath.dm),
-                    openers=tuple(o for o in usage.openers if o.command != MULTIPATH_DAEMON),
-                    claimed=False,
-                )
+            if mpath is not None:  # the map goes first and multipathd lets go: neither counts
+                usage = beside_multipath(usage, mpath.dm)
             blocker = removal_blocker(usage)
             if blocker:
                 raise _in_use(attachment, self._paths.host_view(device.node), blocker)
