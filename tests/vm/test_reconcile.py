@@ -253,3 +253,28 @@ def test_a_path_multipathd_let_go_of_is_added_back_to_its_map(agent: AgentHost):
         time.sleep(0.5)
     assert slaves(attachment.device) == sorted([dropped, kept])
     service.detach("/vol/vol1/lun1", force=False)
+
+
+def test_a_held_multipath_map_of_an_unmapped_lun_keeps_its_map_and_its_paths(agent: AgentHost):
+    service = agent.reconfigure("multipath = true\n")
+    attachment, _ = service.attach("/vol/vol1/lun1")
+    dm, paths = attachment.device.resolve().name, slaves(attachment.device)
+    with open(attachment.device, "rb") as device:
+        holder = subprocess.Popen(["sleep", "600"], stdin=device)  # a VM still has the map open
+    try:
+        agent.array.unmap_lun("/vol/vol1/lun1", igroup(agent))
+        actions = reconcile(agent)
+        assert [(a.action, a.done) for a in actions if a.action in ("flush_multipath", "remove_device")] == [
+            ("flush_multipath", False),
+            ("remove_device", False),
+            ("remove_device", False),
+        ]
+        assert slaves(attachment.device) == paths and all(name in disks() for name in paths)
+        print(f"kept {dm} over {paths}; problems: {agent.services.reconciler.degraded}")
+        assert len(agent.services.reconciler.degraded) == 3
+    finally:
+        holder.kill()
+        holder.wait(30)
+    actions = reconcile(agent)
+    assert ("flush_multipath", "lun_unmapped", True) in taken(actions)
+    assert not Path(f"/sys/block/{dm}").exists() and not any(name in disks() for name in paths)
