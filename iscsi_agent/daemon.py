@@ -169,14 +169,14 @@ class Daemon:
             observer=metrics,
         )
         volumes = services.volumes
-        interrupted = len(journal.in_flight())
+        interrupted = services.recovery.interrupted()
         if interrupted:  # removals and logins may take a while: more than systemd's start timeout
-            extend = int(interrupted * RECOVERY_SECONDS_PER_OPERATION * 1e6)
+            extend = int(len(interrupted) * RECOVERY_SECONDS_PER_OPERATION * 1e6)
             self.notifier.notify(
-                f"EXTEND_TIMEOUT_USEC={extend}\nSTATUS=recovering {interrupted} operation(s) "
+                f"EXTEND_TIMEOUT_USEC={extend}\nSTATUS=recovering {len(interrupted)} operation(s) "
                 "the last run left unfinished"
             )
-        services.recovery.run()
+        services.recovery.run(interrupted)
         service = AgentService(volumes, services.reconciler, ArrayProbe(array), host.sessions)
         metrics.registry.register(
             HostCollector(host.sessions, lambda: len(volumes.attachments()), host.multipath)

@@ -68,14 +68,18 @@ class Executor:
 
     def preview(self, action: Action) -> Result:
         """A dry run: nothing changes (not even a rescan); a removal says whether it would be refused."""
-        name = action.device.name if action.device else None
-        if action.multipath_map is not None:
-            name = action.multipath_map.dm
-        if action.kind in (ActionKind.REMOVE_DEVICE, ActionKind.FLUSH_MULTIPATH) and name:
-            blocker = removal_blocker(self._remover.usage(name))
-            if blocker:
-                return Result(False, f"would be left: in use ({blocker})", held_by=blocker)
+        blocker = None
+        if action.kind is ActionKind.REMOVE_DEVICE and action.device is not None:
+            blocker = self._path_blocker(action.device.name)
+        elif action.kind is ActionKind.FLUSH_MULTIPATH and action.multipath_map is not None:
+            blocker = removal_blocker(self._remover.usage(action.multipath_map.dm))
+        if blocker:
+            return Result(False, f"would be left: in use ({blocker})", held_by=blocker)
         return Result(False, "dry run")
+
+    def _path_blocker(self, name: str) -> str | None:
+        """What keeps a stale path from going, multipathd's own path checker aside (told to let go)."""
+        return removal_blocker(beside_multipath(self._remover.usage(name)))
 
     def run(self, action: Action, steps: StepRecorder) -> Result:
         try:
@@ -128,7 +132,7 @@ class Executor:
                 planned.lun_id,
                 fresh.serial,
             )
-        blocker = removal_blocker(beside_multipath(self._remover.usage(device.name)))
+        blocker = self._path_blocker(device.name)
         if blocker:  # checked before multipathd is told to let go of a path something still uses
             raise DeviceInUse(f"{device.node} is in use: {blocker}", device=str(device.node), holder=blocker)
         self._release_from_multipathd(device.name)
@@ -210,7 +214,7 @@ class Executor:
         )
 
     def _add_path(self, action: Action, steps: StepRecorder) -> Result:
-        assert action.device is not None and action.device.name and self._multipath is not None
+        assert action.device is not None and self._multipath is not None
         multipath, name = self._multipath, action.device.name
         steps.run(
             Step.MULTIPATH,

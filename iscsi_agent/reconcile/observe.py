@@ -10,7 +10,6 @@ it acts on a mismatch. The igroup's own record (is the initiator still in it?) i
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from iscsi_agent.host.sessions import Session, Sessions
 from iscsi_agent.host.sysfs import entry_names
 from iscsi_agent.host.waiting import Clock
 from iscsi_agent.journal.store import Journal
-from iscsi_agent.naa import NETAPP_NAA_PREFIX, netapp_wwid, normalize_wwid
+from iscsi_agent.naa import NETAPP_NAA_PREFIX, normalize_wwid
 from iscsi_agent.reconcile.state import (
     DeviceState,
     IgroupState,
@@ -33,8 +32,6 @@ from iscsi_agent.reconcile.state import (
     SessionState,
 )
 from iscsi_agent.service.array_view import ArrayView
-
-log = logging.getLogger(__name__)
 
 IGROUP_CHECK_EVERY = 10
 # links udev makes for iSCSI paths and ONTAP LUNs; a dangling link of any other kind is not ours
@@ -85,7 +82,6 @@ class StateReader:
         return Observed(
             igroup=igroup,
             igroup_state=igroup_state,
-            target_iqn=target_iqn,
             maps=maps,
             sessions=sessions,
             devices=devices,
@@ -144,7 +140,6 @@ class StateReader:
                 sid=session.sid,
                 name=name,
                 serial=serial if readable else None,
-                wwid=netapp_wwid(serial) if readable and serial else None,
             )
             for session in sessions
             for address, name, serial, readable in self._devices.disks(self._sessions.devices(session))

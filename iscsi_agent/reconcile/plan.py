@@ -158,7 +158,7 @@ def _stale_maps(
 ) -> list[Action]:
     """Multipath maps of NetApp LUNs with no path left, or whose every path is a stale device (the
     latter only when stale devices are removed: otherwise the paths are reported, the map kept)."""
-    by_name = {device.name: device for device in observed.devices if device.name}
+    by_name = {device.name: device for device in observed.devices}
     actions = []
     for mpath in observed.multipath_maps:
         if serial_from_wwid(mpath.wwid) is None:
@@ -288,7 +288,7 @@ def _missing_multipath_paths(observed: Observed, stale: set[ScsiAddress]) -> lis
     maps = {normalize_wwid(m.wwid): m for m in observed.multipath_maps}
     paths: dict[tuple[int, str], list[DeviceState]] = defaultdict(list)
     for device in observed.devices:
-        if device.name and device.serial and device.address not in stale:
+        if device.serial and device.address not in stale:
             paths[(device.lun_id, device.serial)].append(device)
     actions = []
     for attachment in _attached(observed):

@@ -14,7 +14,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -38,12 +38,12 @@ JITTER_SHARE = 0.1
 _REPORTS = frozenset({ActionKind.REPORT, ActionKind.REPORT_STALE_DEVICE})
 
 
-@dataclass
+@dataclass(frozen=True)
 class PassReport:
+    """The last pass that ran: when it finished, and what it left because something holds it."""
+
     finished_at: datetime
-    actions: list[ReconcileAction] = field(default_factory=list)
-    held: list[str] = field(default_factory=list)  # stale devices and maps something holds
-    error: str | None = None  # the error code when the pass could not run
+    held: tuple[str, ...] = ()
 
 
 class Reconciler:
@@ -87,12 +87,9 @@ class Reconciler:
                         raise ReconcileBusy(self._busy_timeout)
                     actions = self._plan()
                     results = self._preview(actions) if dry_run else self._act(actions)
-            except AgentError as exc:
+            except AgentError:
                 if not dry_run:
                     self._observer.reconcile_pass(self._clock.monotonic() - started, 0, True)
-                    self.last = PassReport(
-                        self._now(), error=exc.code, held=self.last.held if self.last else []
-                    )
                 raise
             answered = []
             for action, result in zip(actions, results, strict=True):
@@ -104,7 +101,7 @@ class Reconciler:
                 answered.append(ReconcileAction(action.kind.value, target, action.reason.value, result.done))
             if not dry_run:
                 self._observer.reconcile_pass(self._clock.monotonic() - started, len(held), False)
-                self.last = PassReport(self._now(), answered, held)
+                self.last = PassReport(self._now(), tuple(held))
             return answered
 
     def run_scheduled(self) -> None:

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from iscsi_agent.host.sessions import ScsiAddress
+from iscsi_agent.host.sessions import LOGGED_IN, ScsiAddress
 from iscsi_agent.journal.model import Attachment
+from iscsi_agent.naa import netapp_wwid
 from iscsi_agent.portal import Portal
 
 
@@ -38,7 +39,7 @@ class SessionState:
 
     @property
     def logged_in(self) -> bool:
-        return self.state == "LOGGED_IN"
+        return self.state == LOGGED_IN
 
     def __str__(self) -> str:
         return f"{self.target_iqn} via {self.portal or '?'} (session {self.sid})"
@@ -50,16 +51,20 @@ class DeviceState:
 
     address: ScsiAddress
     sid: int
-    name: str | None  # the block device ("sdc"); None while it has none
+    name: str  # the block device ("sdc")
     serial: str | None  # from sysfs (cached at scan time); None when unreadable or absent
-    wwid: str | None
 
     @property
     def lun_id(self) -> int:
         return self.address.lun
 
+    @property
+    def wwid(self) -> str | None:
+        """The NAA WWID its serial gives (bare hex), as ONTAP derives it."""
+        return netapp_wwid(self.serial) if self.serial else None
+
     def __str__(self) -> str:
-        return f"{self.name or 'no block device'} ({self.address})"
+        return f"{self.name} ({self.address})"
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,6 @@ class MultipathState:
 class Observed:
     igroup: str
     igroup_state: IgroupState
-    target_iqn: str
     maps: Mapping[int, MappedLun]  # LUN id -> LUN, for this host's igroup
     sessions: tuple[SessionState, ...]
     devices: tuple[DeviceState, ...]

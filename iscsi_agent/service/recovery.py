@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from iscsi_agent.errors import AgentError
@@ -186,9 +186,14 @@ class Recovery:
         """Interrupted operations still open: recovery could not finish them yet."""
         return frozenset(self._pending)
 
-    def run(self) -> list[Recovered]:
-        """Recover every operation in flight; call before serving, when none can be live."""
-        operations = self._journal.in_flight()
+    def interrupted(self) -> list[Operation]:
+        """The operations in flight in the journal: before serving, every one was interrupted."""
+        return self._journal.in_flight()
+
+    def run(self, operations: Sequence[Operation] | None = None) -> list[Recovered]:
+        """Recover ``operations`` (by default every one in flight); call before serving, when none can be live."""
+        if operations is None:
+            operations = self.interrupted()
         self._pending = {operation.id for operation in operations}
         if operations:
             log.warning("recovering %d operation(s) interrupted when the agent last stopped", len(operations))

@@ -65,7 +65,7 @@ def down(sid: int = 1, portal: Portal | None = PORTAL_A, *, down_for: float) -> 
     return session(sid, portal, "FAILED", down_for)
 
 
-def device(lun_id: int, sid: int = 1, *, serial_: object = _OF_LUN, name: str | None = "") -> DeviceState:
+def device(lun_id: int, sid: int = 1, *, serial_: object = _OF_LUN, name: str = "") -> DeviceState:
     found = serial(lun_id) if serial_ is _OF_LUN else serial_
     assert found is None or isinstance(found, str)
     return DeviceState(
@@ -73,7 +73,6 @@ def device(lun_id: int, sid: int = 1, *, serial_: object = _OF_LUN, name: str | 
         sid=sid,
         name=f"sd{sid}l{lun_id}" if name == "" else name,
         serial=found,
-        wwid=None if found is None else netapp_wwid(found),
     )
 
 
@@ -119,7 +118,6 @@ def observed(
     return Observed(
         igroup=IGROUP,
         igroup_state=igroup_state,
-        target_iqn=TARGET,
         maps=mapped or {},
         sessions=sessions,
         devices=devices,
