@@ -207,6 +207,32 @@ class Journal:
         with self._decoding():
             return rows.operations(operations, steps)
 
+    def last_left_unmapped(self, lun_uuid: str, igroup: str, *, asking: OperationId) -> bool:
+        """Whether the last map change this agent made to the LUN, in operations that have finished,
+        was to take it out of ``igroup`` (an unmap that was done, or found nothing to remove).
+
+        Then the agent knows the map was not there when that operation finished, without asking the
+        array; anything else (no record, a map, another operation of the LUN still open) is not
+        knowledge. ``asking`` is the operation that asks, itself open.
+        """
+        with self._transaction() as db:
+            if db.execute(
+                "SELECT 1 FROM operation WHERE lun_uuid = ? AND finished_at IS NULL AND id != ? LIMIT 1",
+                (lun_uuid, asking),
+            ).fetchone():
+                return False
+            last = db.execute(
+                "SELECT step.name, step.status, step.params FROM step JOIN operation"
+                " ON step.operation_id = operation.id WHERE operation.lun_uuid = ?"
+                " AND step.name IN (?, ?) AND step.status != ?"
+                " ORDER BY operation.id DESC, step.seq DESC LIMIT 1",
+                (lun_uuid, Step.MAP.value, Step.UNMAP.value, StepStatus.FAILED.value),
+            ).fetchone()
+        if last is None or last[0] != Step.UNMAP.value or last[1] != StepStatus.DONE.value:
+            return False
+        with self._decoding():
+            return rows.decode_values(last[2]).get("igroup") == igroup
+
     def prune(self, finished_before: datetime) -> int:
         """Forget operations that finished before ``finished_before``; those in flight always stay."""
         with self._transaction() as db:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from iscsi_agent.array.client import ArrayClient
 from iscsi_agent.array.errors import ArrayNotFound
-from iscsi_agent.array.model import Lif, Lun
+from iscsi_agent.array.model import Lif, Lun, MapOutcome
 from iscsi_agent.config import Network
 from iscsi_agent.errors import AgentError
 from iscsi_agent.host.devices import BlockDevice
@@ -37,7 +37,7 @@ from iscsi_agent.service.logins import Logins
 from iscsi_agent.service.lun_device import LunDevices
 from iscsi_agent.service.observe import Observer
 from iscsi_agent.service.portals import choose_lifs
-from iscsi_agent.service.steps import Operations, Rollback, StepRecorder
+from iscsi_agent.service.steps import LeftOpen, Operations, Rollback, StepRecorder
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class Attacher:
         settings: AttachSettings,
         clock: Clock,
         observer: Observer,
+        left_open: LeftOpen,
     ) -> None:
         self._array = array
         self._view = view
@@ -84,7 +85,7 @@ class Attacher:
         self._paths = paths
         self._svm = svm
         self._settings = settings
-        self._operations = Operations(journal, clock, observer)
+        self._operations = Operations(journal, clock, observer, left_open)
 
     def attach(self, volume: str, lun: Lun) -> Attachment:
         """Attach ``lun`` (named ``volume`` by the client); the caller holds the volume's lock."""
@@ -99,12 +100,60 @@ class Attacher:
         self, volume: str, lun: Lun, steps: StepRecorder, rollback: Rollback, uses: ExitStack
     ) -> Attachment:
         igroup = steps.run(Step.IGROUP, self._view.igroup, igroup=self._view.own_igroup_name).name
+        mapping = self._map(lun, igroup, steps, rollback)
+        target_iqn = self._view.target_iqn()
+        lifs = self._lifs(lun, mapping.igroup)
         try:
+            sessions = self._log_in(target_iqn, lifs, steps, rollback, uses)
+        except (TargetMismatch, IscsiadmError):
+            self._view.forget(target=True)  # the SVM's target or LIFs may have changed: read them again
+            raise
+        paths = self._bring_up(sessions, mapping.lun_id, lun, steps, rollback)
+        device = self._device_path(lun, paths, steps, rollback)
+        attachment = Attachment(
+            lun_uuid=lun.uuid,
+            lun_path=lun.path,
+            volume=volume,
+            svm=self._svm,
+            serial=lun.serial,
+            wwid=multipath_wwid(lun.serial),
+            lun_id=mapping.lun_id,
+            igroup=mapping.igroup,
+            map_created=mapping.created or self._map_was_ours(lun, mapping),
+            target_iqn=target_iqn,
+            portals=tuple(path.session.portal for path in paths if path.session.portal is not None),
+            multipath=self._settings.multipath,
+            state=AttachmentState.ATTACHED,
+            device=device,
+        )
+        steps.run(Step.HANDED_OUT, lambda: self._journal.put_attachment(attachment), device=device)
+        log.info("attached %s (%s) as %s, LUN %s of %s", volume, lun.path, device, mapping.lun_id, target_iqn)
+        return attachment
+
+    def _map(self, lun: Lun, igroup: str, steps: StepRecorder, rollback: Rollback) -> MapOutcome:
+        """Map the LUN to ``igroup`` (or use the map through which this host sees it already).
+
+        Whether a map to ``igroup`` was there before is read first and written into the intent: if
+        the agent dies before it learns the outcome, recovery removes a map of this igroup only
+        when it was not there before (an operator may have made it), and does remove one the lost
+        request made. When the journal shows that this agent's last change to the map was to remove
+        it, that is known without asking the array, which keeps a steady attach at one request."""
+        try:
+            before = (
+                None
+                if self._journal.last_left_unmapped(lun.uuid, igroup, asking=steps.op)
+                else self._array.lun_map(lun.path, igroup)
+            )
             mapping = steps.run(
                 Step.MAP,
-                lambda: self._array.ensure_mapped(lun.path, igroup),
+                lambda: (
+                    MapOutcome(before.lun_id, igroup, created=False)
+                    if before is not None
+                    else self._array.ensure_mapped(lun.path, igroup)
+                ),
                 lun_path=lun.path,
                 igroup=igroup,
+                mapped_before=before is not None,
                 result=lambda m: {"lun_id": m.lun_id, "created": m.created, "igroup": m.igroup},
             )
         except ArrayNotFound as exc:
@@ -128,34 +177,18 @@ class Attacher:
                 mapping.igroup,
                 mapping.lun_id,
             )
-        target_iqn = self._view.target_iqn()
-        lifs = self._lifs(lun, mapping.igroup)
-        try:
-            sessions = self._log_in(target_iqn, lifs, steps, rollback, uses)
-        except (TargetMismatch, IscsiadmError):
-            self._view.forget(target=True)  # the SVM's target or LIFs may have changed: read them again
-            raise
-        paths = self._bring_up(sessions, mapping.lun_id, lun, steps, rollback)
-        device = self._device_path(lun, paths, steps, rollback)
-        attachment = Attachment(
-            lun_uuid=lun.uuid,
-            lun_path=lun.path,
-            volume=volume,
-            svm=self._svm,
-            serial=lun.serial,
-            wwid=multipath_wwid(lun.serial),
-            lun_id=mapping.lun_id,
-            igroup=mapping.igroup,
-            map_created=mapping.created,
-            target_iqn=target_iqn,
-            portals=tuple(path.session.portal for path in paths if path.session.portal is not None),
-            multipath=self._settings.multipath,
-            state=AttachmentState.ATTACHED,
-            device=device,
+        return mapping
+
+    def _map_was_ours(self, lun: Lun, mapping: MapOutcome) -> bool:
+        """A map found in place that an earlier attachment of this LUN made (a re-attach after a
+        reboot took its devices, or while its detach waits for the array): still the agent's to
+        remove at detach, or nobody ever would."""
+        previous = self._journal.attachment(lun.uuid)
+        return (
+            previous is not None
+            and previous.attachment.map_created
+            and previous.attachment.igroup == mapping.igroup
         )
-        steps.run(Step.HANDED_OUT, lambda: self._journal.put_attachment(attachment), device=device)
-        log.info("attached %s (%s) as %s, LUN %s of %s", volume, lun.path, device, mapping.lun_id, target_iqn)
-        return attachment
 
     def _lifs(self, lun: Lun, igroup: str) -> tuple[Lif, ...]:
         nodes = self._view.reporting_nodes(lun.path, igroup)

@@ -36,7 +36,7 @@ from iscsi_agent.service.logins import Logins
 from iscsi_agent.service.lun_device import LunDevices, LunDeviceTimeouts
 from iscsi_agent.service.observe import Observer, Unobserved
 from iscsi_agent.service.recovery import Recovery
-from iscsi_agent.service.steps import Operations
+from iscsi_agent.service.steps import LeftOpen, Operations
 from iscsi_agent.service.volumes import VolumeService
 
 
@@ -113,6 +113,7 @@ def build_services(
 ) -> AgentServices:
     observer = observer or Unobserved()
     gate = OperationGate()
+    left_open = LeftOpen()
     view = ArrayView(
         array,
         initiator=initiator,
@@ -141,6 +142,7 @@ def build_services(
         ),
         clock=clock,
         observer=observer,
+        left_open=left_open,
     )
     detacher = Detacher(
         array=array,
@@ -153,6 +155,7 @@ def build_services(
         paths=host.paths,
         clock=clock,
         observer=observer,
+        left_open=left_open,
         removal_timeout=config.iscsi.device_timeout,
     )
     volumes = VolumeService(
@@ -166,7 +169,14 @@ def build_services(
         workers=config.agent.workers,
         chap_username=config.iscsi.chap_username or None,
     )
-    recovery = Recovery(journal, detacher, own_igroup=view.own_igroup_name, clock=clock, observer=observer)
+    recovery = Recovery(
+        journal,
+        detacher,
+        own_igroup=view.own_igroup_name,
+        left_open=left_open,
+        clock=clock,
+        observer=observer,
+    )
     reconciler = Reconciler(
         reader=StateReader(
             array=array,
@@ -192,7 +202,7 @@ def build_services(
             recovery=recovery,
             removal_timeout=config.iscsi.device_timeout,
         ),
-        operations=Operations(journal, clock, observer),
+        operations=Operations(journal, clock, observer, left_open),
         recovery=recovery,
         gate=gate,
         policy=reconcile_policy(config),

@@ -25,7 +25,7 @@ from iscsi_agent.journal.store import Journal
 from iscsi_agent.naa import normalize_wwid
 from iscsi_agent.service.logins import Logins
 from iscsi_agent.service.observe import Observer
-from iscsi_agent.service.steps import Operations, StepRecorder
+from iscsi_agent.service.steps import LeftOpen, Operations, StepRecorder
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class Detacher:
         paths: HostPaths,
         clock: Clock,
         observer: Observer,
+        left_open: LeftOpen,
         removal_timeout: float = 30.0,
     ) -> None:
         self._array = array
@@ -55,7 +56,7 @@ class Detacher:
         self._journal = journal
         self._paths = paths
         self._removal_timeout = removal_timeout
-        self._operations = Operations(journal, clock, observer)
+        self._operations = Operations(journal, clock, observer, left_open)
 
     def detach(self, volume: str, attachment: Attachment, *, force: bool = False) -> None:
         """Detach what ``attachment`` describes; the caller holds the volume's lock.

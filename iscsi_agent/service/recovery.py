@@ -39,7 +39,7 @@ from iscsi_agent.naa import multipath_wwid, serial_from_wwid
 from iscsi_agent.portal import Portal
 from iscsi_agent.service.detach import Detacher
 from iscsi_agent.service.observe import Observer
-from iscsi_agent.service.steps import StepRecorder
+from iscsi_agent.service.steps import LeftOpen, StepRecorder
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,8 @@ def attempted(operation: Operation, own_igroup: str) -> Attachment | None:
         found_id = map_step.result.get("lun_id")
         lun_id = found_id if isinstance(found_id, int) else -1
         map_created = bool(map_step.result.get("created"))
-    elif map_step is not None:
-        map_created = igroup == own_igroup
+    elif map_step is not None:  # outcome unknown: the request may have made it, unless it was there before
+        map_created = igroup == own_igroup and not map_step.params.get("mapped_before", False)
     serial = serial_from_wwid(wwid) if wwid else None
     return Attachment(
         lun_uuid=operation.lun_uuid or "",
@@ -169,6 +169,7 @@ class Recovery:
         detacher: Detacher,
         *,
         own_igroup: str,
+        left_open: LeftOpen,
         clock: Clock,
         observer: Observer,
         fault_points: FaultPoints = faults,
@@ -179,12 +180,12 @@ class Recovery:
         self._clock = clock
         self._observer = observer
         self._faults = fault_points
-        self._pending: set[OperationId] = set()
+        self._pending = left_open
 
     @property
     def pending(self) -> frozenset[OperationId]:
-        """Interrupted operations still open: recovery could not finish them yet."""
-        return frozenset(self._pending)
+        """Operations still open: interrupted, or left unsettled by a failure; not recovered yet."""
+        return self._pending.ids()
 
     def interrupted(self) -> list[Operation]:
         """The operations in flight in the journal: before serving, every one was interrupted."""
@@ -194,16 +195,19 @@ class Recovery:
         """Recover ``operations`` (by default every one in flight); call before serving, when none can be live."""
         if operations is None:
             operations = self.interrupted()
-        self._pending = {operation.id for operation in operations}
+        for operation in operations:
+            self._pending.add(operation.id)
         if operations:
             log.warning("recovering %d operation(s) interrupted when the agent last stopped", len(operations))
         return [self._recover(operation) for operation in operations]
 
     def retry(self) -> list[Recovered]:
-        """Try again the interrupted operations that ``run`` could not settle."""
-        if not self._pending:
+        """Try again the operations left open: those ``run`` could not settle, and those a failure
+        left unsettled since (never one still running: the caller holds the operation gate)."""
+        pending = self.pending
+        if not pending:
             return []
-        return [self._recover(op) for op in self._journal.in_flight() if op.id in self._pending]
+        return [self._recover(op) for op in self._journal.in_flight() if op.id in pending]
 
     def _recover(self, operation: Operation) -> Recovered:
         recorded = self._journal.attachment(operation.lun_uuid) if operation.lun_uuid else None

@@ -4,6 +4,7 @@ sysfs tree with iscsiadm and the kernel played against the simulator's maps, a s
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,12 +17,14 @@ from iscsi_agent.array.client import ArrayClient
 from iscsi_agent.array.connect import connect
 from iscsi_agent.array.settings import ApiChoice, ArraySettings
 from iscsi_agent.config import Config, parse_config
+from iscsi_agent.faults import FAULT_ENV, faults
 from iscsi_agent.host.routes import Route
 from iscsi_agent.journal.store import FILE_NAME, Journal
 from iscsi_agent.service.build import AgentServices, HostLayer, build_host, build_services
 from iscsi_agent.service.igroup import igroup_name
 from iscsi_agent.service.volumes import VolumeService
 from ontap_sim import Simulator
+from tests.contract.helpers import array_maps
 from tests.fakes import FakeBlockOps, FakeClock, HostTree
 from tests.initiator_world import KernelSessions, SimulatedInitiator
 
@@ -164,3 +167,52 @@ def host(request, ontap_sim: Simulator, tmp_path: Path) -> Iterator[Host]:
     yield built
     built.journal.close()
     array.close()
+
+
+class Crash:
+    """Stands in for SIGKILL: the thread that reaches the point never runs another line."""
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()
+        self._never = threading.Event()
+
+    def __call__(self) -> None:
+        self.reached.set()
+        self._never.wait()
+
+
+@pytest.fixture
+def crash(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, Callable[[], object]], None]]:
+    def at(point: str, work: Callable[[], object]) -> None:
+        killed = Crash()
+        monkeypatch.setattr(faults, "_kill", killed)
+        monkeypatch.setenv(FAULT_ENV, point)
+        threading.Thread(target=work, name=f"killed at {point}", daemon=True).start()
+        assert killed.reached.wait(30), f"{point} was never reached"
+        monkeypatch.delenv(FAULT_ENV)
+
+    yield at
+
+
+def disks(host: Host) -> list[str]:
+    return sorted(entry.name for entry in (host.tree.root / "sys/block").iterdir())
+
+
+def assert_nothing_left(host: Host, path: str = "/vol/vol1/lun1") -> None:
+    """No map for a volume that is not attached, no session or disk without an attachment."""
+    assert host.service.attachments() == []
+    assert array_maps(host.sim, path) == []
+    assert host.initiator.sessions == {}
+    assert disks(host) == []
+    assert host.journal.in_flight() == []
+
+
+def refuse_unmaps(host: Host) -> None:
+    """The array answers every unmap with "busy" for a while."""
+    host.sim.faults.inject(
+        "lun-unmap" if host.array.api == "zapi" else "DELETE /api/protocols/san/lun-maps",
+        "errno",
+        times=10,
+        errno=13001,
+        reason="busy",
+    )

@@ -7,70 +7,26 @@ host. The VM tier does the same with a real SIGKILL on a real kernel.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-
 import pytest
 
-from iscsi_agent.faults import FAULT_ENV, faults
+from iscsi_agent.faults import faults
 from iscsi_agent.journal.model import Kind, Outcome
 from iscsi_agent.service.igroup import igroup_name
 from iscsi_agent.service.recovery import Resolution
 from tests.contract.helpers import array_igroups_named, array_maps
 from tests.fault_points import ATTACH_POINTS, DETACH_POINTS, RECOVERY_POINTS
-from tests.unit.service.conftest import HOSTNAME, INITIATOR, Host, unmap_behind_the_agents_back
+from tests.unit.service.conftest import (
+    HOSTNAME,
+    INITIATOR,
+    Host,
+    assert_nothing_left,
+    disks,
+    refuse_unmaps,
+    unmap_behind_the_agents_back,
+)
 
 OWN_IGROUP = igroup_name("openstack-", HOSTNAME, INITIATOR)
 LUN1, LUN2 = "/vol/vol1/lun1", "/vol/vol1/lun2"
-
-
-class Crash:
-    """Stands in for SIGKILL: the thread that reaches the point never runs another line."""
-
-    def __init__(self) -> None:
-        self.reached = threading.Event()
-        self._never = threading.Event()
-
-    def __call__(self) -> None:
-        self.reached.set()
-        self._never.wait()
-
-
-@pytest.fixture
-def crash(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, Callable[[], object]], None]]:
-    def at(point: str, work: Callable[[], object]) -> None:
-        killed = Crash()
-        monkeypatch.setattr(faults, "_kill", killed)
-        monkeypatch.setenv(FAULT_ENV, point)
-        threading.Thread(target=work, name=f"killed at {point}", daemon=True).start()
-        assert killed.reached.wait(30), f"{point} was never reached"
-        monkeypatch.delenv(FAULT_ENV)
-
-    yield at
-
-
-def disks(host: Host) -> list[str]:
-    return sorted(entry.name for entry in (host.tree.root / "sys/block").iterdir())
-
-
-def assert_nothing_left(host: Host, path: str = LUN1) -> None:
-    """No map for a volume that is not attached, no session or disk without an attachment."""
-    assert host.service.attachments() == []
-    assert array_maps(host.sim, path) == []
-    assert host.initiator.sessions == {}
-    assert disks(host) == []
-    assert host.journal.in_flight() == []
-
-
-def refuse_unmaps(host: Host) -> None:
-    """The array answers every unmap with "busy" for a while."""
-    host.sim.faults.inject(
-        "lun-unmap" if host.array.api == "zapi" else "DELETE /api/protocols/san/lun-maps",
-        "errno",
-        times=10,
-        errno=13001,
-        reason="busy",
-    )
 
 
 def test_the_fault_points_are_every_journalled_step_of_an_attach_and_a_detach(
