@@ -233,11 +233,24 @@ class Journal:
         with self._decoding():
             return rows.decode_values(last[2]).get("igroup") == igroup
 
+    def attached_since(self, lun_uuid: str, op: OperationId) -> bool:
+        """Whether an attach of the LUN begun after ``op`` succeeded. Operation ids only grow, so
+        this orders operations as they happened, whatever the wall clock did meanwhile."""
+        with self._transaction() as db:
+            found = db.execute(
+                "SELECT 1 FROM operation WHERE lun_uuid = ? AND kind = ? AND id > ? AND outcome = ? LIMIT 1",
+                (lun_uuid, Kind.ATTACH.value, op, Outcome.SUCCEEDED.value),
+            ).fetchone()
+        return found is not None
+
     def prune(self, finished_before: datetime) -> int:
-        """Forget operations that finished before ``finished_before``; those in flight always stay."""
+        """Forget operations that finished before ``finished_before``; those in flight always stay,
+        and so does the history of a LUN with an operation in flight (recovery reads it)."""
         with self._transaction() as db:
             cursor = db.execute(
-                "DELETE FROM operation WHERE finished_at IS NOT NULL AND finished_at < ?",
+                "DELETE FROM operation WHERE finished_at IS NOT NULL AND finished_at < ?"
+                " AND (lun_uuid IS NULL OR lun_uuid NOT IN"
+                " (SELECT lun_uuid FROM operation WHERE finished_at IS NULL AND lun_uuid IS NOT NULL))",
                 (rows.format_time(finished_before),),
             )
         return cursor.rowcount

@@ -21,7 +21,7 @@ from iscsi_agent.array.model import Lif, Lun, MapOutcome
 from iscsi_agent.config import Network
 from iscsi_agent.errors import AgentError
 from iscsi_agent.host.devices import BlockDevice
-from iscsi_agent.host.errors import IscsiadmError
+from iscsi_agent.host.errors import IscsiadmError, MultipathError
 from iscsi_agent.host.multipath import Multipath
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.routes import RouteTable
@@ -32,7 +32,7 @@ from iscsi_agent.journal.store import Journal
 from iscsi_agent.naa import multipath_wwid, netapp_wwid
 from iscsi_agent.portal import Portal
 from iscsi_agent.service.array_view import ArrayView
-from iscsi_agent.service.errors import NoUsablePortal, TargetMismatch
+from iscsi_agent.service.errors import DevicesLeftBehind, NoUsablePortal, TargetMismatch
 from iscsi_agent.service.logins import Logins
 from iscsi_agent.service.lun_device import LunDevices
 from iscsi_agent.service.observe import Observer
@@ -161,15 +161,7 @@ class Attacher:
                 self._view.forget(igroup=True)
             raise
         if mapping.created:
-            rollback.push(
-                "unmap",
-                lambda: steps.run(
-                    Step.UNMAP,
-                    lambda: self._array.unmap_lun(lun.path, mapping.igroup),
-                    lun_path=lun.path,
-                    igroup=mapping.igroup,
-                ),
-            )
+            rollback.push("unmap", lambda: self._unmap(lun, mapping.igroup, steps))
         elif mapping.igroup != igroup:
             log.info(
                 "%s is visible to this host through igroup %s as LUN %s; using that map",
@@ -178,6 +170,25 @@ class Attacher:
                 mapping.lun_id,
             )
         return mapping
+
+    def _unmap(self, lun: Lun, igroup: str, steps: StepRecorder) -> None:
+        """The map's undo; refused while a device of the LUN is still on the host (an undo before it
+        failed): I/O to a LUN unmapped under its device fails, and the device would be stale. The
+        operation then stays open, and recovery removes the device first."""
+        left = self._lun_devices.present(lun.serial)
+        if left:
+            raise DevicesLeftBehind(
+                f"not unmapping {lun.path} from {igroup}: {', '.join(left)} of it still on this host",
+                lun_path=lun.path,
+                igroup=igroup,
+                devices=left,
+            )
+        steps.run(
+            Step.UNMAP,
+            lambda: self._array.unmap_lun(lun.path, igroup),
+            lun_path=lun.path,
+            igroup=igroup,
+        )
 
     def _map_was_ours(self, lun: Lun, mapping: MapOutcome) -> bool:
         """A map found in place that an earlier attachment of this LUN made (a re-attach after a
@@ -251,6 +262,13 @@ class Attacher:
         existing = self._logins.existing(target_iqn, portal)
         if existing is not None:
             return existing  # reused without any iscsiadm call or journal entry: nothing to undo
+        # Pushed before the login: a login that fails or whose session never shows may still have
+        # left a session or the node record its discovery made. Dropped when the session was there.
+        ours = [True]
+        rollback.push(
+            f"logout {portal}",
+            lambda: self._logins.log_out_if_unused(target_iqn, portal, steps) if ours[0] else None,
+        )
         session, logged_in = steps.run(
             Step.LOGIN,
             lambda: self._logins.session(target_iqn, portal),
@@ -258,10 +276,7 @@ class Attacher:
             portal=str(portal),
             result=lambda outcome: {"logged_in": outcome[1], "sid": outcome[0].sid},
         )
-        if logged_in:
-            rollback.push(
-                f"logout {portal}", lambda: self._logins.log_out_if_unused(target_iqn, portal, steps)
-            )
+        ours[0] = logged_in
         return session
 
     def _bring_up(
@@ -284,9 +299,7 @@ class Attacher:
             with lock:
                 paths.append(path)
                 if scanned:
-                    rollback.push(
-                        f"remove {device.name}", lambda: self._lun_devices.remove(device, lun.serial)
-                    )
+                    rollback.push(f"remove {device.name}", lambda: self._remove_path(device, lun.serial))
             return path
 
         if len(sessions) == 1:
@@ -294,6 +307,16 @@ class Attacher:
         with ThreadPoolExecutor(max_workers=len(sessions), thread_name_prefix="scan") as pool:
             results = list(pool.map(one, sessions))
         return results
+
+    def _remove_path(self, device: BlockDevice, serial: str) -> None:
+        """A path this attach scanned in, removed as a detach removes one: multipathd lets go of it
+        first, so its path checker neither holds it open nor builds the map again from it."""
+        if self._settings.multipath and self._multipath is not None:
+            try:
+                self._multipath.forget_path(device.name)
+            except MultipathError as exc:  # it never took the path: nothing to let go of
+                log.debug("multipathd did not let go of %s: %s", device.name, exc)
+        self._lun_devices.remove(device, serial)
 
     def _device_path(
         self, lun: Lun, paths: Sequence[PathDevice], steps: StepRecorder, rollback: Rollback
@@ -313,9 +336,9 @@ class Attacher:
                     )
                 )
 
-            node = steps.run(Step.MULTIPATH, build, wwid=wwid, result=lambda node: {"device": node})
+            # Pushed before the step: a map that never comes up whole still holds the paths it has.
             rollback.push("flush multipath map", lambda: self._flush_map(multipath, wwid))
-            return node
+            return steps.run(Step.MULTIPATH, build, wwid=wwid, result=lambda node: {"device": node})
         device = paths[0].device
         wanted = f"wwn-0x{netapp_wwid(lun.serial)}"
         for link in device.by_id:

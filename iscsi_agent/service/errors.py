@@ -5,6 +5,8 @@
     ├── TargetMismatch        target_mismatch      discovery through a LIF did not offer the SVM's target IQN
     ├── WrongDevice           wrong_device         the device at the LUN id is not that LUN and could not be
     │                                              replaced by the right one (or stays at 0 bytes)
+    ├── DevicesLeftBehind     devices_left_behind  a rollback keeps a LUN's map: devices of it are still on
+    │                                              the host (recovery removes them, then unmaps)
     └── IgroupConflict        igroup_conflict      (service.igroup) the agent's igroup name is taken by an
                                                    igroup it may not use
 
@@ -27,3 +29,7 @@ class TargetMismatch(ServiceError):
 
 class WrongDevice(ServiceError):
     code = "wrong_device"
+
+
+class DevicesLeftBehind(ServiceError):
+    code = "devices_left_behind"

@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from iscsi_agent.errors import AgentError
 from iscsi_agent.host.devices import BlockDevice, Devices
 from iscsi_agent.host.errors import DeviceInUse, WaitTimeout
 from iscsi_agent.host.identity import Verdict, is_lun, verify_lun
 from iscsi_agent.host.removal import DeviceRemover
 from iscsi_agent.host.sessions import ScsiAddress, Session, Sessions
 from iscsi_agent.host.waiting import Clock, wait_until
+from iscsi_agent.naa import netapp_wwid, normalize_wwid
 from iscsi_agent.service.errors import WrongDevice
 from iscsi_agent.service.observe import Observer, Unobserved
 
@@ -69,25 +71,60 @@ class LunDevices:
         scanned = found is None
         if scanned:
             self._sessions.scan_lun(address.host, lun_id)
-        device = self._devices.wait_for(address, self._timeouts.device, context=context)
-        verdict, _ = verify_lun(self._devices, address, serial)
-        if verdict in MISMATCHES:
-            device = self._replace_stale(device, serial, verdict, context)
-            scanned = True
-        elif verdict is not Verdict.MATCH:
-            raise WrongDevice(
-                f"{device.node} at LUN {lun_id} ({context}): cannot verify it is the LUN with serial "
-                f"{serial}: {verdict.value}",
-                device=str(device.node),
-                lun_id=lun_id,
-                verdict=verdict.name.lower(),
-            )
-        return self._with_capacity(device, context), scanned
+        try:
+            device = self._devices.wait_for(address, self._timeouts.device, context=context)
+            verdict, _ = verify_lun(self._devices, address, serial)
+            if verdict in MISMATCHES:
+                device = self._replace_stale(device, serial, verdict, context)
+                scanned = True
+            elif verdict is not Verdict.MATCH:
+                raise WrongDevice(
+                    f"{device.node} at LUN {lun_id} ({context}): cannot verify it is the LUN with serial "
+                    f"{serial}: {verdict.value}",
+                    device=str(device.node),
+                    lun_id=lun_id,
+                    verdict=verdict.name.lower(),
+                )
+            return self._with_capacity(device, context), scanned
+        except AgentError:
+            if scanned:
+                self._remove_unusable(address, context)
+            raise
+
+    def present(self, serial: str) -> list[str]:
+        """Names of the devices of the LUN with ``serial`` on any session, by the WWID sysfs last read."""
+        wanted = netapp_wwid(serial)
+        return [
+            device.name
+            for session in self._sessions.current()
+            for address in self._sessions.devices(session)
+            if (device := self._devices.read(address)) is not None
+            and device.identity.wwid
+            and normalize_wwid(device.identity.wwid) == wanted
+        ]
 
     def remove(self, device: BlockDevice, serial: str) -> None:
         """Remove a path of the LUN with ``serial`` this agent scanned in (a rollback); refuses while
         anything holds it, or when the address no longer holds that LUN."""
         self._remover.remove(device, self._timeouts.removal, serial=serial)
+
+    def _remove_unusable(self, address: ScsiAddress, context: str) -> None:
+        """Take out a device this call scanned in and will not hand out (at 0 bytes, identity unreadable
+        or wrong): left there, it would sit under a LUN the rollback unmaps. Unflushed, since nothing
+        was written through it; a failure is logged, and the rollback then keeps the map."""
+        device = self._devices.read(address)
+        if device is None:
+            return
+        try:
+            self._remover.remove(device, self._timeouts.removal, flush=False)
+        except AgentError as exc:
+            log.error(
+                "could not remove %s at %s (%s), which this attach scanned in: %s",
+                device.node,
+                address,
+                context,
+                exc,
+            )
 
     def _replace_stale(self, stale: BlockDevice, serial: str, verdict: Verdict, context: str) -> BlockDevice:
         address = stale.address

@@ -96,7 +96,11 @@ def attempted(operation: Operation, own_igroup: str) -> Attachment | None:
     it changed nothing (it stopped before its map, login and scan)."""
     steps = operation.steps
     map_step = _first(steps, Step.MAP)
-    wwid = _param(steps, "wwid", Step.SCAN, Step.WAIT_DEVICE, Step.VERIFY, Step.MULTIPATH)
+    wwid = (
+        _param(steps, "wwid", Step.SCAN, Step.WAIT_DEVICE, Step.VERIFY, Step.MULTIPATH)
+        if _may_have_scanned(steps)
+        else ""
+    )
     target = _param(steps, "target_iqn", Step.LOGIN, Step.SCAN, Step.DISCOVER)
     if map_step is None and not wwid and not target:
         return None
@@ -126,6 +130,17 @@ def attempted(operation: Operation, own_igroup: str) -> Attachment | None:
         portals=tuple(_portals(steps)),
         multipath=_first(steps, Step.MULTIPATH) is not None,
         state=AttachmentState.DETACHING,
+    )
+
+
+def _may_have_scanned(steps: Iterable[StepRecord]) -> bool:
+    """Whether the attach may have brought a device in: a scan step that did, or whose outcome is
+    not known to be "found it there". A device that was there before (scanned in by hand) is not
+    the attach's to remove."""
+    return any(
+        record.status is not StepStatus.DONE or (record.result or {}).get("scanned", True)
+        for record in steps
+        if record.step is Step.SCAN
     )
 
 
@@ -214,7 +229,7 @@ class Recovery:
         reattached = (
             recorded is not None
             and recorded.attachment.state is AttachmentState.ATTACHED
-            and recorded.updated_at > operation.started_at
+            and self._journal.attached_since(recorded.attachment.lun_uuid, operation.id)
         )
         plan = plan_recovery(
             operation, recorded.attachment if recorded else None, self._own_igroup, reattached=reattached

@@ -156,7 +156,6 @@ def test_recovery_undoes_a_map_of_unknown_outcome_the_attach_may_have_made(host:
 
 
 # --- case 5: recovery never removes a device the attach only found ----------------------------------
-@pytest.mark.xfail(strict=True, reason="not fixed yet: case 5")
 def test_recovery_leaves_a_device_the_interrupted_attach_found_scanned_in_by_hand(host: Host, crash):
     lun_id = array_map(host.sim, LUN1, host.services.volumes._view.igroup().name)
     host.service.attach(LUN2)  # a session to the target
@@ -172,7 +171,6 @@ def test_recovery_leaves_a_device_the_interrupted_attach_found_scanned_in_by_han
 
 
 # --- case 7: "attached again since" does not depend on the wall clock -------------------------------
-@pytest.mark.xfail(strict=True, reason="not fixed yet: case 7")
 def test_a_detach_left_open_is_not_finished_over_a_newer_attach_after_the_clock_stepped_back(
     host: Host,
     crash,
@@ -193,7 +191,6 @@ def test_a_detach_left_open_is_not_finished_over_a_newer_attach_after_the_clock_
 
 
 # --- case 11: a scan that fails after scanning removes what it scanned --------------------------------
-@pytest.mark.xfail(strict=True, reason="not fixed yet: case 11")
 def test_a_device_that_stays_at_zero_bytes_is_removed_before_the_unmap(
     host: Host, monkeypatch: pytest.MonkeyPatch
 ):
@@ -214,7 +211,6 @@ def test_a_device_that_stays_at_zero_bytes_is_removed_before_the_unmap(
 
 
 # --- a login whose session never shows in sysfs leaves no session or node record ----------------------
-@pytest.mark.xfail(strict=True, reason="not fixed yet: a login that never shows")
 def test_a_login_whose_session_never_shows_leaves_no_record(host: Host, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(host.layer.sessions, "find", lambda target_iqn, portal: None)
     with pytest.raises(AgentError, match="session"):
