@@ -423,6 +423,7 @@ class HostTree:
         for host_link in (self.root / "sys/class/scsi_host").iterdir():
             host = int(host_link.name.removeprefix("host"))
             request = (host_link / "scan").read_text().split()
+            (host_link / "scan").write_text("")  # a write to scan is one request, carried out once
             if len(request) == 3 and (host, int(request[2])) in self.mapped:
                 lun = int(request[2])
                 address = ScsiAddress(host, int(request[0]), int(request[1]), lun)

@@ -44,6 +44,10 @@ class SimulatedInitiator:
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _names: dict[tuple[int, int, str], str] = field(default_factory=dict)
     kernel: threading.RLock = field(default_factory=threading.RLock)  # one kernel: its acts do not interleave
+    multipathd: SimulatedMultipathd = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.multipathd = SimulatedMultipathd(self.tree)
 
     # --- the runner -------------------------------------------------------------------
     def __call__(self, argv: Sequence[str], *, timeout: float, secrets: Sequence[str] = ()) -> CommandResult:
@@ -52,6 +56,11 @@ class SimulatedInitiator:
 
     def _run(self, args: tuple[str, ...], timeout: float, secrets: Sequence[str]) -> CommandResult:
         self.calls.append(tuple(mask(arg, secrets) for arg in args))
+        if args[:3] in (("multipathd", "add", "path"), ("multipathd", "del", "path")) or args[:2] == (
+            "multipath",
+            "-f",
+        ):
+            return self.multipathd.run(args)
         if args[0] != "iscsiadm":
             return CommandResult(args, 0, "", "")
         mode = _value(args, "-m")
@@ -162,6 +171,65 @@ class SimulatedInitiator:
     def disk_at(self, host: int, lun_id: int) -> str | None:
         folder = self.tree.root / f"sys/class/scsi_device/{ScsiAddress(host, 0, 0, lun_id)}/device/block"
         return next((entry.name for entry in folder.iterdir()), None) if folder.exists() else None
+
+
+@dataclass
+class SimulatedMultipathd:
+    """multipathd and ``multipath -f`` over a HostTree: ``add path`` puts a path into the map of its
+    WWID (made on the first path), ``del path`` takes it out, a flush removes an unheld map.
+    ``whole = False`` plays a map that never takes a second path (a path checker that fails it)."""
+
+    tree: HostTree
+    whole: bool = True
+    maps: dict[str, list[str]] = field(default_factory=dict)  # map name -> path names
+
+    def run(self, args: tuple[str, ...]) -> CommandResult:
+        if args[0] == "multipath":
+            return self._flush(args, args[2])
+        name = args[3]
+        device = (self.tree.root / f"sys/block/{name}").resolve().parent.parent  # block/<name> in the device
+        wwid = (device / "wwid").read_text().strip()
+        mpath = "3" + wwid.removeprefix("naa.")
+        if args[1] == "del":
+            if name in self.maps.get(mpath, []):
+                self.maps[mpath].remove(name)
+                self._write(mpath)
+            return CommandResult(args, 0, "ok\n", "")
+        paths = self.maps.setdefault(mpath, [])
+        if name not in paths and (self.whole or not paths):
+            paths.append(name)
+        self._write(mpath)
+        return CommandResult(args, 0, "ok\n", "")
+
+    def _flush(self, args: tuple[str, ...], mpath: str) -> CommandResult:
+        if mpath not in self.maps:
+            return CommandResult(args, 1, "", f"{mpath}: map not present\n")
+        dm = self._dm(mpath)
+        if any((self.tree.root / f"sys/block/{dm}/holders").iterdir()):
+            return CommandResult(args, 1, "", f"{mpath}: map in use\n")
+        del self.maps[mpath]
+        self._remove(mpath)
+        return CommandResult(args, 0, "", "")
+
+    def _dm(self, mpath: str) -> str:
+        return f"dm-{sorted(self.maps).index(mpath)}"
+
+    def _write(self, mpath: str) -> None:
+        self._remove(mpath)
+        self.tree.add_multipath(self._dm(mpath), mpath, f"mpath-{mpath}", self.maps[mpath])
+
+    def _remove(self, mpath: str) -> None:
+        for dm_link in list((self.tree.root / "sys/block").glob("dm-*")):
+            if (dm_link / "dm/name").read_text().strip() != mpath:
+                continue
+            for slave in (dm_link / "slaves").iterdir():
+                (self.tree.root / f"sys/block/{slave.name}/holders/{dm_link.name}").unlink(missing_ok=True)
+            dm_folder = dm_link.resolve()
+            dm_link.unlink()
+            for entry in sorted(dm_folder.rglob("*"), reverse=True):
+                entry.rmdir() if entry.is_dir() else entry.unlink()
+            dm_folder.rmdir()
+        (self.tree.root / f"dev/mapper/{mpath}").unlink(missing_ok=True)
 
 
 class KernelSessions(Sessions):

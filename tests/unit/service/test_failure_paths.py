@@ -20,7 +20,9 @@ from tests.unit.service.conftest import (
     INITIATOR,
     Host,
     assert_nothing_left,
+    config_for,
     disks,
+    host_layer,
     refuse_unmaps,
 )
 
@@ -218,3 +220,45 @@ def test_a_login_whose_session_never_shows_leaves_no_record(host: Host, monkeypa
     monkeypatch.undo()
     assert host.initiator.sessions == {} and host.initiator.records == {}
     assert array_maps(host.sim, LUN1) == []
+
+
+# --- case 10: a multipath map that never comes up whole is rolled back before the unmap -------------
+@pytest.fixture
+def multipath_host(host: Host) -> Host:
+    host.config = config_for(host.sim, host.tree.root, host.config.agent.state_dir, multipath=True)
+    host.layer = host_layer(host.config, host.initiator, host.clock, host.block)
+    host.services = host._build()
+    return host
+
+
+def test_a_multipath_map_that_never_comes_up_whole_is_flushed_and_its_paths_removed(multipath_host: Host):
+    host = multipath_host
+    host.initiator.multipathd.whole = False  # the map takes its first path and never the second
+    with pytest.raises(AgentError, match="multipath map"):
+        host.service.attach(LUN1)
+    assert host.initiator.multipathd.maps == {} and list((host.tree.root / "dev/mapper").iterdir()) == []
+    assert disks(host) == []
+    assert array_maps(host.sim, LUN1) == []
+    assert host.initiator.sessions == {} and host.journal.in_flight() == []
+
+
+def test_a_rolled_back_multipath_path_is_let_go_by_multipathd_before_it_is_removed(multipath_host: Host):
+    host = multipath_host
+    host.initiator.multipathd.whole = False
+    with pytest.raises(AgentError):
+        host.service.attach(LUN1)
+    calls = host.initiator.calls
+    for name in ("sda", "sdb"):
+        let_go = calls.index(("multipathd", "del", "path", name))
+        deleted = next(i for i, call in enumerate(calls) if call[:3] == ("multipath", "-f", call[2]))
+        assert let_go > deleted  # the map goes first, then each path is let go and deleted
+
+
+def test_a_multipath_attach_and_detach_leave_nothing(multipath_host: Host):
+    host = multipath_host
+    attachment, _ = host.service.attach(LUN1)
+    assert str(attachment.device).startswith("/dev/mapper/3600a0980")
+    assert len(host.initiator.multipathd.maps) == 1
+    host.service.detach(LUN1, force=False)
+    assert host.initiator.multipathd.maps == {} and disks(host) == []
+    assert_nothing_left(host)
