@@ -381,9 +381,10 @@ def print_host(figures: dict[str, object]) -> None:
 # --- 2. a fleet on one array ------------------------------------------------------------------
 
 
-def fleet_igroups(state: State) -> list[str]:
-    """A few hosts' igroups with a handful of maps each: the payload of a steady pass's request."""
-    names = []
+def fleet_initiators(state: State) -> list[str]:
+    """A few hosts' igroups with a handful of maps each, by their hosts' initiators: the payload of a
+    steady pass's request (the maps that reach one initiator)."""
+    initiators = []
     with state.lock:
         svm = state.svm(SVM)
         for g in range(FLEET_IGROUPS):
@@ -396,8 +397,8 @@ def fleet_igroups(state: State) -> list[str]:
                     svm, f"/vol/vol1/fleet{g:02d}-{n:02d}", GiB, "linux", f"flt{g:02d}{n:07d}"
                 )
                 state.map_lun(lun, group, n)
-            names.append(name)
-    return names
+            initiators.append(group.initiators[0])
+    return initiators
 
 
 def fire_times(agent: int, start: datetime, until: datetime) -> list[float]:
@@ -421,7 +422,7 @@ def measure_fleet() -> dict[str, object]:
     sim.start(host="127.0.0.1", port=0, tls=False)
     sim.latency = 0.0
     try:
-        igroups = fleet_igroups(sim.state)
+        initiators = fleet_initiators(sim.state)
         client = client_for(sim)  # one connection for all: the simulator counts requests, not clients
         per_second = [0] * SIMULATED_SECONDS
         sim.reset_counts()
@@ -431,7 +432,7 @@ def measure_fleet() -> dict[str, object]:
             before = sim.total("rest")
             while index < len(fires) and fires[index][0] < second + 1:
                 agent = fires[index][1]
-                client.maps_of_igroup(igroups[agent % len(igroups)])
+                client.maps_of_initiator(initiators[agent % len(initiators)])
                 index += 1
             per_second[second] = sim.total("rest") - before
         wall_s = time.perf_counter() - began

@@ -89,7 +89,13 @@ class ArrayClient(Protocol):
     def maps_of_lun(self, path: str) -> tuple[LunMap, ...]: ...
 
     def maps_of_igroup(self, igroup: str) -> tuple[LunMap, ...]:
-        """Every map of one igroup, in one array request (the reconciler's view)."""
+        """Every map of one igroup, in one array request."""
+        ...
+
+    def maps_of_initiator(self, initiator: str) -> tuple[LunMap, ...]:
+        """Every map that reaches this initiator, through any igroup of the SVM that holds it, in one
+        array request (the reconciler's view). ``lun_uuid`` may be None (over ZAPI the call used is
+        not documented to carry it); ``lun_path`` and ``igroup`` are always there."""
         ...
 
     def portals(self) -> tuple[Lif, ...]:

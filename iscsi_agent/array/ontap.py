@@ -216,6 +216,9 @@ class OntapClient:
     def maps_of_igroup(self, igroup: str) -> tuple[LunMap, ...]:
         return self.ops.maps(igroup=igroup)
 
+    def maps_of_initiator(self, initiator: str) -> tuple[LunMap, ...]:
+        return self.ops.maps_of_initiator(initiator)
+
     def portals(self) -> tuple[Lif, ...]:
         return self.ops.portals()
 

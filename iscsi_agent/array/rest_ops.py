@@ -161,6 +161,20 @@ class RestOps:
             m for m in maps if (path is None or m.lun_path == path) and (igroup is None or m.igroup == igroup)
         )
 
+    def maps_of_initiator(self, initiator: str) -> tuple[LunMap, ...]:
+        """``GET /api/protocols/san/lun-maps?igroup.initiators=<iqn>`` (a documented filter since 9.6):
+        one page, since ONTAP lets one initiator see each LUN id once. Records whose igroup does not
+        list the initiator are dropped, so an array that ignored the filter cannot widen the view."""
+        records = self.rest.collect(
+            LUN_MAPS, {"igroup.initiators": initiator}, f"{MAP_FIELDS},igroup.initiators", page_size=MAPS_PAGE
+        )
+        wanted = initiator.lower()
+        return tuple(
+            parse_lun_map(record)
+            for record in records
+            if wanted in {str(i).lower() for i in optional_field(record, "igroup.initiators") or ()}
+        )
+
     def portals(self) -> tuple[Lif, ...]:
         records = self.rest.collect(INTERFACES, {"services": "data_iscsi"}, PORTAL_FIELDS)
         return tuple(portal for portal in map(parse_portal, records) if portal is not None)

@@ -181,6 +181,14 @@ class ZapiOps:
             if (path is None or m.lun_path == path) and (igroup is None or m.igroup == igroup)
         )
 
+    def maps_of_initiator(self, initiator: str) -> tuple[LunMap, ...]:
+        """``lun-initiator-list-map-info``: the maps of every igroup holding the initiator, in one
+        call that is not an iterator (nothing is paged). Its ``lun-map-info`` records are documented
+        with path, igroup and LUN id; ``lun-uuid`` is read when the array sends it."""
+        results = self.zapi.invoke("lun-initiator-list-map-info", {"initiator": initiator}, idempotent=True)
+        api = "lun-initiator-list-map-info"
+        return tuple(parse_lun_map(info, api) for info in results.iterfind("lun-maps/lun-map-info"))
+
     def portals(self) -> tuple[Lif, ...]:
         entries = self.zapi.iterate("iscsi-interface-get-iter")
         return tuple(portal for portal in map(parse_portal, entries) if portal is not None)

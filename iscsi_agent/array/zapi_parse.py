@@ -97,11 +97,10 @@ def parse_igroup(info: etree._Element) -> Igroup:
     )
 
 
-def parse_lun_map(info: etree._Element) -> LunMap:
+def parse_lun_map(info: etree._Element, api: str = "lun-map-get-iter") -> LunMap:
     """``lun-map-info``: ``<path>/vol/vol1/lun0</path><initiator-group>host1</initiator-group><lun-id>0</lun-id>
     <lun-uuid>…</lun-uuid><initiator-group-uuid>…</initiator-group-uuid>
     <reporting-nodes><node-name>node-01</node-name><node-name>node-02</node-name></reporting-nodes>``."""
-    api = "lun-map-get-iter"
     return LunMap(
         lun_path=required_text(info, "path", api),
         igroup=required_text(info, "initiator-group", api),

@@ -1,20 +1,29 @@
-"""Reads what a reconciler pass decides on: one array request (the maps of this host's igroup), then
-sysfs and /dev for the sessions to the SVM's target, their disks, links and multipath maps.
+"""Reads what a reconciler pass decides on: one array request (every map that reaches this host's
+initiator, through its own igroup or any other holding the initiator, such as a cluster's), then sysfs
+and /dev for the sessions to the SVM's target, their disks, links and multipath maps.
 
 Only sessions to the SVM's target (and to targets the journal's attachments name) are looked at:
 the host may have sessions to other arrays, and they are not the agent's to heal or log out.
 Identities are the ones sysfs holds (cached at scan time); the executor reads a fresh one before
-it acts on a mismatch. The igroup's own record (is the initiator still in it?) is read every
-``IGROUP_CHECK_EVERY`` passes, so that a steady pass costs one request.
+it acts on a mismatch.
+
+The igroup's own record (is the initiator still in it?) is read every ``IGROUP_CHECK_EVERY``
+passes, and in any pass where a device or an attachment sits at a LUN id the maps do not show: the
+maps are read by initiator, so an initiator taken out of the igroup hides the igroup's maps, and
+the planner must know that before it calls a device unmapped. A steady pass costs one request.
+A read that fails fails the pass: no decision is taken on part of the view.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from iscsi_agent.array.client import ArrayClient
 from iscsi_agent.array.errors import ArrayNotFound
+from iscsi_agent.array.model import Lun, LunMap
 from iscsi_agent.host.devices import Devices
 from iscsi_agent.host.multipath import Multipath
 from iscsi_agent.host.paths import HostPaths
@@ -68,17 +77,24 @@ class StateReader:
         attachments = tuple(record.attachment for record in self._journal.attachments())
         igroup = self._view.igroup().name
         target_iqn = self._view.target_iqn()
-        igroup_state, maps = self._maps(igroup)
-        self._passes += 1
+        found = self._array.maps_of_initiator(self._initiator)
         now = self._clock.monotonic()
         targets = {target_iqn} | {a.target_iqn for a in attachments if a.target_iqn}
         current = [s for s in self._sessions.current() if s.target_iqn in targets]
         sessions = tuple(self._session_state(s, now) for s in current)
         self._forget_sessions_gone({s.sid for s in sessions})
         devices = tuple(self._device_states(current))
-        known = {a.lun_uuid: a.serial for a in attachments}
         occupied = {device.lun_id for device in devices}
-        maps = {lun_id: self._with_serial(lun, known, lun_id in occupied) for lun_id, lun in maps.items()}
+        named = {a.lun_id for a in attachments if a.lun_id >= 0}
+        igroup_state = self._igroup_state(
+            igroup, unaccounted=bool((occupied | named) - {m.lun_id for m in found})
+        )
+        self._passes += 1
+        known = {a.lun_uuid: a.serial for a in attachments}
+        maps = {
+            m.lun_id: self._identified(m, known, occupied=m.lun_id in occupied, named=m.lun_id in named)
+            for m in found
+        }
         return Observed(
             igroup=igroup,
             igroup_state=igroup_state,
@@ -91,35 +107,42 @@ class StateReader:
             now=now,
         )
 
-    def _maps(self, igroup: str) -> tuple[IgroupState, dict[int, MappedLun]]:
-        try:
-            found = self._array.maps_of_igroup(igroup)
-        except ArrayNotFound as exc:
-            if exc.kind != "igroup":
-                raise
-            return IgroupState.MISSING, {}
-        maps = {m.lun_id: MappedLun(m.lun_path, m.lun_uuid) for m in found}
-        if self._passes % IGROUP_CHECK_EVERY == 0:
-            record = self._array.igroup_by_name(igroup)
-            if record is None:
-                return IgroupState.MISSING, {}
-            if self._initiator.lower() not in {i.lower() for i in record.initiators}:
-                return IgroupState.WITHOUT_INITIATOR, maps
-        return IgroupState.PRESENT, maps
+    def _igroup_state(self, igroup: str, *, unaccounted: bool) -> IgroupState:
+        """The igroup's record, read when due or when something on the host is ``unaccounted`` for by
+        the maps (until then PRESENT, as last read)."""
+        if not unaccounted and self._passes % IGROUP_CHECK_EVERY != 0:
+            return IgroupState.PRESENT
+        record = self._array.igroup_by_name(igroup)
+        if record is None:
+            return IgroupState.MISSING
+        if self._initiator.lower() not in {i.lower() for i in record.initiators}:
+            return IgroupState.WITHOUT_INITIATOR
+        return IgroupState.PRESENT
 
-    def _with_serial(self, lun: MappedLun, known: dict[str, str], occupied: bool) -> MappedLun:
-        """The LUN with its serial: the journal's when it attached it; else, only when a device sits at
-        its id (``occupied``: the serial is what that device is judged against), the array's (its LUN
-        lookup is cached)."""
+    def _identified(self, found: LunMap, known: dict[str, str], *, occupied: bool, named: bool) -> MappedLun:
+        """The mapped LUN with what the planner judges by, looked up only where it needs it (lookups are
+        cached). Its UUID: the map's, or, at an id a device sits at (``occupied``) or an attachment
+        names (``named``), the LUN's by path. Its serial: the journal's when it attached it; else, only
+        at an occupied id (the serial is what that device is judged against), the array's."""
+        lun = MappedLun(found.lun_path, found.lun_uuid, found.igroup)
+        if lun.lun_uuid is None and (occupied or named):
+            by_path = self._lun(lambda: self._array.lun_by_path(found.lun_path))
+            lun = dataclasses.replace(lun, lun_uuid=by_path.uuid if by_path else None)
         if lun.lun_uuid is None:
             return lun
-        serial = known.get(lun.lun_uuid)
+        uuid = lun.lun_uuid
+        serial = known.get(uuid)
         if serial is None and occupied:
-            try:
-                serial = self._array.lun_by_uuid(lun.lun_uuid).serial
-            except ArrayNotFound:
-                serial = None
-        return MappedLun(lun.lun_path, lun.lun_uuid, serial)
+            by_uuid = self._lun(lambda: self._array.lun_by_uuid(uuid))
+            serial = by_uuid.serial if by_uuid else None
+        return dataclasses.replace(lun, serial=serial)
+
+    @staticmethod
+    def _lun(lookup: Callable[[], Lun]) -> Lun | None:
+        try:
+            return lookup()
+        except ArrayNotFound:
+            return None  # deleted since it was mapped: nothing to judge by
 
     def _session_state(self, session: Session, now: float) -> SessionState:
         down_since = None

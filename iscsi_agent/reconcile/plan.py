@@ -6,7 +6,12 @@ the LUN now mapped at that id (the executor confirms that on a fresh read before
 identity that cannot be read is never evidence). A session is logged out only when it carries no
 device and no attachment needs it (a self-heal that logged out a busy session turned filesystems
 read-only for Trident's users). A map the host did not ask for is reported, never removed: someone
-else made it. Nothing is judged stale in a pass that could not see this host's igroup.
+else made it.
+
+"Unmapped" is judged against every map that reaches this host's initiator, through its own igroup
+or any other holding the initiator (a cluster's igroup, whose maps attaches use too), and only on a
+whole view: nothing is judged stale in a pass that could not see this host's igroup, and nothing is
+judged unmapped while the igroup lacks the initiator (its maps reach the host again once repaired).
 """
 
 from __future__ import annotations
@@ -89,12 +94,13 @@ def plan(observed: Observed, policy: Policy) -> list[Action]:
     actions = _igroup_repairs(observed)
     if observed.igroup_state is IgroupState.MISSING:
         return actions + _dangling_links(observed)
-    maps = _host_maps(observed)
+    maps = observed.maps
     serials = _serials_by_id(maps, observed.attachments)
+    whole = observed.igroup_state is IgroupState.PRESENT
     stale = {
         device.address: found
         for device in observed.devices
-        if (found := _staleness(device, maps, serials)) is not None
+        if (found := _staleness(device, maps, serials, whole)) is not None
     }
     actions += _stale_maps(observed, stale, policy)
     for device in observed.devices:
@@ -105,7 +111,7 @@ def plan(observed: Observed, policy: Policy) -> list[Action]:
     actions += _dangling_links(observed)
     actions += _sessions(observed, maps, policy, set(stale))
     actions += _missing_multipath_paths(observed, set(stale))
-    actions += _array_drift(observed)
+    actions += _array_drift(observed, whole)
     return actions
 
 
@@ -121,16 +127,6 @@ def _attached(observed: Observed) -> list[Attachment]:
     return [a for a in observed.attachments if a.state is AttachmentState.ATTACHED]
 
 
-def _host_maps(observed: Observed) -> dict[int, MappedLun]:
-    """The LUNs this host sees by id: its igroup's maps, and the journal's attachments that were
-    made through another igroup (seen at attach time; the pass reads only its own igroup's maps)."""
-    maps = dict(observed.maps)
-    for a in observed.attachments:
-        if a.igroup and a.igroup != observed.igroup and a.lun_id >= 0:
-            maps.setdefault(a.lun_id, MappedLun(a.lun_path, a.lun_uuid, a.serial or None))
-    return maps
-
-
 def _serials_by_id(maps: Mapping[int, MappedLun], attachments: Iterable[Attachment]) -> dict[int, str]:
     """The serial of the LUN at each mapped id, where known (the array's answer, or the journal's)."""
     by_uuid = {a.lun_uuid: a.serial for a in attachments if a.serial}
@@ -143,10 +139,12 @@ def _serials_by_id(maps: Mapping[int, MappedLun], attachments: Iterable[Attachme
 
 
 def _staleness(
-    device: DeviceState, maps: Mapping[int, MappedLun], serials: Mapping[int, str]
+    device: DeviceState, maps: Mapping[int, MappedLun], serials: Mapping[int, str], whole: bool
 ) -> tuple[Reason, str | None] | None:
+    """Why the device is stale, if it is: its id unmapped (only on a ``whole`` view of the maps), or
+    another LUN's identity than the one mapped there (a map seen is evidence on any view)."""
     if device.lun_id not in maps:
-        return Reason.LUN_UNMAPPED, None
+        return (Reason.LUN_UNMAPPED, None) if whole else None
     expected = serials.get(device.lun_id)
     if expected is not None and device.serial is not None and device.serial != expected:
         return Reason.IDENTITY_MISMATCH, expected
@@ -309,18 +307,21 @@ def _missing_multipath_paths(observed: Observed, stale: set[ScsiAddress]) -> lis
     return actions
 
 
-def _array_drift(observed: Observed) -> list[Action]:
-    """Maps nobody on this host asked for, and attachments whose map is gone: reported, not touched."""
+def _array_drift(observed: Observed, whole: bool) -> list[Action]:
+    """Maps to this host's igroup nobody on this host asked for (another igroup's maps are its
+    owner's business), and, on a whole view, attachments whose map is gone: reported, not touched."""
     uuids = {a.lun_uuid for a in observed.attachments}
     actions = [
         Action(ActionKind.REPORT, Reason.UNREQUESTED_MAP, f"{lun.lun_path} (LUN {lun_id})")
         for lun_id, lun in sorted(observed.maps.items())
-        if lun.lun_uuid not in uuids
+        if lun.igroup == observed.igroup and lun.lun_uuid not in uuids
     ]
+    if not whole:
+        return actions
     mapped = {(lun_id, lun.lun_uuid) for lun_id, lun in observed.maps.items()}
     actions += [
         Action(ActionKind.REPORT, Reason.ATTACHMENT_UNMAPPED, f"{a.lun_path} (was LUN {a.lun_id})")
         for a in _attached(observed)
-        if a.igroup == observed.igroup and (a.lun_id, a.lun_uuid) not in mapped
+        if (a.lun_id, a.lun_uuid) not in mapped
     ]
     return actions

@@ -16,10 +16,12 @@ from iscsi_agent.portal import Portal
 
 @dataclass(frozen=True)
 class MappedLun:
-    """A LUN the array maps to this host's igroup; ``serial`` is None where it is not known."""
+    """A LUN the array maps to this host's initiator, through ``igroup`` (this host's own or another
+    holding its initiator, e.g. a cluster's); ``lun_uuid`` and ``serial`` are None where not known."""
 
     lun_path: str
     lun_uuid: str | None
+    igroup: str
     serial: str | None = None
 
 
@@ -79,7 +81,7 @@ class MultipathState:
 class Observed:
     igroup: str
     igroup_state: IgroupState
-    maps: Mapping[int, MappedLun]  # LUN id -> LUN, for this host's igroup
+    maps: Mapping[int, MappedLun]  # LUN id -> LUN, for every igroup that holds this host's initiator
     sessions: tuple[SessionState, ...]
     devices: tuple[DeviceState, ...]
     dangling_links: tuple[Path, ...]  # by-path and by-id links (iSCSI, NetApp) whose node is gone

@@ -2,7 +2,9 @@
 
 This host's igroup, the SVM's target IQN and its iSCSI LIFs change rarely; each is read once and
 kept until an error proves it wrong (``forget``). The Selective LUN Map reporting nodes are those
-of the LUN's owning HA pair, shared by every LUN of one volume, so they are kept per volume.
+of the LUN's owning HA pair, shared by every LUN of one volume, so they are kept per volume; a
+volume move to another HA pair makes them stale, and the LUN then shows on none of the LIFs chosen
+from them: an attach whose device does not show forgets them, so the next attach reads the map's.
 """
 
 from __future__ import annotations

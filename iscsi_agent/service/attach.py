@@ -21,7 +21,7 @@ from iscsi_agent.array.model import Lif, Lun, MapOutcome
 from iscsi_agent.config import Network
 from iscsi_agent.errors import AgentError
 from iscsi_agent.host.devices import BlockDevice
-from iscsi_agent.host.errors import IscsiadmError, MultipathError
+from iscsi_agent.host.errors import DeviceTimeout, IscsiadmError, MultipathError
 from iscsi_agent.host.multipath import Multipath
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.routes import RouteTable
@@ -108,7 +108,11 @@ class Attacher:
         except (TargetMismatch, IscsiadmError):
             self._view.forget(target=True)  # the SVM's target or LIFs may have changed: read them again
             raise
-        paths = self._bring_up(sessions, mapping.lun_id, lun, steps, rollback)
+        try:
+            paths = self._bring_up(sessions, mapping.lun_id, lun, steps, rollback)
+        except DeviceTimeout:
+            self._view.forget(lun_path=lun.path)  # its LIFs' nodes may no longer report it (a volume move)
+            raise
         device = self._device_path(lun, paths, steps, rollback)
         attachment = Attachment(
             lun_uuid=lun.uuid,

@@ -119,6 +119,22 @@ def test_all_maps_of_an_igroup_come_in_one_request(client, ontap_sim, wire):
     assert ontap_sim.total(wire.api.value) == 1
 
 
+def test_every_map_that_reaches_an_initiator_comes_in_one_request_through_any_igroup(ontap_sim, wire, sleeps):
+    """The reconciler's view: the host's own igroup, a cluster igroup it shares, not others' igroups."""
+    array_igroup(ontap_sim, IGROUP, IQN)
+    array_igroup(ontap_sim, "cluster", IQN, OTHER)
+    array_igroup(ontap_sim, "other", OTHER)
+    array_map(ontap_sim, LUN0, IGROUP)
+    array_map(ontap_sim, LUN1, "cluster")
+    array_map(ontap_sim, LUN2, "other")
+    client = make_client(ontap_sim, wire.api, sleeps, page_size=1)
+    ontap_sim.reset_counts()
+    maps = client.maps_of_initiator(IQN)
+    assert sorted((m.lun_path, m.igroup, m.lun_id) for m in maps) == [(LUN0, IGROUP, 0), (LUN1, "cluster", 1)]
+    assert ontap_sim.total(wire.api.value) == 1
+    assert client.maps_of_initiator("iqn.1994-05.com.redhat:nobody") == ()
+
+
 def test_listings_page_through_small_pages_until_done(ontap_sim, wire, sleeps):
     for n in range(4):
         array_igroup(ontap_sim, f"{IGROUP}-{n}", IQN)

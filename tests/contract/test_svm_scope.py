@@ -29,6 +29,7 @@ CALLS: dict[str, Callable[[ArrayClient], object]] = {
     "lun_map": lambda c: c.lun_map(LUN0, IGROUP),
     "maps_of_lun": lambda c: c.maps_of_lun(LUN0),
     "maps_of_igroup": lambda c: c.maps_of_igroup(IGROUP),
+    "maps_of_initiator": lambda c: c.maps_of_initiator(IQN),
     "portals": lambda c: c.portals(),
     "iscsi_service": lambda c: c.iscsi_service(),
     "chap_credentials": lambda c: c.chap_credentials(IQN),

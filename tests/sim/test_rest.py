@@ -180,6 +180,17 @@ class TestLunMaps:
         by_default = rest("GET", "/api/protocols/san/lun-maps").json()["records"][0]
         assert "logical_unit_number" not in by_default and by_default["lun"]["name"] == "/vol/vol1/lun1"
 
+    def test_listing_maps_by_an_initiator_of_their_igroup(self, rest) -> None:
+        make_igroup(rest, "host1", IQN_A)
+        make_igroup(rest, "host2", IQN_B)
+        map_lun(rest, "/vol/vol1/lun0", igroup="host1")
+        map_lun(rest, "/vol/vol1/lun1", igroup="host2")
+        query = f"igroup.initiators={IQN_A}&fields=igroup.name,igroup.initiators,logical_unit_number"
+        listed = rest("GET", f"/api/protocols/san/lun-maps?{query}").json()
+        assert [(r["lun"]["name"], r["igroup"]["name"]) for r in listed["records"]] == [
+            ("/vol/vol1/lun0", "host1")
+        ]
+
     def test_unmapping_a_missing_map_is_5374922(self, rest, ontap_sim: Simulator) -> None:
         igroup_uuid = make_igroup(rest, "host1", IQN_A)["uuid"]
         lun_uuid = ontap_sim.state.lun("svm1", path="/vol/vol1/lun0").uuid

@@ -45,8 +45,8 @@ def lun_path(n: int) -> str:
     return f"/vol/cinder/volume-{n}"
 
 
-def lun(n: int, *, serial_known: bool = True) -> MappedLun:
-    return MappedLun(lun_path(n), lun_uuid(n), serial(n) if serial_known else None)
+def lun(n: int, *, serial_known: bool = True, igroup: str = IGROUP) -> MappedLun:
+    return MappedLun(lun_path(n), lun_uuid(n), igroup, serial(n) if serial_known else None)
 
 
 def maps(*numbers: int, serial_known: bool = True) -> dict[int, MappedLun]:
@@ -237,7 +237,7 @@ def test_a_device_at_a_mapped_id_whose_serial_is_unknown_on_both_sides_is_left_a
 def test_a_device_of_an_attachment_made_through_another_igroup_is_kept():
     actions = plan(
         observed(
-            mapped=maps(1),
+            mapped={**maps(1), 5: lun(5, igroup=OTHER_IGROUP)},
             sessions=(session(),),
             devices=(device(1), device(5)),
             attachments=(attachment(1), attachment(5, igroup=OTHER_IGROUP)),
@@ -250,7 +250,12 @@ def test_a_device_of_an_attachment_made_through_another_igroup_is_kept():
 def test_the_identity_of_a_device_of_another_igroups_attachment_is_still_checked():
     wrong = device(5, serial_=serial(9))
     actions = plan(
-        observed(sessions=(session(),), devices=(wrong,), attachments=(attachment(5, igroup=OTHER_IGROUP),)),
+        observed(
+            mapped={5: lun(5, serial_known=False, igroup=OTHER_IGROUP)},
+            sessions=(session(),),
+            devices=(wrong,),
+            attachments=(attachment(5, igroup=OTHER_IGROUP),),
+        ),
         Policy(),
     )
     [removal] = of_kind(actions, REMOVE)
@@ -283,21 +288,43 @@ def test_a_missing_igroup_plans_only_its_repair_and_the_dangling_link_removals()
     ]
 
 
-def test_an_igroup_without_this_hosts_initiator_is_repaired_and_the_rest_planned_as_usual():
-    gone = device(2)
+def test_an_igroup_without_this_hosts_initiator_is_repaired_and_no_device_is_judged_unmapped_meanwhile():
+    # the igroup's maps do not reach the initiator until the repair: the view of the maps is partial
+    wrong = device(3, serial_=serial(9))
     actions = plan(
         observed(
             igroup_state=IgroupState.WITHOUT_INITIATOR,
-            mapped=maps(1),
+            mapped={3: lun(3, igroup=OTHER_IGROUP)},
             sessions=(session(),),
-            devices=(device(1), gone),
+            devices=(device(1), device(2), wrong),
             attachments=(attachment(1),),
         ),
         Policy(),
     )
     assert summary(actions) == [
         (ActionKind.REPAIR_IGROUP, Reason.INITIATOR_MISSING, IGROUP),
-        (REMOVE, Reason.LUN_UNMAPPED, str(gone)),
+        (REMOVE, Reason.IDENTITY_MISMATCH, str(wrong)),  # a map seen is evidence on any view
+    ]
+
+
+def test_a_device_at_an_id_mapped_through_another_igroup_nobody_attached_is_kept_and_not_reported():
+    actions = plan(
+        observed(mapped={4: lun(4, igroup=OTHER_IGROUP)}, sessions=(session(),), devices=(device(4),)),
+        Policy(),
+    )
+    assert actions == []
+
+
+def test_an_attachment_through_another_igroup_whose_map_is_gone_is_reported_and_its_device_removed():
+    actions = plan(
+        observed(
+            sessions=(session(),), devices=(device(5),), attachments=(attachment(5, igroup=OTHER_IGROUP),)
+        ),
+        Policy(),
+    )
+    assert summary(actions) == [
+        (REMOVE, Reason.LUN_UNMAPPED, str(device(5))),
+        (ActionKind.REPORT, Reason.ATTACHMENT_UNMAPPED, f"{lun_path(5)} (was LUN 5)"),
     ]
 
 

@@ -9,10 +9,11 @@ import threading
 
 import pytest
 
+from iscsi_agent.errors import AgentError
 from iscsi_agent.reconcile.observe import IGROUP_CHECK_EVERY
 from iscsi_agent.service.igroup import igroup_name
 from iscsi_agent.service_api import ReconcileAction, ReconcileBusy
-from tests.contract.helpers import SVM, array_igroups_named, array_map, array_maps
+from tests.contract.helpers import SVM, array_igroup, array_igroups_named, array_map, array_maps
 from tests.unit.service.conftest import HOSTNAME, INITIATOR, Host, unmap_behind_the_agents_back
 
 OWN_IGROUP = igroup_name("openstack-", HOSTNAME, INITIATOR)
@@ -159,8 +160,9 @@ def test_an_igroup_deleted_on_the_array_is_made_again(host: Host):
     assert array_igroups_named(host.sim, OWN_IGROUP) == 1
 
 
-def test_the_initiator_taken_out_of_the_igroup_is_put_back_when_the_igroup_is_next_read(host: Host):
+def test_the_initiator_taken_out_of_an_unused_igroup_is_put_back_when_the_igroup_is_next_read(host: Host):
     host.service.attach(LUN1)
+    host.service.detach(LUN1, force=False)  # nothing on the host hangs on the igroup's maps
     assert reconcile(host) == []  # the first pass reads the igroup, then every IGROUP_CHECK_EVERY-th
     with host.sim.state.lock:
         state = host.sim.state
@@ -238,3 +240,79 @@ def test_drift_is_logged_as_a_warning_once_not_every_pass(host: Host, caplog: py
             assert taken(reconcile(host)) == [("report", "unrequested_map", False)]
     warned = [r.getMessage() for r in caplog.records if "unrequested_map" in r.getMessage()]
     assert warned == [f"reconcile: unrequested_map: {LUN2} (LUN {array_maps(host.sim, LUN2)[0][1]})"]
+
+
+# Maps that reach this host through another igroup (a cluster's igroup holding this host's initiator)
+
+CLUSTER_IGROUP = "cluster-rack-4"
+NEIGHBOUR = "iqn.1994-05.com.redhat:compute-8"
+
+
+def map_through_a_cluster_igroup(host: Host, path: str) -> None:
+    array_igroup(host.sim, CLUSTER_IGROUP, INITIATOR, NEIGHBOUR)
+    array_map(host.sim, path, CLUSTER_IGROUP)
+
+
+def test_a_device_the_journal_does_not_know_at_a_lun_mapped_through_another_igroup_stays(host: Host):
+    map_through_a_cluster_igroup(host, LUN2)
+    host.service.attach(LUN1)
+    attachment, _ = host.service.attach(LUN2)
+    recorded = host.journal.attachment(attachment.lun_uuid)
+    assert recorded is not None and recorded.attachment.igroup == CLUSTER_IGROUP
+    host.journal.remove_attachment(attachment.lun_uuid)  # still on the host, e.g. scanned in by hand
+    before = disks(host)
+    actions = reconcile(host)
+    assert [a for a in actions if a.action == "remove_device"] == []
+    assert disks(host) == before and len(before) == 2
+    assert taken(actions) == []  # the cluster's map is someone else's: not reported as unrequested
+
+
+def test_an_attached_lun_mapped_through_another_igroup_costs_one_array_request_per_steady_pass(host: Host):
+    map_through_a_cluster_igroup(host, LUN2)
+    host.service.attach(LUN1)
+    host.service.attach(LUN2)
+    reconcile(host)  # the first pass also reads the igroup itself
+    before = host.array_requests()
+    assert reconcile(host) == []
+    assert host.array_requests() - before == 1
+    assert len(disks(host)) == 2
+
+
+def test_a_device_at_an_id_the_cluster_igroup_no_longer_maps_is_removed(host: Host):
+    map_through_a_cluster_igroup(host, LUN2)
+    attachment, _ = host.service.attach(LUN2)
+    host.journal.remove_attachment(attachment.lun_uuid)
+    with host.sim.state.lock:
+        state = host.sim.state
+        state.unmap_lun(state.lun(SVM, path=LUN2), state.igroup(SVM, name=CLUSTER_IGROUP))
+    assert ("remove_device", "lun_unmapped", True) in taken(reconcile(host))
+    assert disks(host) == []
+
+
+def test_when_the_maps_cannot_be_read_the_pass_changes_nothing(host: Host):
+    map_through_a_cluster_igroup(host, LUN2)
+    attachment, _ = host.service.attach(LUN2)
+    host.journal.remove_attachment(attachment.lun_uuid)
+    reconcile(host)
+    before = disks(host)
+    for match in ("lun-initiator-list-map-info", "GET /api/protocols/san/lun-maps"):
+        host.sim.faults.inject(match, "http_status", times=None, status=500)
+    with pytest.raises(AgentError):
+        reconcile(host)
+    assert disks(host) == before and len(before) == 1
+
+
+def test_a_device_the_journal_does_not_know_stays_while_this_hosts_initiator_is_out_of_its_igroup(
+    host: Host,
+):
+    attachment, _ = host.service.attach(LUN1)
+    host.journal.remove_attachment(attachment.lun_uuid)
+    reconcile(host)
+    with host.sim.state.lock:
+        state = host.sim.state
+        state.remove_initiator(state.igroup(SVM, name=OWN_IGROUP), INITIATOR)
+    # the LUN reaches the host again once the igroup is repaired: not stale on this pass's view
+    actions = reconcile(host)
+    assert ("repair_igroup", "initiator_missing", True) in taken(actions)
+    assert [a for a in actions if a.action == "remove_device"] == []
+    assert disks(host) == ["sda"]
