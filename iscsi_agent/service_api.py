@@ -139,7 +139,9 @@ class AttachService(Protocol):
 
     def attach(self, volume: str) -> tuple[Attachment, bool]:
         """Attach the volume (path, name or LUN UUID); True when this call attached it, False when it
-        already was. Raises VolumeNotFound or VolumeAmbiguous for a volume it cannot name."""
+        already was and its device, read afresh, is still that LUN (otherwise it attaches again).
+        Raises VolumeNotFound or VolumeAmbiguous for a volume it cannot name, whether or not one of
+        the LUNs a name could mean is attached."""
         ...
 
     def detach(self, volume: str, *, force: bool) -> Detachment:
@@ -153,7 +155,8 @@ class AttachService(Protocol):
         ...
 
     def attachment(self, volume: str) -> Attachment:
-        """The attachment of the volume in any form; raises NotAttached."""
+        """The attachment of the volume in any form; raises NotAttached, VolumeAmbiguous, or WrongDevice
+        or IdentityUnreadable when its device, read afresh, is not (or cannot be shown to be) the LUN."""
         ...
 
     def health(self) -> Health: ...

@@ -1,8 +1,11 @@
 """The one table from error classes to HTTP statuses, and the JSON error body every refusal carries.
 
 An error's status is that of the nearest class in its MRO found in the table, so a new error lands
-on its family's status without an edit here, and a more precise status is one line. Anything that
-is not an AgentError is a bug: the client gets ``internal_error`` and the log gets the traceback.
+on its family's status without an edit here, and a more precise status is one line. An expected
+condition is never 500 (a device held, changed or not the LUN is a 409 whose details say what);
+500 is a bug. Anything that is not an AgentError is a bug too: the client gets ``internal_error``
+and the log gets the traceback. tests/unit/api/test_status_every_error.py holds every class to
+its status.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from iscsi_agent.api import errors as api
 from iscsi_agent.array.errors import ArrayError, ArrayTimeout
 from iscsi_agent.errors import AgentError
 from iscsi_agent.host import errors as host
-from iscsi_agent.service.errors import NoUsablePortal, TargetMismatch
+from iscsi_agent.journal.errors import JournalIoError
+from iscsi_agent.service.errors import NoUsablePortal, TargetMismatch, WrongDevice
 from iscsi_agent.service.igroup import IgroupConflict
 from iscsi_agent.service_api import (
     NotAttached,
@@ -27,7 +31,7 @@ from iscsi_agent.service_api import (
 
 STATUS_BY_ERROR: Mapping[type[AgentError], HTTPStatus] = {
     # the request itself
-    api.BadRequest: HTTPStatus.BAD_REQUEST,
+    api.RequestError: HTTPStatus.BAD_REQUEST,
     api.PeerNotAllowed: HTTPStatus.FORBIDDEN,
     api.RouteNotFound: HTTPStatus.NOT_FOUND,
     api.MethodNotAllowed: HTTPStatus.METHOD_NOT_ALLOWED,
@@ -40,21 +44,27 @@ STATUS_BY_ERROR: Mapping[type[AgentError], HTTPStatus] = {
     VolumeNotFound: HTTPStatus.NOT_FOUND,
     NotAttached: HTTPStatus.NOT_FOUND,
     VolumeAmbiguous: HTTPStatus.BAD_REQUEST,
+    # expected conditions of the host's devices and the array's igroups: the facts are in details
     VolumeInUse: HTTPStatus.CONFLICT,
     host.DeviceInUse: HTTPStatus.CONFLICT,
-    # what lies behind the agent: the array and its iSCSI target
+    host.DeviceChanged: HTTPStatus.CONFLICT,
+    host.IdentityUnreadable: HTTPStatus.CONFLICT,
+    WrongDevice: HTTPStatus.CONFLICT,
+    IgroupConflict: HTTPStatus.CONFLICT,
+    # what lies behind the agent: the array, its iSCSI target, the host's iSCSI stack (iscsiadm and
+    # iscsid, the kernel's SCSI layer, multipath); their timeouts
     ArrayError: HTTPStatus.BAD_GATEWAY,
-    host.IscsiLoginFailed: HTTPStatus.BAD_GATEWAY,
-    host.IscsiAuthFailed: HTTPStatus.BAD_GATEWAY,
-    host.IscsiConnectionFailed: HTTPStatus.BAD_GATEWAY,
+    host.HostError: HTTPStatus.BAD_GATEWAY,
     NoUsablePortal: HTTPStatus.BAD_GATEWAY,
     TargetMismatch: HTTPStatus.BAD_GATEWAY,
-    IgroupConflict: HTTPStatus.CONFLICT,
     ArrayTimeout: HTTPStatus.GATEWAY_TIMEOUT,
+    host.CommandTimeout: HTTPStatus.GATEWAY_TIMEOUT,
     host.IscsiTimeout: HTTPStatus.GATEWAY_TIMEOUT,
     host.WaitTimeout: HTTPStatus.GATEWAY_TIMEOUT,
+    # the agent cannot take the work now
     ReconcileBusy: HTTPStatus.SERVICE_UNAVAILABLE,
-    # the agent's own failures: config, host, anything not named above
+    JournalIoError: HTTPStatus.SERVICE_UNAVAILABLE,
+    # a bug, or an error raised only where no request is served (start-up, the client)
     AgentError: HTTPStatus.INTERNAL_SERVER_ERROR,
 }
 

@@ -117,10 +117,16 @@ class ArrayClient(Protocol):
     def close(self) -> None: ...
 
 
+def is_lun_name(ref: str) -> bool:
+    """A bare LUN name, neither a path nor a UUID: not an identity, since two volumes may hold a LUN
+    of that name, so only the array can say which LUN it names, or that it names several."""
+    return not ref.startswith("/vol/") and not _UUID.match(ref)
+
+
 def find_lun(client: ArrayClient, ref: str, *, fresh: bool = False) -> Lun:
     """Look a volume reference up the way the socket API accepts it: path, UUID or name."""
-    if ref.startswith("/vol/"):
-        return client.lun_by_path(ref, fresh=fresh)
+    if is_lun_name(ref):
+        return client.lun_by_name(ref, fresh=fresh)
     if _UUID.match(ref):
         return client.lun_by_uuid(ref, fresh=fresh)
-    return client.lun_by_name(ref, fresh=fresh)
+    return client.lun_by_path(ref, fresh=fresh)

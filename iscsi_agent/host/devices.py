@@ -135,6 +135,17 @@ class Devices:
         names = sorted(entry.name for entry in entries(self.sysfs_dir(address) / "block"))
         return names[0] if names else None
 
+    def address_of(self, name: str) -> ScsiAddress | None:
+        """The SCSI address of block device ``name`` ("sdb"); None when it is gone or not a SCSI disk.
+
+        ``block/sdb`` links into the SCSI device's folder: ``.../6:0:0:1/block/sdb``.
+        """
+        try:
+            folder = self._paths.block(name).resolve(strict=True)
+            return ScsiAddress.parse(folder.parent.parent.name)
+        except (OSError, ValueError):
+            return None
+
     def identity(self, address: ScsiAddress) -> DeviceIdentity:
         """The identity sysfs holds now; it is cached since the last probe or rescan (see fresh_identity).
 

@@ -30,6 +30,7 @@ from iscsi_agent.reconcile.reconciler import Reconciler
 from iscsi_agent.service.array_view import ArrayView
 from iscsi_agent.service.attach import Attacher, AttachSettings
 from iscsi_agent.service.detach import Detacher
+from iscsi_agent.service.handed_out import HandedOutDevices
 from iscsi_agent.service.igroup import igroup_name
 from iscsi_agent.service.locks import OperationGate
 from iscsi_agent.service.logins import Logins
@@ -164,7 +165,9 @@ def build_services(
         detacher=detacher,
         journal=journal,
         view=view,
-        paths=host.paths,
+        handed_out=HandedOutDevices(
+            host.paths, host.devices, host.multipath, timeout=config.iscsi.device_timeout
+        ),
         gate=gate,
         workers=config.agent.workers,
         chap_username=config.iscsi.chap_username or None,

@@ -2,7 +2,11 @@
 
 No host-wide lock: attaches and detaches of different volumes run in parallel, up to ``workers``
 at once; an attach and a detach of one volume (in any of its names) run one after the other. A
-volume this agent already attached is answered from the journal without asking the array.
+volume this agent already attached is answered from the journal without asking the array when it
+is named by path or UUID; a bare name is resolved as the array resolves it (from the client's cache
+once the array has called it unique), so a name several LUNs share is ambiguous whether or not one
+of them is attached. The journal's device is handed out again only after a fresh read shows it is
+still the LUN (``service.handed_out``); otherwise the attach runs again.
 """
 
 from __future__ import annotations
@@ -12,17 +16,17 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from iscsi_agent.array.client import ArrayClient, find_lun
+from iscsi_agent.array.client import ArrayClient, find_lun, is_lun_name
 from iscsi_agent.array.errors import ArrayNotFound
 from iscsi_agent.array.model import Lun
 from iscsi_agent.host.errors import DeviceInUse
-from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.journal import model as record
 from iscsi_agent.journal.store import Journal
 from iscsi_agent.naa import multipath_wwid
 from iscsi_agent.service.array_view import ArrayView
 from iscsi_agent.service.attach import Attacher
 from iscsi_agent.service.detach import Detacher
+from iscsi_agent.service.handed_out import HandedOutDevices
 from iscsi_agent.service.locks import KeyedLocks, OperationGate
 from iscsi_agent.service_api import (
     Attachment,
@@ -47,7 +51,7 @@ class VolumeService:
         detacher: Detacher,
         journal: Journal,
         view: ArrayView,
-        paths: HostPaths,
+        handed_out: HandedOutDevices,
         gate: OperationGate,
         workers: int,
         chap_username: str | None = None,
@@ -57,7 +61,7 @@ class VolumeService:
         self._detacher = detacher
         self._journal = journal
         self._view = view
-        self._paths = paths
+        self._handed_out = handed_out
         self._gate = gate
         self._slots = threading.BoundedSemaphore(workers)
         self._locks = KeyedLocks()
@@ -65,26 +69,29 @@ class VolumeService:
 
     def attach(self, volume: str) -> tuple[Attachment, bool]:
         with self._slots, self._gate.operation():
-            known = self._recorded(volume)
+            known, lun = self._known(volume)
             if known is not None:
                 with self._locks.hold(known.lun_uuid):
-                    current = self._journal.attachment(known.lun_uuid)
-                    if current is not None and self._usable(current.attachment):
-                        return self.answer(current.attachment), False
-            lun = self._lookup(volume)
+                    again = self._answer_again(known.lun_uuid)
+                    if again is not None:
+                        return again, False
+                    lun = lun or self._lookup(volume)
+                    if lun.uuid == known.lun_uuid:
+                        return self.answer(self._attacher.attach(volume, lun)), True
+            lun = lun or self._lookup(volume)
             with self._locks.hold(lun.uuid):
-                current = self._journal.attachment(lun.uuid)
-                if current is not None and self._usable(current.attachment):
-                    return self.answer(current.attachment), False  # attached meanwhile by another name
+                again = self._answer_again(lun.uuid)
+                if again is not None:
+                    return again, False  # attached meanwhile by another name
                 return self.answer(self._attacher.attach(volume, lun)), True
 
     def detach(self, volume: str, *, force: bool) -> Detachment:
         with self._slots, self._gate.operation():
-            known = self._recorded(volume)
+            known, lun = self._known_attached(volume)
             if known is None:
                 if not force:
                     raise NotAttached(volume)
-                known = self._unrecorded(volume)
+                known = self._unrecorded(volume, lun)
                 if known is None:
                     return Detachment(volume)
             with self._locks.hold(known.lun_uuid):
@@ -97,6 +104,7 @@ class VolumeService:
             return Detachment(target.lun_path)
 
     def attachments(self) -> Sequence[Attachment]:
+        """The journal's attachments as recorded; ``attachment`` and ``attach`` verify the device."""
         return [
             self.answer(found.attachment)
             for found in self._journal.attachments()
@@ -104,10 +112,17 @@ class VolumeService:
         ]
 
     def attachment(self, volume: str) -> Attachment:
-        known = self._recorded(volume)
-        if known is None or known.state is not record.AttachmentState.ATTACHED:
+        known, _ = self._known_attached(volume)
+        if known is None:
             raise NotAttached(volume)
-        return self.answer(known)
+        with self._locks.hold(known.lun_uuid):
+            current = self._journal.attachment(known.lun_uuid)
+            if current is None or current.attachment.state is not record.AttachmentState.ATTACHED:
+                raise NotAttached(volume)
+            finding = self._handed_out.check(current.attachment)
+            if not finding.verified:
+                raise finding.refusal()
+            return self.answer(current.attachment)
 
     def answer(self, attached: record.Attachment) -> Attachment:
         """The API's view of a journal record (no secret: the CHAP user at most)."""
@@ -123,26 +138,61 @@ class VolumeService:
             auth_username=self._chap_username,
         )
 
+    def _known(self, volume: str) -> tuple[record.Attachment | None, Lun | None]:
+        """The journal's attachment that ``volume`` names, and its LUN where the array was asked.
+
+        A path or a UUID is an identity, which the journal answers alone. A bare name is resolved by
+        the array client (VolumeAmbiguous, VolumeNotFound), then looked up in the journal by UUID.
+        """
+        if not is_lun_name(volume):
+            return self._recorded(volume), None
+        lun = self._lookup(volume)
+        found = self._journal.attachment(lun.uuid)
+        return (found.attachment if found is not None else None), lun
+
+    def _known_attached(self, volume: str) -> tuple[record.Attachment | None, Lun | None]:
+        """``_known`` for a detach or a question: a name the array no longer has (its LUN deleted
+        while attached here) still names the one attachment of that name, and is ambiguous when
+        several share it."""
+        try:
+            return self._known(volume)
+        except VolumeNotFound:
+            matches = [
+                found.attachment
+                for found in self._journal.attachments()
+                if volume == found.attachment.lun_path.rsplit("/", 1)[-1]
+            ]
+            if len(matches) > 1:
+                raise VolumeAmbiguous(volume, sorted(m.lun_path for m in matches)) from None
+            return (matches[0] if matches else None), None
+
     def _recorded(self, volume: str) -> record.Attachment | None:
-        """The journal's attachment that ``volume`` names in any form: LUN UUID, path, name, or as given."""
+        """The journal's attachment that a path or LUN UUID names (or the volume as it was given)."""
         matches = [
             found.attachment
             for found in self._journal.attachments()
             if volume in (found.attachment.lun_uuid, found.attachment.lun_path, found.attachment.volume)
-            or volume == found.attachment.lun_path.rsplit("/", 1)[-1]
         ]
         return matches[0] if len(matches) == 1 else None
 
-    def _usable(self, attached: record.Attachment) -> bool:
-        """Attached, and its device still there (a reboot or a hand-made detach leaves a stale record)."""
+    def _answer_again(self, lun_uuid: str) -> Attachment | None:
+        """The journal's answer for an attached LUN whose device a fresh read shows is still that LUN;
+        None when the attach must run again (no record, device gone or now another LUN's). An identity
+        that cannot be read is no reason to attach again, nor to hand the device out: IdentityUnreadable.
+        """
+        current = self._journal.attachment(lun_uuid)
+        if current is None:
+            return None
+        attached = current.attachment
         if attached.state is not record.AttachmentState.ATTACHED or not attached.device:
-            return False
-        present = self._paths.under_root(attached.device).exists()
-        if not present:
-            log.warning(
-                "%s was attached as %s, which is gone; attaching it again", attached.lun_path, attached.device
-            )
-        return present
+            return None
+        finding = self._handed_out.check(attached)
+        if finding.verified:
+            return self.answer(attached)
+        if finding.unreadable:
+            raise finding.refusal()
+        log.warning("%s; attaching %s again", finding.refusal(), attached.lun_path)
+        return None
 
     def _lookup(self, volume: str) -> Lun:
         try:
@@ -155,15 +205,16 @@ class VolumeService:
                 raise VolumeAmbiguous(volume, candidates) from exc
             raise VolumeNotFound(volume) from exc
 
-    def _unrecorded(self, volume: str) -> record.Attachment | None:
+    def _unrecorded(self, volume: str, lun: Lun | None) -> record.Attachment | None:
         """For a forced detach of a volume this agent has no record of: its devices, by the LUN's WWID.
 
         The map is left alone (the agent did not make it); only host-side paths and idle sessions go.
         """
-        try:
-            lun = self._lookup(volume)
-        except VolumeNotFound:
-            return None
+        if lun is None:
+            try:
+                lun = self._lookup(volume)
+            except VolumeNotFound:
+                return None
         return record.Attachment(
             lun_uuid=lun.uuid,
             lun_path=lun.path,

@@ -51,8 +51,9 @@ def test_an_attach_maps_logs_in_scans_and_hands_out_the_verified_device(host: Ho
 def test_attaching_again_answers_from_the_record_without_asking_the_array(host: Host):
     first, _ = host.service.attach(LUN1)
     before = host.array_requests()
-    again, created = host.service.attach("lun1")
-    assert (again, created) == (first, False)
+    for volume in (LUN1, first.lun_uuid):  # identities; a bare name is the array's to resolve
+        again, created = host.service.attach(volume)
+        assert (again, created) == (first, False)
     assert host.array_requests() == before
 
 
