@@ -13,6 +13,7 @@ import itertools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from iscsi_agent.host.command import CommandResult, CommandTimeout, mask
 from iscsi_agent.host.paths import HostPaths
@@ -41,6 +42,9 @@ class SimulatedInitiator:
     unreachable: set[str] = field(default_factory=set)  # portals whose login times out
     hidden: set[str] = field(default_factory=set)  # serials the target never offers (a broken export)
     on_step: list[Callable[[], None]] = field(default_factory=list)  # other programs acting meanwhile
+    before_command: list[Callable[[tuple[str, ...]], None]] = field(
+        default_factory=list
+    )  # ... or just before one
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _names: dict[tuple[int, int, str], str] = field(default_factory=dict)
     kernel: threading.RLock = field(default_factory=threading.RLock)  # one kernel: its acts do not interleave
@@ -52,6 +56,10 @@ class SimulatedInitiator:
 
     def _run(self, args: tuple[str, ...], timeout: float, secrets: Sequence[str]) -> CommandResult:
         self.calls.append(tuple(mask(arg, secrets) for arg in args))
+        for act in self.before_command:
+            act(args)
+        if args[0] in ("multipath", "multipathd"):
+            return self._multipath(args)
         if args[0] != "iscsiadm":
             return CommandResult(args, 0, "", "")
         mode = _value(args, "-m")
@@ -112,6 +120,50 @@ class SimulatedInitiator:
             return CommandResult(args, 0, "", "")
         shown = "".join(f"{name} = {mask(value, ())}\n" for name, value in sorted(self.records[key].items()))
         return CommandResult(args, 0, "# BEGIN RECORD 2.1.8\n" + shown + "# END RECORD\n", "")
+
+    # --- dm-multipath -------------------------------------------------------------------
+    def _multipath(self, args: tuple[str, ...]) -> CommandResult:
+        """multipathd builds a map by WWID from the paths it is given; ``multipath -f`` refuses a map
+        anything holds, opens or mounts (the paths' own holds by the map are the map's)."""
+        if args[:3] == ("multipathd", "add", "path"):
+            self._add_path(args[3])
+        elif args[:2] == ("multipath", "-f"):
+            dm = next((dm for dm, name in self.multipath_maps().items() if name == args[2]), None)
+            if dm is not None and self._map_in_use(dm):
+                return CommandResult(args, 1, "", f"{args[2]}: map in use\n")
+            if dm is not None:
+                self.tree.remove_multipath(dm)
+        return CommandResult(args, 0, "", "")
+
+    def multipath_maps(self) -> dict[str, str]:
+        """dm name -> map name of the multipath maps on the host."""
+        block = self.tree.root / "sys/block"
+        return {
+            entry.name: (entry / "dm/name").read_text().strip()
+            for entry in block.iterdir()
+            if entry.name.startswith("dm-") and (entry / "slaves").exists()
+        }
+
+    def _add_path(self, name: str) -> None:
+        disk = (self.tree.root / f"sys/block/{name}").resolve()  # .../<address>/block/<name>
+        wwid = (disk.parent.parent / "wwid").read_text().strip()
+        map_name = "3" + wwid.removeprefix("naa.")
+        maps = self.multipath_maps()
+        dm = next((dm for dm, existing in maps.items() if existing == map_name), None)
+        if dm is None:
+            dm = next(f"dm-{n}" for n in itertools.count() if f"dm-{n}" not in maps)
+            self.tree.add_multipath(dm, map_name, "mpath-" + map_name, [name])
+        else:
+            self.tree.add_multipath_slave(dm, name)
+
+    def _map_in_use(self, dm: str) -> bool:
+        root = self.tree.root
+        number = (root / f"sys/block/{dm}/dev").read_text().strip()
+        opened = any(
+            fd.readlink() == Path(f"/dev/{dm}") for fd in root.glob("proc/[0-9]*/fd/*") if fd.is_symlink()
+        )
+        mounted = f" {number} " in (root / "proc/self/mountinfo").read_text()
+        return opened or mounted or any((root / f"sys/block/{dm}/holders").iterdir())
 
     # --- the kernel ---------------------------------------------------------------------
     @property

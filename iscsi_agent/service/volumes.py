@@ -31,9 +31,16 @@ from iscsi_agent.service_api import (
     VolumeAmbiguous,
     VolumeInUse,
     VolumeNotFound,
+    VolumeState,
 )
 
 log = logging.getLogger(__name__)
+
+_LISTED = {
+    record.AttachmentState.ATTACHED: VolumeState.ATTACHED,
+    record.AttachmentState.DETACHING: VolumeState.DETACHING,
+}
+"""The journal's states an attachment is answered in (an attach writes its record only once done)."""
 
 
 class VolumeService:
@@ -93,19 +100,28 @@ class VolumeService:
                 try:
                     self._detacher.detach(volume, target, force=force)
                 except DeviceInUse as exc:
-                    raise VolumeInUse(volume, [str(exc.details.get("holder", exc.message))]) from exc
+                    facts = exc.details
+                    raise VolumeInUse(
+                        volume,
+                        [str(facts.get("holder", exc.message))],
+                        device=facts.get("device"),
+                        removed=facts.get("removed", ()),
+                        left=facts.get("left", ()),
+                    ) from exc
             return Detachment(target.lun_path)
 
     def attachments(self) -> Sequence[Attachment]:
+        """Attached volumes, and those a detach left partway: what is left of them is still on the
+        host, and the client's retry of the detach needs to find them."""
         return [
             self.answer(found.attachment)
             for found in self._journal.attachments()
-            if found.attachment.state is record.AttachmentState.ATTACHED
+            if found.attachment.state in _LISTED
         ]
 
     def attachment(self, volume: str) -> Attachment:
         known = self._recorded(volume)
-        if known is None or known.state is not record.AttachmentState.ATTACHED:
+        if known is None or known.state not in _LISTED:
             raise NotAttached(volume)
         return self.answer(known)
 
@@ -121,6 +137,7 @@ class VolumeService:
             portals=attached.portals,
             multipath=attached.multipath,
             auth_username=self._chap_username,
+            state=_LISTED[attached.state],
         )
 
     def _recorded(self, volume: str) -> record.Attachment | None:

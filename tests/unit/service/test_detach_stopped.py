@@ -1,0 +1,116 @@
+"""A detach that stops partway: a holder that appears after the in-use check, or a dead path.
+
+Nothing removed yet: the volume is attached as before and the refusal names the holder. Something
+removed already: the error says what was removed and what is left, and the volume stays listed (as
+detaching) so that the client's retry finishes the detach.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from iscsi_agent.service.igroup import igroup_name
+from iscsi_agent.service_api import VolumeInUse
+from tests.contract.helpers import array_maps
+from tests.unit.service.conftest import HOSTNAME, INITIATOR, Host, config_for
+
+OWN_IGROUP = igroup_name("openstack-", HOSTNAME, INITIATOR)
+LUN1 = "/vol/vol1/lun1"
+
+
+def disks(host: Host) -> list[str]:
+    return sorted(entry.name for entry in (host.tree.root / "sys/block").iterdir())
+
+
+def opens_before_claim(host: Host, device: str, pid: int = 4242) -> Callable[[Path], None]:
+    """A process opens ``device`` once, right before the removal claims ``device`` (after the detach's
+    own in-use check): the window no check can close, since a plain open cannot be kept out."""
+
+    def act(node: Path) -> None:
+        if node.name == device and not (host.tree.root / f"proc/{pid}").exists():
+            host.tree.open_by(pid, "qemu-system-x86", device)
+
+    return act
+
+
+def with_multipath(host: Host, tmp_path: Path) -> None:
+    host.with_config(config_for(host.sim, host.tree.root, tmp_path / "state", multipath=True))
+
+
+def test_a_holder_that_appears_after_the_check_leaves_the_volume_attached_as_it_was(host: Host):
+    attachment, _ = host.service.attach(LUN1)
+    host.block.on_claim = opens_before_claim(host, "sda")
+    with pytest.raises(VolumeInUse, match=r"open by pid 4242 \(qemu-system-x86\)") as refused:
+        host.service.detach(LUN1, force=False)
+    assert disks(host) == ["sda"] and array_maps(host.sim, LUN1) == [(OWN_IGROUP, attachment.lun_id)]
+    assert host.service.attachments() == [attachment]
+    assert host.service.attachment(LUN1) == attachment
+    before = host.array_requests()
+    assert host.service.attach(LUN1) == (attachment, False)  # answered from the record, not attached anew
+    assert host.array_requests() == before
+    assert refused.value.details["device"] == "/dev/sda"
+
+
+def test_a_refused_detach_is_retried_once_the_holder_lets_go(host: Host):
+    host.service.attach(LUN1)
+    host.block.on_claim = opens_before_claim(host, "sda")
+    with pytest.raises(VolumeInUse):
+        host.service.detach(LUN1, force=False)
+    (host.tree.root / "proc/4242/fd/3").unlink()
+    host.service.detach(LUN1, force=False)
+    assert disks(host) == [] and array_maps(host.sim, LUN1) == [] and host.service.attachments() == []
+
+
+def test_a_multipath_attach_runs_over_a_map_of_both_paths(host: Host, tmp_path: Path):
+    with_multipath(host, tmp_path)
+    attachment, _ = host.service.attach(LUN1)
+    assert attachment.multipath and len(attachment.portals) == 2
+    assert host.initiator.multipath_maps() == {"dm-0": attachment.wwid}
+    assert attachment.device == Path(f"/dev/mapper/{attachment.wwid}")
+
+
+def test_a_path_held_after_the_map_went_says_what_was_removed_and_what_is_left(host: Host, tmp_path: Path):
+    with_multipath(host, tmp_path)
+    attachment, _ = host.service.attach(LUN1)
+    host.block.on_claim = opens_before_claim(host, "sdb")
+    with pytest.raises(VolumeInUse, match=r"open by pid 4242") as refused:
+        host.service.detach(LUN1, force=False)
+    mapper = f"/dev/mapper/{attachment.wwid}"
+    assert refused.value.details["removed"] == [mapper, "/dev/sda"]
+    assert refused.value.details["left"] == ["/dev/sdb"]
+    assert f"removed {mapper}, /dev/sda" in str(refused.value) and "left /dev/sdb" in str(refused.value)
+    assert disks(host) == ["sdb"] and array_maps(host.sim, LUN1) == [(OWN_IGROUP, attachment.lun_id)]
+    listed = host.service.attachments()
+    assert [(a.volume, a.state.value) for a in listed] == [(LUN1, "detaching")]
+    assert host.service.attachment(LUN1).state.value == "detaching"
+
+
+def test_a_half_done_detach_is_finished_by_the_retry(host: Host, tmp_path: Path):
+    with_multipath(host, tmp_path)
+    host.service.attach(LUN1)
+    host.block.on_claim = opens_before_claim(host, "sdb")
+    with pytest.raises(VolumeInUse):
+        host.service.detach(LUN1, force=False)
+    (host.tree.root / "proc/4242/fd/3").unlink()
+    host.service.detach(LUN1, force=False)
+    assert disks(host) == [] and array_maps(host.sim, LUN1) == [] and host.service.attachments() == []
+    assert host.initiator.sessions == {}
+
+
+def test_a_map_opened_after_the_check_is_refused_naming_it_and_nothing_is_removed(host: Host, tmp_path: Path):
+    with_multipath(host, tmp_path)
+    attachment, _ = host.service.attach(LUN1)
+
+    def opens_the_map(argv: tuple[str, ...]) -> None:
+        if argv[:2] == ("multipath", "-f"):
+            host.tree.open_by(4242, "qemu-system-x86", "dm-0")
+
+    host.initiator.before_command.append(opens_the_map)
+    with pytest.raises(VolumeInUse, match=r"open by pid 4242 \(qemu-system-x86\)") as refused:
+        host.service.detach(LUN1, force=False)
+    assert refused.value.details["device"] == f"/dev/mapper/{attachment.wwid}"
+    assert disks(host) == ["dm-0", "sda", "sdb"]
+    assert host.service.attachments() == [attachment]
