@@ -65,8 +65,11 @@ class Detacher:
         """Detach what ``attachment`` describes; the caller holds the volume's lock.
 
         ``force`` carries on past a flush that fails or hangs (paths already dead: nothing is left
-        to write back to). It never removes a device that is in use: that stays a refusal naming
-        the holder, because removing it under a mount or a process loses the data in flight.
+        to write back to), and past a fresh identity a dead path cannot give, for a device whose
+        identity was verified when it was handed out (``attachment.device`` set: the attach hands
+        out only a verified device) and whose recorded identity is still that LUN's. It never
+        removes a device that is in use: that stays a refusal naming the holder, because removing
+        it under a mount or a process loses the data in flight.
         """
         self._operations.run(
             Kind.DETACH,
@@ -122,7 +125,14 @@ class Detacher:
                 self._multipath.forget_path(device.name)
             steps.run(
                 Step.REMOVE_PATHS,
-                partial(self._remover.remove, device, self._removal_timeout, force, serial=attachment.serial),
+                partial(
+                    self._remover.remove,
+                    device,
+                    self._removal_timeout,
+                    force,
+                    serial=attachment.serial,
+                    recorded_identity=force and attachment.device is not None,
+                ),
                 wwid=attachment.wwid,
                 device=device.name,
             )

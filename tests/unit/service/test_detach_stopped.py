@@ -1,4 +1,4 @@
-"""A detach that stops partway: a holder that appears after the in-use check, or a dead path.
+"""A detach that stops partway (a holder that appears after the in-use check), and one on a dead path.
 
 Nothing removed yet: the volume is attached as before and the refusal names the holder. Something
 removed already: the error says what was removed and what is left, and the volume stays listed (as
@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from iscsi_agent.host.errors import IdentityUnreadable
+from iscsi_agent.host.sessions import ScsiAddress
 from iscsi_agent.service.igroup import igroup_name
 from iscsi_agent.service_api import VolumeInUse
 from tests.contract.helpers import array_maps
-from tests.unit.service.conftest import HOSTNAME, INITIATOR, Host, config_for
+from tests.unit.service.conftest import HOSTNAME, INITIATOR, Host, config_for, unmap_behind_the_agents_back
 
 OWN_IGROUP = igroup_name("openstack-", HOSTNAME, INITIATOR)
 LUN1 = "/vol/vol1/lun1"
@@ -114,3 +116,50 @@ def test_a_map_opened_after_the_check_is_refused_naming_it_and_nothing_is_remove
     assert refused.value.details["device"] == f"/dev/mapper/{attachment.wwid}"
     assert disks(host) == ["dm-0", "sda", "sdb"]
     assert host.service.attachments() == [attachment]
+
+
+# --- a dead path: no fresh identity can be read -------------------------------------------------------
+
+
+def the_path_dies(host: Host) -> None:
+    """The LUN is gone behind the agent's back and its path with it: a rescan's inquiry fails."""
+    (address,) = [
+        ScsiAddress.parse(link.name) for link in (host.tree.root / "sys/class/scsi_device").iterdir()
+    ]
+    host.tree.break_attr(address, "rescan")
+
+
+def test_a_forced_detach_removes_an_unused_device_on_a_dead_path_on_its_identity_verified_at_attach(
+    host: Host,
+):
+    host.service.attach(LUN1)
+    unmap_behind_the_agents_back(host, LUN1)
+    the_path_dies(host)
+    host.service.detach(LUN1, force=True)
+    assert disks(host) == [] and host.service.attachments() == [] and host.initiator.sessions == {}
+
+
+def test_without_force_a_dead_path_stops_the_detach_and_the_volume_stays_attached(host: Host):
+    attachment, _ = host.service.attach(LUN1)
+    the_path_dies(host)
+    with pytest.raises(IdentityUnreadable):
+        host.service.detach(LUN1, force=False)
+    assert disks(host) == ["sda"] and host.service.attachments() == [attachment]
+
+
+def test_a_forced_detach_does_not_remove_a_device_in_use_on_a_dead_path(host: Host):
+    attachment, _ = host.service.attach(LUN1)
+    the_path_dies(host)
+    host.block.on_claim = opens_before_claim(host, "sda")
+    with pytest.raises(VolumeInUse, match=r"pid 4242"):
+        host.service.detach(LUN1, force=True)
+    assert disks(host) == ["sda"] and host.service.attachments() == [attachment]
+
+
+def test_a_forced_detach_of_a_volume_the_agent_has_no_record_of_wants_a_fresh_identity(host: Host):
+    host.service.attach(LUN1)
+    host.journal.remove_attachment(host.service.attachments()[0].lun_uuid)  # never verified by this agent
+    the_path_dies(host)
+    with pytest.raises(IdentityUnreadable):
+        host.service.detach(LUN1, force=True)
+    assert disks(host) == ["sda"]
