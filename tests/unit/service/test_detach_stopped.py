@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from iscsi_agent.array.errors import ArrayError
 from iscsi_agent.host.errors import IdentityUnreadable
 from iscsi_agent.host.sessions import ScsiAddress
 from iscsi_agent.service.igroup import igroup_name
@@ -116,6 +117,25 @@ def test_a_map_opened_after_the_check_is_refused_naming_it_and_nothing_is_remove
     assert refused.value.details["device"] == f"/dev/mapper/{attachment.wwid}"
     assert disks(host) == ["dm-0", "sda", "sdb"]
     assert host.service.attachments() == [attachment]
+
+
+def test_an_unmap_the_array_refuses_after_the_devices_went_says_the_map_is_left(host: Host):
+    host.service.attach(LUN1)
+    host.sim.faults.inject(
+        "lun-unmap" if host.array.api == "zapi" else "DELETE /api/protocols/san/lun-maps",
+        "errno",
+        times=10,
+        errno=13001,
+        reason="busy",
+    )
+    with pytest.raises(ArrayError, match=r"at unmap: .*; removed /dev/sda, left the map of ") as stopped:
+        host.service.detach(LUN1, force=False)
+    assert stopped.value.details["removed"] == ["/dev/sda"]
+    assert stopped.value.details["left"] == [f"the map of {LUN1} to igroup {OWN_IGROUP}"]
+    assert [(a.volume, a.state.value) for a in host.service.attachments()] == [(LUN1, "detaching")]
+    host.sim.faults.clear()
+    host.service.detach(LUN1, force=False)
+    assert array_maps(host.sim, LUN1) == [] and host.service.attachments() == []
 
 
 # --- a dead path: no fresh identity can be read -------------------------------------------------------
