@@ -192,11 +192,8 @@ class Detacher:
             )
             return
         exc.details.update(removed=removed, left=left)
-        if not isinstance(exc, DeviceInUse):  # VolumeInUse words the holder's refusal itself
-            exc.message += (
-                f"; removed {', '.join(removed) or 'nothing'}, left {', '.join(left) or 'no device'}"
-            )
-            exc.args = (exc.message,)
+        exc.message += f"; removed {', '.join(removed) or 'nothing'}, left {', '.join(left) or 'no device'}"
+        exc.args = (exc.message,)
         log.warning(
             "detach of %s stopped partway: removed %s, left %s; it stays listed as detaching",
             attachment.volume,
