@@ -131,12 +131,13 @@ def _render_list(answer: Answer, args: argparse.Namespace) -> list[str]:
             str(item.get("device")),
             str(item.get("lun_id")),
             ", ".join(map(str, item.get("portals") or [])),
+            str(item.get("state", "attached")),  # an agent before states listed attached volumes only
         ]
         for item in answer.payload.get("attachments") or []
     ]
     if not rows:
         return ["no attachments"]
-    return _table(["VOLUME", "DEVICE", "LUN", "PORTALS"], rows)
+    return _table(["VOLUME", "DEVICE", "LUN", "PORTALS", "STATE"], rows)
 
 
 def _render_status(answer: Answer, args: argparse.Namespace) -> list[str]:

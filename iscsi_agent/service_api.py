@@ -12,7 +12,8 @@ and ``iscsi_agent.api.status`` maps every class to an HTTP status in one table):
     ├── VolumeNotFound      volume_not_found     no LUN has that path, name or UUID; (volume)
     ├── VolumeAmbiguous     volume_ambiguous     a name that several LUNs share; (volume, candidates)
     ├── NotAttached         not_attached         the volume is not attached by this agent; (volume)
-    └── VolumeInUse         volume_in_use        detach refused: something holds the device; (volume, holders)
+    └── VolumeInUse         volume_in_use        detach refused: something holds the device; (volume, holders,
+                                                 device, removed, left)
 """
 
 from __future__ import annotations
@@ -69,14 +70,39 @@ class ReconcileBusy(ServiceError):
 
 
 class VolumeInUse(ServiceError):
+    """A detach refused by a holder. ``device`` is the one held; when the detach had already removed
+    something before it met the holder, ``removed`` and ``left`` name the devices on each side (the
+    volume is then listed as detaching until a retry finishes the detach)."""
+
     code = "volume_in_use"
 
-    def __init__(self, volume: str, holders: Sequence[str]) -> None:
+    def __init__(
+        self,
+        volume: str,
+        holders: Sequence[str],
+        *,
+        device: str | None = None,
+        removed: Sequence[str] = (),
+        left: Sequence[str] = (),
+    ) -> None:
+        done = (
+            f"; this detach removed {', '.join(removed)}, left {', '.join(left) or 'no device'}"
+            if removed
+            else ""
+        )
         super().__init__(
-            f"{volume} is in use: {', '.join(holders)}; stop that use and detach again",
+            f"{volume} is in use: {', '.join(holders)}{done}; stop that use and detach again",
             volume=volume,
             holders=list(holders),
+            device=device,
+            removed=list(removed),
+            left=list(left),
         )
+
+
+class VolumeState(enum.Enum):
+    ATTACHED = "attached"
+    DETACHING = "detaching"  # a detach stopped partway (what it left is still on the host): detach again
 
 
 @dataclass(frozen=True)
@@ -92,6 +118,7 @@ class Attachment:
     portals: tuple[Portal, ...]  # the portals logged in to, the preferred one first
     multipath: bool
     auth_username: str | None = None  # the CHAP user of the sessions; never the secret
+    state: VolumeState = VolumeState.ATTACHED
 
 
 @dataclass(frozen=True)
@@ -151,7 +178,7 @@ class AttachService(Protocol):
         ...
 
     def attachments(self) -> Sequence[Attachment]:
-        """Every attachment this agent owns."""
+        """Every attachment this agent owns, those a detach left partway (state detaching) included."""
         ...
 
     def attachment(self, volume: str) -> Attachment:

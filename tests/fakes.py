@@ -124,12 +124,15 @@ class FakeBlockOps:
     released: list[str] = field(default_factory=list)
     flush_error: OSError | None = None
     on_flush: Callable[[], None] | None = None
+    on_claim: Callable[[Path], None] | None = None  # another program acting right before a claim
     claims: list[FakeClaim] = field(default_factory=list)
 
     def claimed_elsewhere(self, node: Path) -> bool:
         return node.name in self.claimed
 
     def claim(self, node: Path) -> FakeClaim:
+        if self.on_claim is not None:
+            self.on_claim(node)
         if node.name in self.claimed:
             raise OSError(errno.EBUSY, "Device or resource busy", str(node))
         inode = os.stat(node).st_ino  # FileNotFoundError, like open() of a node that went
@@ -410,12 +413,29 @@ class HostTree:
         (folder / "holders").mkdir()
         (folder / "dm/uuid").write_text(uuid + "\n")
         (folder / "dm/name").write_text(name + "\n")
-        (folder / "dev").write_text("254:0\n")
+        (folder / "dev").write_text(f"254:{dm.removeprefix('dm-')}\n")
         for slave in slaves:
-            (folder / "slaves" / slave).write_text("")
-            (self.root / f"sys/block/{slave}/holders/{dm}").write_text("")
+            self.add_multipath_slave(dm, slave)
         (self.root / f"sys/block/{dm}").symlink_to(f"../devices/virtual/block/{dm}")
         (self.root / f"dev/mapper/{name}").write_text("")
+
+    def add_multipath_slave(self, dm: str, slave: str) -> None:
+        (self.root / f"sys/devices/virtual/block/{dm}/slaves/{slave}").write_text("")
+        (self.root / f"sys/block/{slave}/holders/{dm}").write_text("")
+
+    def remove_multipath_slave(self, dm: str, slave: str) -> None:
+        """multipathd lets go of one path (``del path``)."""
+        (self.root / f"sys/devices/virtual/block/{dm}/slaves/{slave}").unlink(missing_ok=True)
+        (self.root / f"sys/block/{slave}/holders/{dm}").unlink(missing_ok=True)
+
+    def remove_multipath(self, dm: str) -> None:
+        """The map goes (``multipath -f``): its node, and its hold on each of its paths."""
+        folder = self.root / f"sys/devices/virtual/block/{dm}"
+        for slave in (folder / "slaves").iterdir():
+            (self.root / f"sys/block/{slave.name}/holders/{dm}").unlink(missing_ok=True)
+        (self.root / "dev/mapper" / (folder / "dm/name").read_text().strip()).unlink()
+        (self.root / f"sys/block/{dm}").unlink()
+        _rmtree(folder)
 
     # --- the kernel and udev reacting ---------------------------------------------------
     def kernel_step(self) -> None:

@@ -4,8 +4,7 @@
 records, SendTargets discovery of the simulator's target, login and logout making and dropping
 sessions in a HostTree), and a kernel step that lets a targeted scan find exactly the LUN the
 simulator maps, at that id, to an igroup holding this initiator (so unmapping, id reuse and maps
-made by hand behave as on a real host), through a session to a LIF on one of the map's reporting
-nodes only (Selective LUN Map: ONTAP reports a LUN through no other node's LIFs). The VM tier proves the same flows on a real kernel.
+made by hand behave as on a real host). The VM tier proves the same flows on a real kernel.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import itertools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from iscsi_agent.host.command import CommandResult, CommandTimeout, mask
 from iscsi_agent.host.paths import HostPaths
@@ -42,13 +42,13 @@ class SimulatedInitiator:
     unreachable: set[str] = field(default_factory=set)  # portals whose login times out
     hidden: set[str] = field(default_factory=set)  # serials the target never offers (a broken export)
     on_step: list[Callable[[], None]] = field(default_factory=list)  # other programs acting meanwhile
+    before_command: list[Callable[[tuple[str, ...]], None]] = field(
+        default_factory=list
+    )  # ... or just before one
+    multipath_whole: bool = True  # False: a map that never takes a second path (its checker fails it)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _names: dict[tuple[int, int, str], str] = field(default_factory=dict)
     kernel: threading.RLock = field(default_factory=threading.RLock)  # one kernel: its acts do not interleave
-    multipathd: SimulatedMultipathd = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.multipathd = SimulatedMultipathd(self.tree)
 
     # --- the runner -------------------------------------------------------------------
     def __call__(self, argv: Sequence[str], *, timeout: float, secrets: Sequence[str] = ()) -> CommandResult:
@@ -57,11 +57,10 @@ class SimulatedInitiator:
 
     def _run(self, args: tuple[str, ...], timeout: float, secrets: Sequence[str]) -> CommandResult:
         self.calls.append(tuple(mask(arg, secrets) for arg in args))
-        if args[:3] in (("multipathd", "add", "path"), ("multipathd", "del", "path")) or args[:2] == (
-            "multipath",
-            "-f",
-        ):
-            return self.multipathd.run(args)
+        for act in self.before_command:
+            act(args)
+        if args[0] in ("multipath", "multipathd"):
+            return self._multipath(args)
         if args[0] != "iscsiadm":
             return CommandResult(args, 0, "", "")
         mode = _value(args, "-m")
@@ -123,6 +122,53 @@ class SimulatedInitiator:
         shown = "".join(f"{name} = {mask(value, ())}\n" for name, value in sorted(self.records[key].items()))
         return CommandResult(args, 0, "# BEGIN RECORD 2.1.8\n" + shown + "# END RECORD\n", "")
 
+    # --- dm-multipath -------------------------------------------------------------------
+    def _multipath(self, args: tuple[str, ...]) -> CommandResult:
+        """multipathd builds a map by WWID from the paths it is given; ``multipath -f`` refuses a map
+        anything holds, opens or mounts (the paths' own holds by the map are the map's)."""
+        if args[:3] == ("multipathd", "add", "path"):
+            self._add_path(args[3])
+        elif args[:3] == ("multipathd", "del", "path"):
+            for dm in self.multipath_maps():
+                self.tree.remove_multipath_slave(dm, args[3])
+        elif args[:2] == ("multipath", "-f"):
+            dm = next((dm for dm, name in self.multipath_maps().items() if name == args[2]), None)
+            if dm is not None and self._map_in_use(dm):
+                return CommandResult(args, 1, "", f"{args[2]}: map in use\n")
+            if dm is not None:
+                self.tree.remove_multipath(dm)
+        return CommandResult(args, 0, "", "")
+
+    def multipath_maps(self) -> dict[str, str]:
+        """dm name -> map name of the multipath maps on the host."""
+        block = self.tree.root / "sys/block"
+        return {
+            entry.name: (entry / "dm/name").read_text().strip()
+            for entry in block.iterdir()
+            if entry.name.startswith("dm-") and (entry / "slaves").exists()
+        }
+
+    def _add_path(self, name: str) -> None:
+        disk = (self.tree.root / f"sys/block/{name}").resolve()  # .../<address>/block/<name>
+        wwid = (disk.parent.parent / "wwid").read_text().strip()
+        map_name = "3" + wwid.removeprefix("naa.")
+        maps = self.multipath_maps()
+        dm = next((dm for dm, existing in maps.items() if existing == map_name), None)
+        if dm is None:
+            dm = next(f"dm-{n}" for n in itertools.count() if f"dm-{n}" not in maps)
+            self.tree.add_multipath(dm, map_name, "mpath-" + map_name, [name])
+        elif self.multipath_whole:
+            self.tree.add_multipath_slave(dm, name)
+
+    def _map_in_use(self, dm: str) -> bool:
+        root = self.tree.root
+        number = (root / f"sys/block/{dm}/dev").read_text().strip()
+        opened = any(
+            fd.readlink() == Path(f"/dev/{dm}") for fd in root.glob("proc/[0-9]*/fd/*") if fd.is_symlink()
+        )
+        mounted = f" {number} " in (root / "proc/self/mountinfo").read_text()
+        return opened or mounted or any((root / f"sys/block/{dm}/holders").iterdir())
+
     # --- the kernel ---------------------------------------------------------------------
     @property
     def target_iqn(self) -> str:
@@ -130,19 +176,15 @@ class SimulatedInitiator:
         assert service is not None
         return service.target_iqn
 
-    def visible_luns(self, portal: str) -> dict[int, str]:
-        """LUN id -> serial of what the simulator maps to igroups holding this initiator and reports
-        through the LIF at ``portal`` ("address:port")."""
+    def visible_luns(self) -> dict[int, str]:
+        """LUN id -> serial of what the simulator maps to igroups holding this initiator."""
         state = self.sim.state
-        address = portal.rpartition(":")[0]
         with state.lock:
-            node = next((lif.node for lif in state.svm_lifs(self.svm) if lif.ip == address), None)
             return {
                 lun_map.lun_id: state.luns[lun_map.lun_uuid].serial
                 for lun_map in state.maps
                 if self.initiator.lower()
                 in {i.lower() for i in state.igroups[lun_map.igroup_uuid].initiators}
-                and (not lun_map.reporting_nodes or node in lun_map.reporting_nodes)
             }
 
     def kernel_step(self) -> None:
@@ -153,9 +195,10 @@ class SimulatedInitiator:
     def _kernel_step(self) -> None:
         for act in self.on_step:
             act()
+        visible = self.visible_luns()
         self.tree.mapped.clear()
         for (iqn, portal), session in self.sessions.items():
-            for lun_id, serial in self.visible_luns(portal).items():
+            for lun_id, serial in visible.items():
                 if serial in self.hidden:
                     continue
                 name = self._names.setdefault((session.host, lun_id, serial), self._next_name())
@@ -175,65 +218,6 @@ class SimulatedInitiator:
     def disk_at(self, host: int, lun_id: int) -> str | None:
         folder = self.tree.root / f"sys/class/scsi_device/{ScsiAddress(host, 0, 0, lun_id)}/device/block"
         return next((entry.name for entry in folder.iterdir()), None) if folder.exists() else None
-
-
-@dataclass
-class SimulatedMultipathd:
-    """multipathd and ``multipath -f`` over a HostTree: ``add path`` puts a path into the map of its
-    WWID (made on the first path), ``del path`` takes it out, a flush removes an unheld map.
-    ``whole = False`` plays a map that never takes a second path (a path checker that fails it)."""
-
-    tree: HostTree
-    whole: bool = True
-    maps: dict[str, list[str]] = field(default_factory=dict)  # map name -> path names
-
-    def run(self, args: tuple[str, ...]) -> CommandResult:
-        if args[0] == "multipath":
-            return self._flush(args, args[2])
-        name = args[3]
-        device = (self.tree.root / f"sys/block/{name}").resolve().parent.parent  # block/<name> in the device
-        wwid = (device / "wwid").read_text().strip()
-        mpath = "3" + wwid.removeprefix("naa.")
-        if args[1] == "del":
-            if name in self.maps.get(mpath, []):
-                self.maps[mpath].remove(name)
-                self._write(mpath)
-            return CommandResult(args, 0, "ok\n", "")
-        paths = self.maps.setdefault(mpath, [])
-        if name not in paths and (self.whole or not paths):
-            paths.append(name)
-        self._write(mpath)
-        return CommandResult(args, 0, "ok\n", "")
-
-    def _flush(self, args: tuple[str, ...], mpath: str) -> CommandResult:
-        if mpath not in self.maps:
-            return CommandResult(args, 1, "", f"{mpath}: map not present\n")
-        dm = self._dm(mpath)
-        if any((self.tree.root / f"sys/block/{dm}/holders").iterdir()):
-            return CommandResult(args, 1, "", f"{mpath}: map in use\n")
-        del self.maps[mpath]
-        self._remove(mpath)
-        return CommandResult(args, 0, "", "")
-
-    def _dm(self, mpath: str) -> str:
-        return f"dm-{sorted(self.maps).index(mpath)}"
-
-    def _write(self, mpath: str) -> None:
-        self._remove(mpath)
-        self.tree.add_multipath(self._dm(mpath), mpath, f"mpath-{mpath}", self.maps[mpath])
-
-    def _remove(self, mpath: str) -> None:
-        for dm_link in list((self.tree.root / "sys/block").glob("dm-*")):
-            if (dm_link / "dm/name").read_text().strip() != mpath:
-                continue
-            for slave in (dm_link / "slaves").iterdir():
-                (self.tree.root / f"sys/block/{slave.name}/holders/{dm_link.name}").unlink(missing_ok=True)
-            dm_folder = dm_link.resolve()
-            dm_link.unlink()
-            for entry in sorted(dm_folder.rglob("*"), reverse=True):
-                entry.rmdir() if entry.is_dir() else entry.unlink()
-            dm_folder.rmdir()
-        (self.tree.root / f"dev/mapper/{mpath}").unlink(missing_ok=True)
 
 
 class KernelSessions(Sessions):

@@ -25,6 +25,7 @@ def attachment_json(attachment: Attachment) -> dict[str, Any]:
         "target_iqn": attachment.target_iqn,
         "portals": portals,
         "multipath": attachment.multipath,
+        "state": attachment.state.value,
         "connection_info": connection_info(
             target_iqn=attachment.target_iqn,
             portals=attachment.portals,

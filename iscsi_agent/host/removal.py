@@ -12,7 +12,8 @@ gathering the facts and acting on them are the I/O around it. Order follows the 
 3. Flush its buffers through the claim.
 4. Re-validate right before the delete, since the delete goes by SCSI address: the address must
    still hold the same block name, that name the claimed device number, /dev the same node, and
-   the LUN the same identity (a fresh one against ``serial`` when the caller gives it).
+   the LUN the same identity (a fresh one against ``serial`` when the caller gives it; on a dead
+   path, which gives none, a forced detach may go on the identity recorded at attach instead).
 5. Delete the SCSI device through sysfs, release the claim, wait until node and links are gone.
 
 Claim, flush, identity rescan and delete can each block in the kernel for as long as the paths
@@ -42,7 +43,7 @@ from iscsi_agent.host.errors import (
     SysfsError,
     WaitTimeout,
 )
-from iscsi_agent.host.identity import Verdict, verify_lun
+from iscsi_agent.host.identity import Verdict, is_lun, verify_lun
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sessions import ScsiAddress
 from iscsi_agent.host.sysfs import entries, read_attr, read_attr_if_present, read_link, write_attr
@@ -60,8 +61,9 @@ PROBE_GRACE = 5.0
 MULTIPATH_DAEMON = "multipathd"
 # delete() called on its own (not from remove(), which shares the caller's deadline).
 DELETE_TIMEOUT = 30.0
-# With force_flush the flush may take at most this share of what is left, so the delete still has time.
-FORCED_FLUSH_SHARE = 0.5
+# With force_flush the flush (and with recorded_identity the identity rescan) may take at most this
+# share of what is left: on a dead path they block until the deadline, and the delete still needs time.
+FORCED_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ class DeviceRemover:
         *,
         serial: str | None = None,
         flush: bool = True,
+        recorded_identity: bool = False,
     ) -> None:
         """Refuse if in use; else flush, delete the SCSI device and wait until node and links are gone.
 
@@ -192,7 +195,11 @@ class DeviceRemover:
         devices whose LUN is already gone at the array (there is nothing left to write back to).
         ``flush=False`` skips the flush, for a stale device whose LUN id now leads to another LUN:
         what it holds belongs to a volume it no longer reaches, and writing it back would land on
-        the new one.
+        the new one. ``recorded_identity`` (with ``serial``) lets the identity sysfs recorded stand in
+        when no fresh one can be had (the rescan fails or does not return: a dead path), if it is that
+        LUN's; for a forced detach of a device whose identity was verified when it was attached, so
+        that a device nobody uses and whose LUN is gone can go. A fresh identity of another LUN still
+        stops the removal, and so does any user, whatever is recorded.
 
         Raises DeviceInUse, DeviceChanged, IdentityUnreadable, SysfsError, KernelCallTimeout or
         DeviceTimeout; on any of them before the delete the device stays (at most flushed), and
@@ -209,12 +216,12 @@ class DeviceRemover:
             self._devices.wait_gone(device, left())
             return
         try:
-            checked = self._check(device, node, serial, left)
+            checked, fresh_serial = self._check(device, node, serial, left, recorded_identity)
             if flush:
                 self._flush(claim, node, force_flush, left)
             else:
                 log.warning("not flushing %s: its LUN id now leads to another LUN", node)
-            self._revalidate(device, claim, checked, serial=serial, left=left)
+            self._revalidate(device, claim, checked, serial=fresh_serial, left=left)
             self.delete(device.address, left(), device=node)
         finally:
             claim.close()
@@ -262,16 +269,42 @@ class DeviceRemover:
             raise SysfsError(f"claiming {node} exclusively failed: {exc}", device=node) from exc
 
     def _check(
-        self, device: BlockDevice, node: str, serial: str | None, left: Callable[[], float]
-    ) -> DeviceIdentity:
-        """Under the claim: nobody may have it open, and its identity must be known (and be ``serial``)."""
+        self,
+        device: BlockDevice,
+        node: str,
+        serial: str | None,
+        left: Callable[[], float],
+        recorded_identity: bool,
+    ) -> tuple[DeviceIdentity, str | None]:
+        """Under the claim: nobody may have it open, and its identity must be known (and be ``serial``).
+
+        Returns the identity checked and the serial the delete re-checks on a fresh identity: None
+        when the removal goes on the recorded one (the address must then keep it until the delete).
+        """
         blocker = removal_blocker(self._settled_usage(device.name, claimed=False))
         if blocker:
             raise DeviceInUse(f"{node} ({device.address}) is in use: {blocker}", device=node, holder=blocker)
-        return self._identity(device, node, serial, left, "before the flush")
+        if serial is None or not recorded_identity:
+            return self._identity(device, node, serial, left, "before the flush"), serial
+        try:
+            return self._identity(
+                device, node, serial, lambda: left() * FORCED_SHARE, "before the flush"
+            ), serial
+        except (IdentityUnreadable, KernelCallTimeout) as exc:
+            recorded = self._devices.identity(device.address)
+            if is_lun(recorded, serial) is not Verdict.MATCH:
+                raise
+            log.warning(
+                "no fresh identity of %s (%s): %s; removing it on the identity recorded at attach (%s)",
+                node,
+                device.address,
+                exc,
+                _describe(recorded),
+            )
+            return recorded, None
 
     def _flush(self, claim: Claim, node: str, force_flush: bool, left: Callable[[], float]) -> None:
-        budget = left() * FORCED_FLUSH_SHARE if force_flush else left()
+        budget = left() * FORCED_SHARE if force_flush else left()
         try:
             self._calls.run(claim.flush, budget, device=node, step="flush")
         except KernelCallTimeout:

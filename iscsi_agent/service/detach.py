@@ -3,7 +3,10 @@ only a map this agent made, and log out of sessions that carry no LUN any more.
 
 The devices are found by the LUN's WWID on the sessions to its target, not by a remembered name:
 names are reused by the kernel, WWIDs are not. The in-use check comes before any change, so a
-refused detach leaves everything as it was; the removal itself re-checks right before deleting.
+refused detach leaves everything as it was; the removal itself re-checks right before deleting,
+and a holder that appears between the two stops the detach there: with nothing removed yet the
+volume is attached as before, otherwise it stays listed as detaching and the error names what is
+left (see ``Detacher._stopped``).
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from dataclasses import replace
 from functools import partial
 
 from iscsi_agent.array.client import ArrayClient
+from iscsi_agent.errors import AgentError
 from iscsi_agent.host.devices import BlockDevice, Devices
-from iscsi_agent.host.errors import DeviceInUse
+from iscsi_agent.host.errors import DeviceInUse, MultipathError
 from iscsi_agent.host.multipath import Multipath, MultipathMap
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.removal import DeviceRemover, beside_multipath, removal_blocker
@@ -62,8 +66,11 @@ class Detacher:
         """Detach what ``attachment`` describes; the caller holds the volume's lock.
 
         ``force`` carries on past a flush that fails or hangs (paths already dead: nothing is left
-        to write back to). It never removes a device that is in use: that stays a refusal naming
-        the holder, because removing it under a mount or a process loses the data in flight.
+        to write back to), and past a fresh identity a dead path cannot give, for a device whose
+        identity was verified when it was handed out (``attachment.device`` set: the attach hands
+        out only a verified device) and whose recorded identity is still that LUN's. It never
+        removes a device that is in use: that stays a refusal naming the holder, because removing
+        it under a mount or a process loses the data in flight.
         """
         self._operations.run(
             Kind.DETACH,
@@ -88,18 +95,61 @@ class Detacher:
         self._refuse_if_in_use(attachment, paths, mpath)
         if attachment.state is not AttachmentState.DETACHING:
             self._journal.put_attachment(replace(attachment, state=AttachmentState.DETACHING))
-        if mpath is not None and self._multipath is not None:
-            multipath = self._multipath
-            steps.run(Step.REMOVE_MULTIPATH, lambda: multipath.flush(mpath), wwid=attachment.wwid)
+        try:
+            self._remove_devices(attachment, paths, mpath, steps, force)
+            self._unmap(attachment, steps)
+        except AgentError as exc:
+            self._stopped(attachment, paths, mpath, exc)
+            raise
+        portals = [session.portal for session in sessions if session.portal is not None]
+        portals += [portal for portal in attachment.portals if portal not in portals]
+        for portal in portals if attachment.target_iqn else ():
+            self._logins.log_out_if_unused(attachment.target_iqn, portal, steps)
+        self._journal.remove_attachment(attachment.lun_uuid)
+        log.info("detached %s (%s)", attachment.volume, attachment.lun_path)
+
+    def _remove_devices(
+        self,
+        attachment: Attachment,
+        paths: list[BlockDevice],
+        mpath: MultipathMap | None,
+        steps: StepRecorder,
+        force: bool,
+    ) -> None:
+        """The multipath map first (its paths cannot go while it holds them), then each path."""
+        if mpath is not None:
+            steps.run(
+                Step.REMOVE_MULTIPATH, partial(self._flush_map, attachment, mpath), wwid=attachment.wwid
+            )
         for device in paths:
             if mpath is not None and self._multipath is not None:
                 self._multipath.forget_path(device.name)
             steps.run(
                 Step.REMOVE_PATHS,
-                partial(self._remover.remove, device, self._removal_timeout, force, serial=attachment.serial),
+                partial(
+                    self._remover.remove,
+                    device,
+                    self._removal_timeout,
+                    force,
+                    serial=attachment.serial,
+                    recorded_identity=force and attachment.device is not None,
+                ),
                 wwid=attachment.wwid,
                 device=device.name,
             )
+
+    def _flush_map(self, attachment: Attachment, mpath: MultipathMap) -> None:
+        """Flush the map; one that something opened since the in-use check is refused naming it."""
+        assert self._multipath is not None  # a map is only found with multipath configured
+        try:
+            self._multipath.flush(mpath)
+        except MultipathError as exc:
+            blocker = removal_blocker(self._remover.usage(mpath.dm))
+            if blocker:
+                raise _in_use(attachment, self._paths.host_view(mpath.node), blocker) from exc
+            raise
+
+    def _unmap(self, attachment: Attachment, steps: StepRecorder) -> None:
         if attachment.map_created:
             steps.run(
                 Step.UNMAP,
@@ -114,12 +164,43 @@ class Detacher:
                 attachment.lun_path,
                 attachment.igroup,
             )
-        portals = [session.portal for session in sessions if session.portal is not None]
-        portals += [portal for portal in attachment.portals if portal not in portals]
-        for portal in portals if attachment.target_iqn else ():
-            self._logins.log_out_if_unused(attachment.target_iqn, portal, steps)
-        self._journal.remove_attachment(attachment.lun_uuid)
-        log.info("detached %s (%s)", attachment.volume, attachment.lun_path)
+
+    def _stopped(
+        self, attachment: Attachment, paths: list[BlockDevice], mpath: MultipathMap | None, exc: AgentError
+    ) -> None:
+        """Settle the record of a detach that stopped partway, and add to ``exc`` what it left.
+
+        Nothing removed: the record goes back to what it was, so the volume is attached as before
+        (listed, answered, not attached anew) and the error is the refusal itself. Something removed
+        (the map, a path): the record stays detaching, listed, so that the client's retry finishes
+        the detach; going back to attached would answer a device (the map) that is gone, or hand out
+        a volume with half its paths. The error then names what was removed and what is left.
+        """
+        removed: list[str] = []
+        left: list[str] = []
+        if mpath is not None and self._multipath is not None:
+            map_left = self._multipath.find(mpath.wwid) is not None
+            (left if map_left else removed).append(self._paths.host_view(mpath.node))
+        for device in paths:
+            present = self._devices.block_name(device.address) == device.name
+            (left if present else removed).append(self._paths.host_view(device.node))
+        if exc.details.get("at_step") == Step.UNMAP.value:
+            left.append(f"the map of {attachment.lun_path} to igroup {attachment.igroup}")
+        if not removed and attachment.state is not AttachmentState.DETACHING:
+            self._journal.put_attachment(attachment)
+            log.warning(
+                "detach of %s stopped before it removed anything; it stays attached", attachment.volume
+            )
+            return
+        exc.details.update(removed=removed, left=left)
+        exc.message += f"; removed {', '.join(removed) or 'nothing'}, left {', '.join(left) or 'no device'}"
+        exc.args = (exc.message,)
+        log.warning(
+            "detach of %s stopped partway: removed %s, left %s; it stays listed as detaching",
+            attachment.volume,
+            ", ".join(removed) or "nothing",
+            ", ".join(left) or "no device",
+        )
 
     def _path_devices(self, sessions: list[Session], wwid: str) -> list[BlockDevice]:
         """Block devices on these sessions whose WWID (as sysfs last read it) is the LUN's."""

@@ -35,9 +35,16 @@ from iscsi_agent.service_api import (
     VolumeAmbiguous,
     VolumeInUse,
     VolumeNotFound,
+    VolumeState,
 )
 
 log = logging.getLogger(__name__)
+
+_LISTED = {
+    record.AttachmentState.ATTACHED: VolumeState.ATTACHED,
+    record.AttachmentState.DETACHING: VolumeState.DETACHING,
+}
+"""The journal's states an attachment is answered in (an attach writes its record only once done)."""
 
 
 class VolumeService:
@@ -100,15 +107,24 @@ class VolumeService:
                 try:
                     self._detacher.detach(volume, target, force=force)
                 except DeviceInUse as exc:
-                    raise VolumeInUse(volume, [str(exc.details.get("holder", exc.message))]) from exc
+                    facts = exc.details
+                    raise VolumeInUse(
+                        volume,
+                        [str(facts.get("holder", exc.message))],
+                        device=facts.get("device"),
+                        removed=facts.get("removed", ()),
+                        left=facts.get("left", ()),
+                    ) from exc
             return Detachment(target.lun_path)
 
     def attachments(self) -> Sequence[Attachment]:
-        """The journal's attachments as recorded; ``attachment`` and ``attach`` verify the device."""
+        """Attached volumes, and those a detach left partway: what is left of them is still on the
+        host, and the client's retry of the detach needs to find them. As recorded: ``attachment``
+        and ``attach`` verify the device."""
         return [
             self.answer(found.attachment)
             for found in self._journal.attachments()
-            if found.attachment.state is record.AttachmentState.ATTACHED
+            if found.attachment.state in _LISTED
         ]
 
     def attachment(self, volume: str) -> Attachment:
@@ -117,8 +133,10 @@ class VolumeService:
             raise NotAttached(volume)
         with self._locks.hold(known.lun_uuid):
             current = self._journal.attachment(known.lun_uuid)
-            if current is None or current.attachment.state is not record.AttachmentState.ATTACHED:
+            if current is None or current.attachment.state not in _LISTED:
                 raise NotAttached(volume)
+            if current.attachment.state is not record.AttachmentState.ATTACHED:
+                return self.answer(current.attachment)  # a detach left it partway: nothing to hand out
             finding = self._handed_out.check(current.attachment)
             if not finding.verified:
                 raise finding.refusal()
@@ -136,6 +154,7 @@ class VolumeService:
             portals=attached.portals,
             multipath=attached.multipath,
             auth_username=self._chap_username,
+            state=_LISTED[attached.state],
         )
 
     def _known(self, volume: str) -> tuple[record.Attachment | None, Lun | None]:

@@ -42,9 +42,9 @@ def test_list_prints_a_table_or_says_there_is_nothing(agent):
     ctl(agent, "attach", "/vol/vol1/lun0")
     ctl(agent, "attach", "/vol/vol1/lun3")
     header, first, second = ctl(agent, "list")[1].splitlines()
-    assert header.split() == ["VOLUME", "DEVICE", "LUN", "PORTALS"]
+    assert header.split() == ["VOLUME", "DEVICE", "LUN", "PORTALS", "STATE"]
     assert first.startswith("/vol/vol1/lun0  /dev/disk/by-id/wwn-0x") and first.endswith(
-        "1    127.0.0.1:3260, [fe80::1]:3261"
+        "1    127.0.0.1:3260, [fe80::1]:3261  attached"
     )
     assert second.startswith("/vol/vol1/lun3  ")
 

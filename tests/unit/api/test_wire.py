@@ -1,9 +1,17 @@
 """The service's values as the API's JSON, connection_info after os-brick's iSCSI properties."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from iscsi_agent.api.wire import actions_json, attachment_json, detachment_json, health_json
-from iscsi_agent.service_api import ArrayHealth, Detachment, Health, HealthStatus, ReconcileAction
+from iscsi_agent.service_api import (
+    ArrayHealth,
+    Detachment,
+    Health,
+    HealthStatus,
+    ReconcileAction,
+    VolumeState,
+)
 from tests.unit.api.fakes import TARGET, attachment
 
 
@@ -16,6 +24,12 @@ def test_an_attachment_answers_every_field_of_the_contract():
     )
     assert (shown["lun_id"], shown["target_iqn"], shown["multipath"]) == (2, TARGET, False)
     assert shown["portals"] == ["127.0.0.1:3260", "[fe80::1]:3261"]
+    assert shown["state"] == "attached"
+
+
+def test_a_volume_a_detach_left_partway_is_shown_as_detaching():
+    shown = attachment_json(replace(attachment(), state=VolumeState.DETACHING))
+    assert shown["state"] == "detaching"
 
 
 def test_connection_info_is_os_bricks_iscsi_properties_for_every_portal():

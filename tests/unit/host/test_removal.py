@@ -440,3 +440,54 @@ def test_a_later_removal_says_the_device_is_held_by_our_own_abandoned_flush(
             remover.remove(sda, timeout=0.2)
     finally:
         release.set()
+
+
+# --- a forced removal on a dead path: the identity recorded when it was attached ------------------------
+
+
+def test_a_forced_removal_goes_on_the_recorded_identity_when_a_dead_path_gives_no_fresh_one(
+    tree, sda, remover, calls, devices
+):
+    tree.break_attr(ADDRESS, "rescan")  # the inquiry behind a rescan fails: the path is dead
+    remover.remove(sda, timeout=5, force_flush=True, serial=SERIAL, recorded_identity=True)
+    assert devices.read(ADDRESS) is None
+    assert calls.step_names.count("identity check (rescan)") == 1  # not asked again before the delete
+
+
+def test_a_forced_removal_goes_on_the_recorded_identity_when_the_rescan_does_not_return(
+    sda, remover, calls, devices
+):
+    calls.hang.add("identity check (rescan)")
+    remover.remove(sda, timeout=10, force_flush=True, serial=SERIAL, recorded_identity=True)
+    assert calls.steps[1] == ("identity check (rescan)", 5.0)  # half: the flush and delete still have time
+    assert calls.step_names[-1] == "delete" and devices.read(ADDRESS) is None
+
+
+def test_without_the_recorded_identity_a_dead_path_is_not_removed(tree, sda, remover, devices):
+    tree.break_attr(ADDRESS, "rescan")
+    with pytest.raises(IdentityUnreadable, match=r"rescan: "):
+        remover.remove(sda, timeout=5, force_flush=True, serial=SERIAL)
+    assert not delete_requested(devices, ADDRESS)
+
+
+def test_a_recorded_identity_of_another_lun_does_not_stand_in_for_a_fresh_one(tree, sda, remover, devices):
+    tree.set_identity(ADDRESS, "newserial002")  # what sysfs recorded is not the LUN the caller names
+    tree.break_attr(ADDRESS, "rescan")
+    with pytest.raises(IdentityUnreadable):
+        remover.remove(sda, timeout=5, force_flush=True, serial=SERIAL, recorded_identity=True)
+    assert not delete_requested(devices, ADDRESS)
+
+
+def test_a_fresh_identity_of_another_lun_stops_the_removal_whatever_was_recorded(tree, sda, remover, devices):
+    tree.set_identity(ADDRESS, "newserial002")
+    with pytest.raises(DeviceChanged):
+        remover.remove(sda, timeout=5, force_flush=True, serial=SERIAL, recorded_identity=True)
+    assert not delete_requested(devices, ADDRESS)
+
+
+def test_a_device_in_use_is_not_removed_on_its_recorded_identity(tree, sda, remover, devices):
+    tree.break_attr(ADDRESS, "rescan")
+    tree.open_by(4242, "qemu-system-x86", "sda")
+    with pytest.raises(DeviceInUse, match=r"pid 4242"):
+        remover.remove(sda, timeout=5, force_flush=True, serial=SERIAL, recorded_identity=True)
+    assert not delete_requested(devices, ADDRESS)

@@ -84,8 +84,10 @@ class Host:
         return self.service
 
     def with_config(self, config: Config) -> VolumeService:
-        """The service over the same host and array with another configuration."""
+        """The service over the same host and array with another configuration (the host layer
+        too: which tools it drives, multipath among them, is configured)."""
         self.config = config
+        self.layer = host_layer(config, self.initiator, self.clock, self.block)
         self.services = self._build()
         return self.service
 

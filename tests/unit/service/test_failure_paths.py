@@ -233,10 +233,10 @@ def multipath_host(host: Host) -> Host:
 
 def test_a_multipath_map_that_never_comes_up_whole_is_flushed_and_its_paths_removed(multipath_host: Host):
     host = multipath_host
-    host.initiator.multipathd.whole = False  # the map takes its first path and never the second
+    host.initiator.multipath_whole = False  # the map takes its first path and never the second
     with pytest.raises(AgentError, match="multipath map"):
         host.service.attach(LUN1)
-    assert host.initiator.multipathd.maps == {} and list((host.tree.root / "dev/mapper").iterdir()) == []
+    assert host.initiator.multipath_maps() == {} and list((host.tree.root / "dev/mapper").iterdir()) == []
     assert disks(host) == []
     assert array_maps(host.sim, LUN1) == []
     assert host.initiator.sessions == {} and host.journal.in_flight() == []
@@ -244,7 +244,7 @@ def test_a_multipath_map_that_never_comes_up_whole_is_flushed_and_its_paths_remo
 
 def test_a_rolled_back_multipath_path_is_let_go_by_multipathd_before_it_is_removed(multipath_host: Host):
     host = multipath_host
-    host.initiator.multipathd.whole = False
+    host.initiator.multipath_whole = False
     with pytest.raises(AgentError):
         host.service.attach(LUN1)
     calls = host.initiator.calls
@@ -258,7 +258,7 @@ def test_a_multipath_attach_and_detach_leave_nothing(multipath_host: Host):
     host = multipath_host
     attachment, _ = host.service.attach(LUN1)
     assert str(attachment.device).startswith("/dev/mapper/3600a0980")
-    assert len(host.initiator.multipathd.maps) == 1
+    assert len(host.initiator.multipath_maps()) == 1
     host.service.detach(LUN1, force=False)
-    assert host.initiator.multipathd.maps == {} and disks(host) == []
+    assert host.initiator.multipath_maps() == {} and disks(host) == []
     assert_nothing_left(host)
