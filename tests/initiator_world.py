@@ -4,7 +4,8 @@
 records, SendTargets discovery of the simulator's target, login and logout making and dropping
 sessions in a HostTree), and a kernel step that lets a targeted scan find exactly the LUN the
 simulator maps, at that id, to an igroup holding this initiator (so unmapping, id reuse and maps
-made by hand behave as on a real host). The VM tier proves the same flows on a real kernel.
+made by hand behave as on a real host), through a session to a LIF on one of the map's reporting
+nodes only (Selective LUN Map: ONTAP reports a LUN through no other node's LIFs). The VM tier proves the same flows on a real kernel.
 """
 
 from __future__ import annotations
@@ -176,15 +177,19 @@ class SimulatedInitiator:
         assert service is not None
         return service.target_iqn
 
-    def visible_luns(self) -> dict[int, str]:
-        """LUN id -> serial of what the simulator maps to igroups holding this initiator."""
+    def visible_luns(self, portal: str) -> dict[int, str]:
+        """LUN id -> serial of what the simulator maps to igroups holding this initiator and reports
+        through the LIF at ``portal`` ("address:port")."""
         state = self.sim.state
+        address = portal.rpartition(":")[0]
         with state.lock:
+            node = next((lif.node for lif in state.svm_lifs(self.svm) if lif.ip == address), None)
             return {
                 lun_map.lun_id: state.luns[lun_map.lun_uuid].serial
                 for lun_map in state.maps
                 if self.initiator.lower()
                 in {i.lower() for i in state.igroups[lun_map.igroup_uuid].initiators}
+                and (not lun_map.reporting_nodes or node in lun_map.reporting_nodes)
             }
 
     def kernel_step(self) -> None:
@@ -195,10 +200,9 @@ class SimulatedInitiator:
     def _kernel_step(self) -> None:
         for act in self.on_step:
             act()
-        visible = self.visible_luns()
         self.tree.mapped.clear()
         for (iqn, portal), session in self.sessions.items():
-            for lun_id, serial in visible.items():
+            for lun_id, serial in self.visible_luns(portal).items():
                 if serial in self.hidden:
                     continue
                 name = self._names.setdefault((session.host, lun_id, serial), self._next_name())

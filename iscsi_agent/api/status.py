@@ -19,7 +19,7 @@ from iscsi_agent.array.errors import ArrayError, ArrayTimeout
 from iscsi_agent.errors import AgentError
 from iscsi_agent.host import errors as host
 from iscsi_agent.journal.errors import JournalIoError
-from iscsi_agent.service.errors import NoUsablePortal, TargetMismatch, WrongDevice
+from iscsi_agent.service.errors import DevicesLeftBehind, NoUsablePortal, TargetMismatch, WrongDevice
 from iscsi_agent.service.igroup import IgroupConflict
 from iscsi_agent.service_api import (
     NotAttached,
@@ -50,6 +50,7 @@ STATUS_BY_ERROR: Mapping[type[AgentError], HTTPStatus] = {
     host.DeviceChanged: HTTPStatus.CONFLICT,
     host.IdentityUnreadable: HTTPStatus.CONFLICT,
     WrongDevice: HTTPStatus.CONFLICT,
+    DevicesLeftBehind: HTTPStatus.CONFLICT,
     IgroupConflict: HTTPStatus.CONFLICT,
     # what lies behind the agent: the array, its iSCSI target, the host's iSCSI stack (iscsiadm and
     # iscsid, the kernel's SCSI layer, multipath); their timeouts

@@ -261,10 +261,14 @@ class Recovery:
         return Recovered(operation.id, operation.kind, operation.volume, plan.resolution)
 
     def _in_use(self, plan: RecoveryPlan, what: str, exc: DeviceInUse) -> Recovered:
-        """A detach whose device is in use again goes back to attached (the client's retry gets the
-        refusal); an attach's device that something opened stays, reported, until it is let go."""
+        """A detach whose device is in use again goes back to attached when nothing of it was removed
+        yet (the client's retry gets the refusal), else stays open; an attach's device that something opened stays, reported, until it is let go."""
         operation = plan.operation
-        if plan.resolution is Resolution.FINISH_DETACH and plan.undo is not None:
+        if (
+            plan.resolution is Resolution.FINISH_DETACH
+            and plan.undo is not None
+            and not exc.details.get("removed")
+        ):
             self._journal.put_attachment(replace(plan.undo, state=AttachmentState.ATTACHED))
             self._journal.finish(operation.id, Outcome.FAILED, exc.code)
             self._pending.discard(operation.id)

@@ -46,6 +46,7 @@ EXPECTED: dict[str, int] = {
     "iscsi_agent.host.errors.DeviceChanged": 409,
     "iscsi_agent.host.errors.IdentityUnreadable": 409,
     "iscsi_agent.service.errors.WrongDevice": 409,
+    "iscsi_agent.service.errors.DevicesLeftBehind": 409,
     "iscsi_agent.service.igroup.IgroupConflict": 409,
     # the array
     "iscsi_agent.array.errors.ArrayError": 502,
