@@ -417,6 +417,25 @@ class HostTree:
         (self.root / f"sys/block/{dm}").symlink_to(f"../devices/virtual/block/{dm}")
         (self.root / f"dev/mapper/{name}").write_text("")
 
+    def remove_multipath_named(self, name: str) -> tuple[str, ...]:
+        """``multipath -f NAME``: the map of that name goes; no such map, nothing happens."""
+        for folder in (self.root / "sys/block").iterdir():
+            if (folder / "dm/name").exists() and (folder / "dm/name").read_text().strip() == name:
+                return self.remove_multipath(folder.name)
+        return ()
+
+    def remove_multipath(self, dm: str) -> tuple[str, ...]:
+        """The map goes (``multipath -f``): its node, its folder, its paths' holder entries; returns its paths."""
+        folder = (self.root / f"sys/block/{dm}").resolve()
+        name = (folder / "dm/name").read_text().strip()
+        slaves = tuple(sorted(entry.name for entry in (folder / "slaves").iterdir()))
+        for slave in slaves:
+            (self.root / f"sys/block/{slave}/holders/{dm}").unlink(missing_ok=True)
+        (self.root / f"sys/block/{dm}").unlink()
+        (self.root / f"dev/mapper/{name}").unlink(missing_ok=True)
+        _rmtree(folder)
+        return slaves
+
     # --- the kernel and udev reacting ---------------------------------------------------
     def kernel_step(self) -> None:
         """Act on writes since the last step: targeted scans add mapped LUNs, deletes remove disks."""
