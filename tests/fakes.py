@@ -428,14 +428,17 @@ class HostTree:
         (self.root / f"sys/devices/virtual/block/{dm}/slaves/{slave}").unlink(missing_ok=True)
         (self.root / f"sys/block/{slave}/holders/{dm}").unlink(missing_ok=True)
 
-    def remove_multipath(self, dm: str) -> None:
-        """The map goes (``multipath -f``): its node, and its hold on each of its paths."""
-        folder = self.root / f"sys/devices/virtual/block/{dm}"
-        for slave in (folder / "slaves").iterdir():
-            (self.root / f"sys/block/{slave.name}/holders/{dm}").unlink(missing_ok=True)
-        (self.root / "dev/mapper" / (folder / "dm/name").read_text().strip()).unlink()
+    def remove_multipath(self, dm: str) -> tuple[str, ...]:
+        """The map goes (``multipath -f``): its node, its folder, its paths' holder entries; returns its paths."""
+        folder = (self.root / f"sys/block/{dm}").resolve()
+        name = (folder / "dm/name").read_text().strip()
+        slaves = tuple(sorted(entry.name for entry in (folder / "slaves").iterdir()))
+        for slave in slaves:
+            (self.root / f"sys/block/{slave}/holders/{dm}").unlink(missing_ok=True)
         (self.root / f"sys/block/{dm}").unlink()
+        (self.root / f"dev/mapper/{name}").unlink(missing_ok=True)
         _rmtree(folder)
+        return slaves
 
     # --- the kernel and udev reacting ---------------------------------------------------
     def kernel_step(self) -> None:

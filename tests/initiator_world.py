@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from iscsi_agent.host.command import CommandResult, CommandTimeout, mask
+from iscsi_agent.host.devices import DeviceIdentity, Devices, Watch
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sessions import ScsiAddress, Sessions
+from iscsi_agent.host.waiting import Clock
 from ontap_sim import Simulator
 from tests.fakes import HostTree
 
@@ -236,6 +238,21 @@ class KernelSessions(Sessions):
         with self._world.kernel:
             super().scan_lun(host, lun, channel, target)
             self._world.kernel_step()
+
+
+class KernelDevices(Devices):
+    """Devices whose rescan reads the identity anew from what the target now offers at that LUN id, as
+    Linux does: after a LUN id is reused, sysfs shows the old LUN until a rescan, the new one after."""
+
+    def __init__(self, paths: HostPaths, clock: Clock, world: SimulatedInitiator, watch: Watch) -> None:
+        super().__init__(paths, clock, watch)
+        self._world = world
+
+    def fresh_identity(self, address: ScsiAddress) -> DeviceIdentity:
+        serial = self._world.visible_luns().get(address.lun)
+        if serial is not None and self.block_name(address) is not None:
+            self._world.tree.set_identity(address, serial)
+        return super().fresh_identity(address)
 
 
 def _value(args: tuple[str, ...], flag: str) -> str:

@@ -29,6 +29,10 @@ class Verdict(enum.Enum):
     UNREADABLE = "the device's identity could not be read; nothing is known either way"
 
 
+# a positive disagreement: the device is another LUN (not merely unreadable or without identity)
+MISMATCHES = frozenset({Verdict.SERIAL_MISMATCH, Verdict.WWID_MISMATCH})
+
+
 class StaleReason(enum.Enum):
     LUN_GONE = "the array no longer maps this LUN id"
     IDENTITY_MISMATCH = "the array maps a different LUN at this id"

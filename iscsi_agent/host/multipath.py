@@ -1,4 +1,4 @@
-"""dm-multipath maps over ONTAP LUN paths: find a map by WWID in sysfs, add WWIDs and paths, flush maps.
+"""dm-multipath maps over ONTAP LUN paths: find a map by WWID or path in sysfs, add WWIDs and paths, flush maps.
 
 multipath names its maps by WWID (``user_friendly_names no``), so a map's dm uuid is
 ``mpath-3600a0980<hex(serial)>``. Layout::
@@ -6,7 +6,10 @@ multipath names its maps by WWID (``user_friendly_names no``), so a map's dm uui
     block/dm-0/dm/{uuid,name}   block/dm-0/slaves/{sda,sdb}   /dev/mapper/3600a0980...
 
 A map is flushed before its path devices are removed; removing paths under a live map
-leaves it queueing I/O with no path.
+leaves it queueing I/O with no path. ONTAP's recommended settings (multipath-tools' NETAPP
+defaults) queue for ever (``no_path_retry queue``): on a map whose LUN is gone, every read or
+write, a udev probe's included, then waits for a path that never comes back, and the flush
+with it. So a flush first switches the map to failing such I/O (``fail_if_no_path``).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class Multipath:
         *,
         program: str = "multipath",
         daemon_program: str = "multipathd",
+        dm_program: str = "dmsetup",
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self._paths = paths
@@ -57,6 +61,7 @@ class Multipath:
         self._clock = clock
         self._program = program
         self._daemon_program = daemon_program
+        self._dm_program = dm_program
         self._timeout = timeout
 
     def maps(self) -> tuple[MultipathMap, ...]:
@@ -85,6 +90,10 @@ class Multipath:
             if normalize_wwid(mpath.wwid) == wanted:
                 return mpath
         return None
+
+    def holding(self, device_name: str) -> MultipathMap | None:
+        """The map that runs over path device ``device_name`` ("sdb"), if one does."""
+        return next((mpath for mpath in self.maps() if device_name in mpath.slaves), None)
 
     def add_wwid(self, wwid: str) -> None:
         """Record the WWID in multipath's wwids file, so find_multipaths lets multipathd claim its paths."""
@@ -124,9 +133,33 @@ class Multipath:
             ) from exc
 
     def flush(self, mpath: MultipathMap) -> None:
-        """Remove the map (``multipath -f``); fails while the map is open or mounted."""
+        """Remove the map (``multipath -f``); fails while the map is open or mounted.
+
+        Callers flush only a map nothing uses (checked) or one they made and never handed out, so
+        I/O still queued on it has nobody waiting for it: it is failed first (see the module
+        docstring), or the flush could wait for ever on a map whose LUN is gone.
+        """
+        self.stop_queueing(mpath)
         self._run(f"flush {mpath.name}", [self._program, "-f", mpath.name])
         log.info("flushed multipath map %s (%s, paths %s)", mpath.name, mpath.dm, ", ".join(mpath.slaves))
+
+    def stop_queueing(self, mpath: MultipathMap) -> None:
+        """``dmsetup message <map> 0 fail_if_no_path``: I/O waiting for a path fails from now on.
+
+        Not fatal when it fails: what comes next (a flush, a usage check) decides."""
+        try:
+            self._run(
+                f"fail_if_no_path {mpath.name}",
+                [self._dm_program, "message", mpath.name, "0", "fail_if_no_path"],
+            )
+        except MultipathError as exc:
+            log.warning(
+                "could not switch multipath map %s (%s) to fail without paths: %s", mpath.name, mpath.dm, exc
+            )
+            return
+        log.info(
+            "multipath map %s (%s) fails I/O without paths from now on, not queueing it", mpath.name, mpath.dm
+        )
 
     def _run(self, action: str, argv: list[str]) -> CommandResult:
         try:

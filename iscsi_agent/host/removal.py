@@ -157,10 +157,25 @@ class DeviceRemover:
         self._calls = calls or AbandoningCalls()
         self._stuck: dict[str, tuple[Claim, str]] = {}  # node -> our claim held by an abandoned call
 
-    def usage(self, name: str) -> DeviceUsage:
+    def usage(self, name: str, *, unstick: Callable[[], None] | None = None) -> DeviceUsage:
         """Who uses block device ``name`` ("sdb", or "dm-3" for a multipath map) or its partitions,
-        once udev's own probes are done with it (see ``_settled_usage``)."""
-        return self._settled_usage(name, claimed=self._block.claimed_elsewhere(self._paths.dev(name)))
+        once udev's own probes are done with it (see ``_settled_usage``).
+
+        A probe of a multipath map that queues I/O while its LUN is gone never finishes (seen in
+        the VM: kpartx, run by udev on the map's change event, waits for ever under
+        ``no_path_retry queue``). When such probes are all that keeps the device busy after the
+        grace, ``unstick`` (``Multipath.stop_queueing``) makes their I/O fail, and they are waited
+        out once more. A real user is never unstuck: its presence alone is the answer.
+        """
+        claimed = self._block.claimed_elsewhere(self._paths.dev(name))
+        usage = self._settled_usage(name, claimed)
+        if unstick is not None and _only_probes_block(usage):
+            log.warning(
+                "%s is held only by udev's probes, stuck in its I/O; making that I/O fail", usage.device
+            )
+            unstick()
+            usage = self._settled_usage(name, claimed)
+        return usage
 
     def _settled_usage(self, name: str, claimed: bool, grace: float = PROBE_GRACE) -> DeviceUsage:
         """``multipath -u``, ``blkid`` and the like, run by udev rules on every change event, hold a disk
@@ -451,6 +466,13 @@ class DeviceRemover:
             if any(read_link(fd) in nodes for fd in entries(process / "fd")):
                 openers.append(Opener(int(process.name), read_attr(process / "comm") or "?"))
         return tuple(sorted(openers, key=lambda opener: opener.pid))
+
+
+def _only_probes_block(usage: DeviceUsage) -> bool:
+    """True when udev's probes are there and, without them, nothing would keep the device."""
+    probes = [opener for opener in usage.openers if opener.command in UDEV_PROBES]
+    others = replace(usage, openers=tuple(o for o in usage.openers if o.command not in UDEV_PROBES))
+    return bool(probes) and removal_blocker(others) is None
 
 
 def _describe(identity: DeviceIdentity) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 from iscsi_agent.array.client import ArrayClient
 from iscsi_agent.errors import AgentError
@@ -173,7 +174,9 @@ class Executor:
         current = multipath.find(planned.wwid)
         if current is None:
             return Result(True, "already gone")
-        blocker = removal_blocker(self._remover.usage(current.dm))
+        blocker = removal_blocker(
+            self._remover.usage(current.dm, unstick=partial(multipath.stop_queueing, current))
+        )
         if blocker:
             raise DeviceInUse(
                 f"{current.node} is in use: {blocker}", device=str(current.node), holder=blocker

@@ -129,7 +129,13 @@ def build_services(
         view=view,
         logins=logins,
         lun_devices=LunDevices(
-            host.sessions, host.devices, host.remover, clock, timeouts=timeouts, observer=observer
+            host.sessions,
+            host.devices,
+            host.remover,
+            clock,
+            timeouts=timeouts,
+            observer=observer,
+            multipath=host.multipath,
         ),
         routes=routes,
         multipath=host.multipath,

@@ -7,6 +7,13 @@ refused detach leaves everything as it was; the removal itself re-checks right b
 and a holder that appears between the two stops the detach there: with nothing removed yet the
 volume is attached as before, otherwise it stays listed as detaching and the error names what is
 left (see ``Detacher._stopped``).
+
+The WWID found is the one sysfs read when the device was probed. If the array has since given
+the LUN id to another LUN (unmapped and remapped behind the agent's back), a fresh inquiry on
+the path names that other LUN: the path and its map are still this volume's leftovers (nothing
+of the other LUN was ever scanned through them), but their I/O now reaches the other LUN. Such
+a path is removed without flushing it: whatever it buffers was written for this volume, and
+writing it back would put it on the other LUN.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from iscsi_agent.array.client import ArrayClient
 from iscsi_agent.errors import AgentError
 from iscsi_agent.host.devices import BlockDevice, Devices
 from iscsi_agent.host.errors import DeviceInUse, MultipathError
+from iscsi_agent.host.identity import MISMATCHES, verify_lun
 from iscsi_agent.host.multipath import Multipath, MultipathMap
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.removal import DeviceRemover, beside_multipath, removal_blocker
@@ -126,14 +134,7 @@ class Detacher:
                 self._multipath.forget_path(device.name)
             steps.run(
                 Step.REMOVE_PATHS,
-                partial(
-                    self._remover.remove,
-                    device,
-                    self._removal_timeout,
-                    force,
-                    serial=attachment.serial,
-                    recorded_identity=force and attachment.device is not None,
-                ),
+                partial(self._remove_path, attachment, device, force),
                 wwid=attachment.wwid,
                 device=device.name,
             )
@@ -202,6 +203,31 @@ class Detacher:
             ", ".join(left) or "no device",
         )
 
+    def _remove_path(self, attachment: Attachment, device: BlockDevice, force: bool) -> None:
+        """Remove one path of the volume: flushed and checked against its serial, or, when a fresh
+        inquiry shows its LUN id now leads to another LUN, unflushed (see the module docstring)."""
+        verdict, identity = verify_lun(self._devices, device.address, attachment.serial)
+        if verdict not in MISMATCHES:
+            self._remover.remove(
+                device,
+                self._removal_timeout,
+                force,
+                serial=attachment.serial,
+                recorded_identity=force and attachment.device is not None,
+            )
+            return
+        log.warning(
+            "%s (%s) of %s now reaches another LUN (serial %r, wwid %r): LUN id %d was reused; "
+            "removing it without writing back what it buffers",
+            device.node,
+            device.address,
+            attachment.volume,
+            identity.serial,
+            identity.wwid,
+            device.address.lun,
+        )
+        self._remover.remove(device, self._removal_timeout, flush=False)
+
     def _path_devices(self, sessions: list[Session], wwid: str) -> list[BlockDevice]:
         """Block devices on these sessions whose WWID (as sysfs last read it) is the LUN's."""
         wanted = normalize_wwid(wwid)
@@ -220,8 +246,10 @@ class Detacher:
     def _refuse_if_in_use(
         self, attachment: Attachment, paths: list[BlockDevice], mpath: MultipathMap | None
     ) -> None:
-        if mpath is not None:
-            blocker = removal_blocker(self._remover.usage(mpath.dm))
+        if mpath is not None and self._multipath is not None:
+            blocker = removal_blocker(
+                self._remover.usage(mpath.dm, unstick=partial(self._multipath.stop_queueing, mpath))
+            )
             if blocker:
                 raise _in_use(attachment, self._paths.host_view(mpath.node), blocker)
         for device in paths:

@@ -5,20 +5,25 @@ is that LUN), or left behind after the array gave the id to another LUN (stale: 
 the old identity, I/O reaches the new LUN). Only a fresh identity read decides, and a device is
 handed out only on a positive match. A stale device is removed when nothing holds it and the id
 is scanned again; a held one stops the attach, naming the holder, rather than risking the data
-behind it. tgtd (and a busy array) can leave a freshly scanned disk at 0 bytes until a rescan
+behind it. A stale path that runs under the old LUN's multipath map is held by that map, which
+is not a user: when nothing uses the map either, the map goes first (it leads to the new LUN
+too, so nobody must open it again), then the path. tgtd (and a busy array) can leave a freshly scanned disk at 0 bytes until a rescan
 reads its capacity again; such a disk is never handed out either.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
+from functools import partial
 
 from iscsi_agent.errors import AgentError
 from iscsi_agent.host.devices import BlockDevice, Devices
-from iscsi_agent.host.errors import DeviceInUse, WaitTimeout
-from iscsi_agent.host.identity import Verdict, is_lun, verify_lun
-from iscsi_agent.host.removal import DeviceRemover
+from iscsi_agent.host.errors import DeviceInUse, MultipathError, WaitTimeout
+from iscsi_agent.host.identity import MISMATCHES, Verdict, is_lun, verify_lun
+from iscsi_agent.host.multipath import Multipath
+from iscsi_agent.host.removal import DeviceRemover, removal_blocker
 from iscsi_agent.host.sessions import ScsiAddress, Session, Sessions
 from iscsi_agent.host.waiting import Clock, wait_until
 from iscsi_agent.naa import netapp_wwid, normalize_wwid
@@ -27,7 +32,6 @@ from iscsi_agent.service.observe import Observer, Unobserved
 
 log = logging.getLogger(__name__)
 
-MISMATCHES = frozenset({Verdict.SERIAL_MISMATCH, Verdict.WWID_MISMATCH})
 SIZE_RETRY_INTERVAL = 0.5
 
 
@@ -48,6 +52,7 @@ class LunDevices:
         *,
         timeouts: LunDeviceTimeouts | None = None,
         observer: Observer | None = None,
+        multipath: Multipath | None = None,
     ) -> None:
         self._sessions = sessions
         self._devices = devices
@@ -55,6 +60,8 @@ class LunDevices:
         self._clock = clock
         self._timeouts = timeouts or LunDeviceTimeouts()
         self._observer = observer or Unobserved()
+        self._multipath = multipath
+        self._maps = threading.Lock()  # the paths on every session come up in parallel, under one map
 
     def bring_up(self, session: Session, lun_id: int, serial: str) -> tuple[BlockDevice, bool]:
         """The verified device for ``lun_id`` on ``session``, and whether this call scanned it in.
@@ -137,6 +144,7 @@ class LunDevices:
             serial,
             verdict.value,
         )
+        self._release_from_old_map(stale, context)
         try:
             self._remover.remove(stale, self._timeouts.removal, flush=False)
         except DeviceInUse as exc:
@@ -159,6 +167,42 @@ class LunDevices:
                 verdict=verdict.name.lower(),
             )
         return device
+
+    def _release_from_old_map(self, stale: BlockDevice, context: str) -> None:
+        """Take down the multipath map a stale path runs under, unless something uses it, and have
+        multipathd let go of the path. The map is the old LUN's (multipathd built it from the path's
+        identity then) and now leads to the new LUN: it is removed, never used again."""
+        if self._multipath is None:
+            return
+        with self._maps:
+            mpath = self._multipath.holding(stale.name)
+            if mpath is not None:
+                blocker = removal_blocker(
+                    self._remover.usage(mpath.dm, unstick=partial(self._multipath.stop_queueing, mpath))
+                )
+                if blocker:
+                    raise WrongDevice(
+                        f"LUN {stale.address.lun} ({context}) holds a stale device {stale.node} of another "
+                        f"LUN, under multipath map {mpath.name} ({mpath.dm}), and the map is in use "
+                        f"({blocker}); not touching either",
+                        device=str(stale.node),
+                        lun_id=stale.address.lun,
+                        multipath_map=mpath.name,
+                        holder=blocker,
+                    )
+                log.warning(
+                    "%s (%s) runs under multipath map %s (%s) of the LUN that had this id; nothing uses "
+                    "the map: removing it",
+                    stale.node,
+                    context,
+                    mpath.name,
+                    mpath.dm,
+                )
+                self._multipath.flush(mpath)
+            try:
+                self._multipath.forget_path(stale.name)
+            except MultipathError as exc:  # not a path multipathd knows: nothing to let go of
+                log.debug("multipathd did not release %s: %s", stale.name, exc)
 
     def _with_capacity(self, device: BlockDevice, context: str) -> BlockDevice:
         if device.size_bytes > 0:

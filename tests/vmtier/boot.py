@@ -32,6 +32,7 @@ GUEST_PROGRAMS = (
     "tgtadm",
     "multipath",
     "multipathd",
+    "dmsetup",
     "udevadm",
 )
 BOOT_TIMEOUT = 45 * 60.0

@@ -24,6 +24,7 @@ defaults {
     user_friendly_names no
     find_multipaths strict
     polling_interval 2
+    uxsock_timeout 30000
 }
 devices {
     device {

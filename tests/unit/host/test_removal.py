@@ -491,3 +491,31 @@ def test_a_device_in_use_is_not_removed_on_its_recorded_identity(tree, sda, remo
     with pytest.raises(DeviceInUse, match=r"pid 4242"):
         remover.remove(sda, timeout=5, force_flush=True, serial=SERIAL, recorded_identity=True)
     assert not delete_requested(devices, ADDRESS)
+
+
+def test_probes_stuck_in_a_queueing_map_are_unstuck_and_then_waited_out(tree, sda, remover):
+    tree.open_by(616, "kpartx", "sda")  # udev's kpartx, its read queued for ever: the LUN is gone
+    unstuck: list[str] = []
+
+    def fail_queued_io() -> None:
+        unstuck.append("sda")
+        shutil.rmtree(tree.root / "proc/616")  # its read fails, kpartx exits
+
+    usage = remover.usage("sda", unstick=fail_queued_io)
+    assert unstuck == ["sda"] and removal_blocker(usage) is None
+
+
+def test_a_real_user_beside_stuck_probes_is_never_unstuck(tree, sda, remover):
+    tree.open_by(617, "kpartx", "sda")
+    tree.open_by(618, "qemu-system-x86", "sda")  # a VM whose I/O must keep queueing, not fail
+    unstuck: list[str] = []
+    usage = remover.usage("sda", unstick=lambda: unstuck.append("sda"))
+    assert unstuck == [] and removal_blocker(usage) == "open by pid 617 (kpartx), pid 618 (qemu-system-x86)"
+
+
+def test_a_mounted_device_with_stuck_probes_is_never_unstuck(tree, sda, remover):
+    tree.open_by(619, "blkid", "sda")
+    tree.mount("sda", "/srv")
+    unstuck: list[str] = []
+    remover.usage("sda", unstick=lambda: unstuck.append("sda"))
+    assert unstuck == []
