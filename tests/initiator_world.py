@@ -249,7 +249,10 @@ class KernelDevices(Devices):
         self._world = world
 
     def fresh_identity(self, address: ScsiAddress) -> DeviceIdentity:
-        serial = self._world.visible_luns().get(address.lun)
+        portal = next(
+            (key[1] for key, session in self._world.sessions.items() if session.host == address.host), None
+        )
+        serial = self._world.visible_luns(portal).get(address.lun) if portal is not None else None
         if serial is not None and self.block_name(address) is not None:
             self._world.tree.set_identity(address, serial)
         return super().fresh_identity(address)
