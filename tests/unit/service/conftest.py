@@ -30,6 +30,7 @@ from tests.initiator_world import KernelSessions, SimulatedInitiator
 
 INITIATOR = "iqn.1994-05.com.redhat:compute-7"
 HOSTNAME = "compute-7.example.net"
+OWN_IGROUP = igroup_name("openstack-", HOSTNAME, INITIATOR)
 
 
 @contextmanager
@@ -104,9 +105,14 @@ class Host:
         )
 
 
+def serial_of(host: Host, path: str) -> str:
+    with host.sim.state.lock:
+        return host.sim.state.lun("svm1", path=path).serial
+
+
 def unmap_behind_the_agents_back(host: Host, path: str) -> None:
     """The array unmaps the LUN from this host's igroup; the host keeps its device (experiment 3)."""
-    own = igroup_name(host.config.array.igroup_prefix, HOSTNAME, INITIATOR)
+    own = OWN_IGROUP
     with host.sim.state.lock:
         state = host.sim.state
         state.unmap_lun(state.lun("svm1", path=path), state.igroup("svm1", name=own))

@@ -16,18 +16,11 @@ from iscsi_agent.array.errors import ArrayNotFound
 from iscsi_agent.host.sessions import ScsiAddress
 from iscsi_agent.naa import netapp_wwid
 from iscsi_agent.service.errors import WrongDevice
-from iscsi_agent.service.igroup import igroup_name
 from iscsi_agent.service_api import NotAttached, VolumeInUse, VolumeNotFound
 from tests.contract.helpers import array_igroup, array_map, array_maps
-from tests.unit.service.conftest import HOSTNAME, INITIATOR, Host, config_for
+from tests.unit.service.conftest import INITIATOR, OWN_IGROUP, Host, config_for, serial_of
 
-OWN_IGROUP = igroup_name("openstack-", HOSTNAME, INITIATOR)
 LUN1, LUN2 = "/vol/vol1/lun1", "/vol/vol1/lun2"
-
-
-def serial_of(host: Host, path: str) -> str:
-    with host.sim.state.lock:
-        return host.sim.state.lun("svm1", path=path).serial
 
 
 def disks(host: Host) -> list[str]:

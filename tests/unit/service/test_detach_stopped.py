@@ -15,12 +15,16 @@ import pytest
 from iscsi_agent.array.errors import ArrayError
 from iscsi_agent.host.errors import IdentityUnreadable
 from iscsi_agent.host.sessions import ScsiAddress
-from iscsi_agent.service.igroup import igroup_name
 from iscsi_agent.service_api import VolumeInUse
 from tests.contract.helpers import array_maps
-from tests.unit.service.conftest import HOSTNAME, INITIATOR, Host, config_for, unmap_behind_the_agents_back
+from tests.unit.service.conftest import (
+    OWN_IGROUP,
+    Host,
+    config_for,
+    refuse_unmaps,
+    unmap_behind_the_agents_back,
+)
 
-OWN_IGROUP = igroup_name("openstack-", HOSTNAME, INITIATOR)
 LUN1 = "/vol/vol1/lun1"
 
 
@@ -121,13 +125,7 @@ def test_a_map_opened_after_the_check_is_refused_naming_it_and_nothing_is_remove
 
 def test_an_unmap_the_array_refuses_after_the_devices_went_says_the_map_is_left(host: Host):
     host.service.attach(LUN1)
-    host.sim.faults.inject(
-        "lun-unmap" if host.array.api == "zapi" else "DELETE /api/protocols/san/lun-maps",
-        "errno",
-        times=10,
-        errno=13001,
-        reason="busy",
-    )
+    refuse_unmaps(host)
     with pytest.raises(ArrayError, match=r"at unmap: .*; removed /dev/sda, left the map of ") as stopped:
         host.service.detach(LUN1, force=False)
     assert stopped.value.details["removed"] == ["/dev/sda"]

@@ -12,27 +12,20 @@ from iscsi_agent.errors import AgentError
 from iscsi_agent.journal.errors import JournalIoError
 from iscsi_agent.journal.model import Kind, Step, StepId
 from iscsi_agent.journal.store import Journal
-from iscsi_agent.service.igroup import igroup_name
 from iscsi_agent.service.recovery import Resolution
 from tests.contract.helpers import array_map, array_maps
 from tests.unit.service.conftest import (
-    HOSTNAME,
-    INITIATOR,
+    OWN_IGROUP,
     Host,
     assert_nothing_left,
     config_for,
     disks,
     host_layer,
     refuse_unmaps,
+    serial_of,
 )
 
-OWN_IGROUP = igroup_name("openstack-", HOSTNAME, INITIATOR)
 LUN1, LUN2 = "/vol/vol1/lun1", "/vol/vol1/lun2"
-
-
-def serial_of(host: Host, path: str) -> str:
-    with host.sim.state.lock:
-        return host.sim.state.lun("svm1", path=path).serial
 
 
 def never_appears(host: Host, path: str) -> None:

@@ -16,18 +16,16 @@ import pytest
 from iscsi_agent.host.errors import IdentityUnreadable
 from iscsi_agent.host.sessions import ScsiAddress
 from iscsi_agent.service.errors import WrongDevice
-from iscsi_agent.service.igroup import igroup_name
 from iscsi_agent.service_api import Attachment
 from tests.contract.helpers import array_map
-from tests.unit.service.conftest import HOSTNAME, INITIATOR, Host, unmap_behind_the_agents_back
+from tests.unit.service.conftest import (
+    OWN_IGROUP,
+    Host,
+    serial_of,
+    unmap_behind_the_agents_back,
+)
 
-OWN_IGROUP = igroup_name("openstack-", HOSTNAME, INITIATOR)
 LUN1, LUN2 = "/vol/vol1/lun1", "/vol/vol1/lun2"
-
-
-def serial_of(host: Host, path: str) -> str:
-    with host.sim.state.lock:
-        return host.sim.state.lun("svm1", path=path).serial
 
 
 def address_of(host: Host, attached: Attachment) -> ScsiAddress:

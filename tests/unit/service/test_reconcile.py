@@ -11,12 +11,10 @@ import pytest
 
 from iscsi_agent.errors import AgentError
 from iscsi_agent.reconcile.observe import IGROUP_CHECK_EVERY
-from iscsi_agent.service.igroup import igroup_name
 from iscsi_agent.service_api import ReconcileAction, ReconcileBusy
 from tests.contract.helpers import SVM, array_igroup, array_igroups_named, array_map, array_maps
-from tests.unit.service.conftest import HOSTNAME, INITIATOR, Host, unmap_behind_the_agents_back
+from tests.unit.service.conftest import INITIATOR, OWN_IGROUP, Host, unmap_behind_the_agents_back
 
-OWN_IGROUP = igroup_name("openstack-", HOSTNAME, INITIATOR)
 LUN1, LUN2, LUN3 = "/vol/vol1/lun1", "/vol/vol1/lun2", "/vol/vol1/lun3"
 
 

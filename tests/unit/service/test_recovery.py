@@ -11,13 +11,11 @@ import pytest
 
 from iscsi_agent.faults import faults
 from iscsi_agent.journal.model import Kind, Outcome
-from iscsi_agent.service.igroup import igroup_name
 from iscsi_agent.service.recovery import Resolution
 from tests.contract.helpers import array_igroups_named, array_maps
 from tests.fault_points import ATTACH_POINTS, DETACH_POINTS, RECOVERY_POINTS
 from tests.unit.service.conftest import (
-    HOSTNAME,
-    INITIATOR,
+    OWN_IGROUP,
     Host,
     assert_nothing_left,
     disks,
@@ -25,7 +23,6 @@ from tests.unit.service.conftest import (
     unmap_behind_the_agents_back,
 )
 
-OWN_IGROUP = igroup_name("openstack-", HOSTNAME, INITIATOR)
 LUN1, LUN2 = "/vol/vol1/lun1", "/vol/vol1/lun2"
 
 
