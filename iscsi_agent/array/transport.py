@@ -209,6 +209,8 @@ class HttpTransport:
             ) from exc
         except requests.exceptions.RequestException as exc:
             raise ArrayError(f"{method} {path} could not be sent: {exc}", url=self.base_url) from exc
+        except OSError as exc:  # requests' own check of the CA bundle and client certificate files
+            raise ArrayTlsError(f"TLS with {self.base_url} cannot start: {exc}", url=self.base_url) from exc
         log.debug("%s %s -> %s", method, path, response.status_code)
         if response.status_code == 401:
             raise ArrayAuthFailed(f"{self.base_url} refused the credentials (HTTP 401)", url=self.base_url)
