@@ -358,12 +358,11 @@ def _check_client_certificate(path: Path, cert: Path | None, key: Path | None) -
         raise _error(path, "array", missing, f"is required when {given} is set")
     if cert is None or key is None:
         return
-    try:
-        cert.stat()
-        info = key.stat()
-    except OSError as exc:
-        which = "client_cert" if exc.filename == str(cert) else "client_key"
-        raise _error(path, "array", which, f"{exc.filename}: {exc.strerror}") from exc
+    for setting, file in (("client_cert", cert), ("client_key", key)):
+        try:
+            info = file.stat()  # the key's, after the loop
+        except OSError as exc:
+            raise _error(path, "array", setting, f"{file}: {exc.strerror}") from exc
     if info.st_uid != 0:
         raise _error(path, "array", "client_key", f"{key} is owned by uid {info.st_uid}, not root")
     if info.st_mode & 0o077:
