@@ -14,7 +14,8 @@ an address the configuration never named. A 3xx is an ``ArrayRedirected`` naming
 
 The environment has no say (``trust_env`` off): ``HTTPS_PROXY``, ``.netrc`` and
 ``REQUESTS_CA_BUNDLE`` would change where a daemon connects, with what credentials, and whom it
-trusts. Request bodies and the Authorization header are never logged; they carry passwords and
+trusts. The array's certificate is checked against ``ArraySettings.trust_store`` (the system's
+store unless ``ca_bundle`` is set), never against the certifi bundle requests ships. Request bodies and the Authorization header are never logged; they carry passwords and
 CHAP secrets.
 """
 
