@@ -73,14 +73,21 @@ class Checker:
 
     @staticmethod
     def array_security(config: Config) -> Step:
+        """How the array is trusted (which CA file) and how the agent authenticates to it."""
         settings = config.array.to_settings()
         if risks := settings.security_risks():
             return Step("array security", Status.WARNING, "; ".join(risks))
-        if settings.ca_bundle:
-            return Step(
-                "array security", Status.OK, f"HTTPS, certificate checked against {settings.ca_bundle}"
-            )
-        return Step("array security", Status.OK, "HTTPS, certificate checked against the system's CAs")
+        store = settings.trust_store
+        try:
+            with open(store, "rb"):
+                pass
+        except OSError as exc:
+            return Step("array security", Status.FAILED, f"cannot read the CA bundle {store}: {exc.strerror}")
+        trusted = store if settings.ca_bundle else f"the system's CAs in {store}"
+        detail = f"HTTPS, certificate checked against {trusted}"
+        if settings.cert:
+            detail += f"; authenticated by the client certificate {settings.client_cert}"
+        return Step("array security", Status.OK, detail)
 
     def array(self, config: Config) -> Iterator[Step]:
         settings = config.array.to_settings()

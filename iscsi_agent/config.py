@@ -55,7 +55,10 @@ class ArrayConfig:
     vserver: str
     verify_tls: bool
     ca_bundle: Path | None
+    client_cert: Path | None
+    client_key: Path | None
     timeout: float
+    connect_timeout: float
     igroup_prefix: str
     os_type: str
 
@@ -69,7 +72,10 @@ class ArrayConfig:
             scheme=self.scheme,
             verify_tls=self.verify_tls,
             ca_bundle=str(self.ca_bundle) if self.ca_bundle else None,
+            client_cert=str(self.client_cert) if self.client_cert else None,
+            client_key=str(self.client_key) if self.client_key else None,
             timeout=self.timeout,
+            connect_timeout=self.connect_timeout,
             api=self.api,
         )
 
@@ -242,7 +248,10 @@ SCHEMA: Mapping[str, Mapping[str, tuple[Callable[[str], Any], str]]] = {
         "vserver": (_text, ""),
         "verify_tls": (_bool, "true"),
         "ca_bundle": (_optional_path, ""),
+        "client_cert": (_optional_path, ""),
+        "client_key": (_optional_path, ""),
         "timeout": (_seconds, "30"),
+        "connect_timeout": (_seconds, "10"),
         "igroup_prefix": (_text, "openstack-"),
         "os_type": (_text, "linux"),
     },
@@ -291,6 +300,7 @@ def parse_config(text: str, path: Path) -> Config:
     chap_secret = _secret(path, "iscsi", "chap_secret", "", iscsi["chap_secret_file"])
     if iscsi["chap_username"] and not chap_secret:
         raise _error(path, "iscsi", "chap_secret_file", "is required when chap_username is set")
+    _check_client_certificate(path, array["client_cert"], array["client_key"])
     return Config(
         agent=AgentConfig(**values["agent"]),
         array=ArrayConfig(**{**array, "password": password}),
@@ -339,6 +349,29 @@ def _secret(path: Path, section: str, key: str, inline: str, secret_file: Path |
         return secret_file.read_text().strip()
     except OSError as exc:
         raise _error(path, section, f"{key}_file", f"{secret_file}: {exc.strerror}") from exc
+
+
+def _check_client_certificate(path: Path, cert: Path | None, key: Path | None) -> None:
+    """Both files or neither; the key, which stands in for the password, only root may read or change."""
+    if (cert is None) != (key is None):
+        given, missing = ("client_cert", "client_key") if key is None else ("client_key", "client_cert")
+        raise _error(path, "array", missing, f"is required when {given} is set")
+    if cert is None or key is None:
+        return
+    for setting, file in (("client_cert", cert), ("client_key", key)):
+        try:
+            info = file.stat()  # the key's, after the loop
+        except OSError as exc:
+            raise _error(path, "array", setting, f"{file}: {exc.strerror}") from exc
+    if info.st_uid != 0:
+        raise _error(path, "array", "client_key", f"{key} is owned by uid {info.st_uid}, not root")
+    if info.st_mode & 0o077:
+        raise _error(
+            path,
+            "array",
+            "client_key",
+            f"{key} has mode {stat.S_IMODE(info.st_mode):04o}; only its owner may read it (chmod 600)",
+        )
 
 
 def _error(path: Path, section: str, key: str | None, problem: str) -> ConfigError:

@@ -33,6 +33,7 @@ class HttpRequest:
     target: str  # path with query, as sent
     headers: Mapping[str, str]  # lower-case names
     body: bytes
+    certificate_user: str | None = None  # common name of a client certificate TLS verified
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,11 @@ class App:
         with self._counts_lock:
             self.counts[key] += 1
 
-    def _authorized(self, headers: Mapping[str, str]) -> bool:
-        scheme, _, encoded = headers.get("authorization", "").partition(" ")
+    def _authorized(self, request: HttpRequest) -> bool:
+        """HTTP Basic with the account's password, or a verified client certificate naming the account."""
+        if request.certificate_user is not None and request.certificate_user == self._credentials[0]:
+            return True
+        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "basic":
             return False
         try:
@@ -149,7 +153,7 @@ class App:
         early = self._before((api,))
         if isinstance(early, Drop):
             return early
-        if not self._authorized(request.headers):
+        if not self._authorized(request):
             return Reply(
                 401,
                 b"<html><body><h1>401 Unauthorized</h1></body></html>\n",
@@ -193,7 +197,7 @@ class App:
         early = self._before((f"{request.method} {path}", key))
         if isinstance(early, Drop):
             return early
-        if not self._authorized(request.headers):
+        if not self._authorized(request):
             body = {"error": {"message": "User is not authorized", "code": "6"}}
             return self._json(401, body, {"WWW-Authenticate": 'Basic realm="ONTAP"'})
         if early is not None and not early.carries_out:
@@ -227,4 +231,5 @@ class App:
 def _status_reply(fault: Fault) -> Reply:
     """A bare HTTP error, as a gateway in front of the array sends it."""
     status = int(fault.params["status"])
-    return Reply(status, f"injected HTTP {status}\n".encode(), "text/plain")
+    headers = {"Location": str(fault.params["location"])} if "location" in fault.params else {}
+    return Reply(status, f"injected HTTP {status}\n".encode(), "text/plain", headers)

@@ -20,7 +20,7 @@ from typing import Any
 
 class FaultKind(enum.Enum):
     LATENCY = "latency"  # seconds: answer normally, late
-    HTTP_STATUS = "http_status"  # status[, applied]: a bare HTTP error instead of an answer
+    HTTP_STATUS = "http_status"  # status[, applied, location]: a bare HTTP status (a redirect with location)
     RESET = "reset"  # drop the TCP connection (RST) without a reply
     TIMEOUT = "timeout"  # seconds: hold the request, then drop it without a reply
     ERRNO = "errno"  # ZAPI errno+reason / REST code+message+status as an API failure

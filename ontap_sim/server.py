@@ -32,8 +32,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length) if length else b""
         headers = {name.lower(): value for name, value in self.headers.items()}
+        request = HttpRequest(self.command, self.path, headers, body, self._certificate_user())
         try:
-            outcome = self.server.app.handle(HttpRequest(self.command, self.path, headers, body))
+            outcome = self.server.app.handle(request)
         except Exception:
             log.exception("simulator failed on %s %s", self.command, self.path)
             outcome = Reply(500, b"internal simulator error\n", "text/plain")
@@ -50,6 +51,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(outcome.body)
+
+    def _certificate_user(self) -> str | None:
+        """The common name of the client certificate TLS verified, if the client sent one."""
+        if not isinstance(self.connection, ssl.SSLSocket):
+            return None
+        peer = self.connection.getpeercert()  # a dict only for a certificate that was verified
+        for rdn in (peer or {}).get("subject", ()):
+            for name, value in rdn:
+                if name == "commonName":
+                    return str(value)
+        return None
 
     do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = do_HEAD = _serve
 
@@ -129,8 +141,12 @@ class SimServer(ThreadingHTTPServer):
         self.server_close()
 
 
-def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+def tls_context(cert_file: str, key_file: str, client_ca: str | None = None) -> ssl.SSLContext:
+    """Server TLS; with ``client_ca``, a handshake without a client certificate it issued fails."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_file, key_file)
+    if client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(client_ca)
     return context

@@ -51,17 +51,25 @@ class Simulator:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self, host: str = "127.0.0.1", port: int = 0, tls: bool = False) -> str:
-        """Serve on host:port (0 picks a free port); returns the base URL."""
+    def start(
+        self, host: str = "127.0.0.1", port: int = 0, tls: bool = False, client_ca: str | None = None
+    ) -> str:
+        """Serve on host:port (0 picks a free port); returns the base URL.
+
+        With ``client_ca`` (TLS only) every client must present a certificate that CA issued; one
+        whose common name is the account's user name is authenticated without a password.
+        """
         if self._server is not None:
             raise RuntimeError("simulator already started")
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the simulator listens on loopback only, not {host}")
+        if client_ca is not None and not tls:
+            raise ValueError("client certificates need tls=True")
         context = None
         if tls:
             self._cert_dir = Path(tempfile.mkdtemp(prefix="ontap-sim-tls-"))
             files = write_certs(self._cert_dir, host)
-            context = tls_context(str(files.server_cert), str(files.server_key))
+            context = tls_context(str(files.server_cert), str(files.server_key), client_ca)
             self.ca_cert_path = str(files.ca_cert)
         self._stopping.clear()
         if self.mirror is not None:

@@ -1,4 +1,9 @@
-"""A throw-away CA and server certificate for loopback HTTPS, so clients can verify for real."""
+"""Throw-away CAs and certificates for loopback HTTPS, so clients can verify for real.
+
+Two kinds: the server's (a CA and a leaf for the listening host) and a client's (a CA the
+simulated array trusts for client certificates and a leaf for one account: ONTAP maps the
+certificate's common name to the user it authenticates).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = datetime.timedelta(days=7)
+PEM = serialization.Encoding.PEM
 
 
 @dataclass(frozen=True)
@@ -20,6 +26,19 @@ class CertFiles:
     ca_cert: Path
     server_cert: Path  # the leaf followed by the CA
     server_key: Path
+
+
+@dataclass(frozen=True)
+class ClientCertFiles:
+    ca_cert: Path  # what the array is told to trust for client certificates
+    cert: Path
+    key: Path  # mode 0600
+
+
+@dataclass(frozen=True)
+class _Issuer:
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
 
 
 def _name(common_name: str) -> x509.Name:
@@ -31,18 +50,25 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def write_certs(directory: Path, host: str) -> CertFiles:
-    """Issue a CA and a leaf valid for ``host``, 127.0.0.1, ::1 and localhost."""
+def _builder(
+    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
+) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
+    return (
         x509.CertificateBuilder()
-        .subject_name(_name("ontap-sim CA"))
-        .issuer_name(_name("ontap-sim CA"))
-        .public_key(ca_key.public_key())
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + VALIDITY)
+    )
+
+
+def _new_ca(common_name: str) -> _Issuer:
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        _builder(_name(common_name), _name(common_name), key.public_key())
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -58,9 +84,36 @@ def write_certs(directory: Path, host: str) -> CertFiles:
             ),
             critical=True,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
     )
+    return _Issuer(key, cert)
+
+
+def _leaf(
+    ca: _Issuer, common_name: str, usage: x509.ObjectIdentifier, names: list[x509.GeneralName] | None = None
+) -> _Issuer:
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = _builder(_name(common_name), ca.cert.subject, key.public_key())
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    cert = (
+        builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+        )
+        .sign(ca.key, hashes.SHA256())
+    )
+    return _Issuer(key, cert)
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    path.write_bytes(key.private_bytes(PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    path.chmod(0o600)
+
+
+def _host_names(host: str) -> list[x509.GeneralName]:
     names: list[x509.GeneralName] = [
         x509.DNSName("localhost"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
@@ -72,29 +125,26 @@ def write_certs(directory: Path, host: str) -> CertFiles:
             names.append(x509.IPAddress(address))
     except ValueError:
         names.append(x509.DNSName(host))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(host))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    return names
+
+
+def write_certs(directory: Path, host: str) -> CertFiles:
+    """Issue a CA and a leaf valid for ``host``, 127.0.0.1, ::1 and localhost."""
+    ca = _new_ca("ontap-sim CA")
+    leaf = _leaf(ca, host, ExtendedKeyUsageOID.SERVER_AUTH, _host_names(host))
     files = CertFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
-    pem = serialization.Encoding.PEM
-    files.ca_cert.write_bytes(ca_cert.public_bytes(pem))
-    files.server_cert.write_bytes(cert.public_bytes(pem) + ca_cert.public_bytes(pem))
-    files.server_key.write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    files.server_key.chmod(0o600)
+    files.ca_cert.write_bytes(ca.cert.public_bytes(PEM))
+    files.server_cert.write_bytes(leaf.cert.public_bytes(PEM) + ca.cert.public_bytes(PEM))
+    _write_key(files.server_key, leaf.key)
+    return files
+
+
+def write_client_cert(directory: Path, user: str) -> ClientCertFiles:
+    """Issue a client CA and a client certificate whose common name is the account ``user``."""
+    ca = _new_ca("ontap-sim client CA")
+    leaf = _leaf(ca, user, ExtendedKeyUsageOID.CLIENT_AUTH)
+    files = ClientCertFiles(directory / "client-ca.pem", directory / "client.pem", directory / "client.key")
+    files.ca_cert.write_bytes(ca.cert.public_bytes(PEM))
+    files.cert.write_bytes(leaf.cert.public_bytes(PEM))
+    _write_key(files.key, leaf.key)
     return files

@@ -5,6 +5,7 @@
     │   └── ArrayTlsError          array_tls_failed       certificate not trusted, handshake failed
     ├── ArrayTimeout               array_timeout          no answer within the read timeout
     ├── ArrayAuthFailed            array_auth_failed      HTTP 401: wrong user, password or certificate
+    ├── ArrayRedirected            array_redirected       HTTP 3xx, not followed; (url, http_status, location)
     ├── ArrayNotFound              array_not_found        (kind: lun|igroup|svm|iscsi_service|lun_map, name)
     ├── ArrayResponseError         array_bad_response     a reply lacks what the agent needs; (api, missing)
     ├── ArrayInvalidRequest        array_invalid_request  refused before sending: the array would refuse it; (api, problem)
@@ -51,6 +52,12 @@ TRANSPORT_ERRORS = (ArrayUnreachable, ArrayTimeout)
 
 class ArrayAuthFailed(ArrayError):
     code = "array_auth_failed"
+
+
+class ArrayRedirected(ArrayError):
+    """Something answered a redirect in the array's name; the agent talks only to the configured address."""
+
+    code = "array_redirected"
 
 
 class ArrayNotFound(ArrayError):

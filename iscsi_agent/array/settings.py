@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from iscsi_agent.portal import bracketed
 
 DEFAULT_PORTS = {"https": 443, "http": 80}
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+"""The system's trust store (Debian's, kept by update-ca-certificates): what an operator edits, where
+requests would otherwise use the certifi bundle shipped inside the Python environment."""
 
 
 class ApiChoice(enum.Enum):
@@ -21,7 +24,8 @@ class ArraySettings:
     """Connection settings for one ONTAP cluster or SVM management LIF.
 
     With ``client_cert``/``client_key`` set the client authenticates by certificate and sends
-    no password, as ONTAP expects. ``ca_bundle`` replaces the system trust store when given;
+    no password, as ONTAP expects. ``ca_bundle`` replaces the system trust store
+    (``SYSTEM_CA_BUNDLE``) when given;
     ``verify_tls=False`` and ``scheme="http"`` are for labs only (``security_risks`` says why).
     ``timeout`` is the read timeout per request. One client call tries at most ``attempts``
     times in all and gives up at ``deadline`` seconds (by default ``call_deadline``).
@@ -72,11 +76,16 @@ class ArraySettings:
         return ()
 
     @property
+    def trust_store(self) -> str:
+        """The PEM file of the CAs the array's certificate is checked against."""
+        return self.ca_bundle or SYSTEM_CA_BUNDLE
+
+    @property
     def verify(self) -> bool | str:
-        """The value requests takes for ``verify``: False, True or a CA bundle path."""
+        """The value requests takes for ``verify``: False, or the trust store's path (never certifi's)."""
         if not self.verify_tls:
             return False
-        return self.ca_bundle or True
+        return self.trust_store
 
     @property
     def cert(self) -> tuple[str, str] | None:

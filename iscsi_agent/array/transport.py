@@ -8,9 +8,14 @@ A 502/503/504 comes from a gateway or an array too busy to say what it did, and 
 mid-body was most likely begun after the array acted, so when they are the last answer they are
 raised as transport failures (outcome unknown), never reported as a definite refusal.
 
+Redirects are never followed: ONTAP answers its APIs itself, so a 3xx comes from something in
+between, and following it would resend the body (a 307/308 keeps it: passwords, CHAP secrets) to
+an address the configuration never named. A 3xx is an ``ArrayRedirected`` naming the location.
+
 The environment has no say (``trust_env`` off): ``HTTPS_PROXY``, ``.netrc`` and
 ``REQUESTS_CA_BUNDLE`` would change where a daemon connects, with what credentials, and whom it
-trusts. Request bodies and the Authorization header are never logged; they carry passwords and
+trusts. The array's certificate is checked against ``ArraySettings.trust_store`` (the system's
+store unless ``ca_bundle`` is set), never against the certifi bundle requests ships. Request bodies and the Authorization header are never logged; they carry passwords and
 CHAP secrets.
 """
 
@@ -29,6 +34,7 @@ from iscsi_agent.array.budget import DEFAULT_POLICY, Budgets, RetryPolicy
 from iscsi_agent.array.errors import (
     ArrayAuthFailed,
     ArrayError,
+    ArrayRedirected,
     ArrayTimeout,
     ArrayTlsError,
     ArrayUnreachable,
@@ -42,6 +48,7 @@ log = logging.getLogger(__name__)
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 UNKNOWN_OUTCOME_STATUSES = frozenset({502, 503, 504})  # 429 says "not done": the caller gets the refusal
 USER_AGENT = "iscsi-agent"
+MAX_LOCATION = 512  # characters of a redirect's Location quoted in the error
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,16 @@ class HttpTransport:
             return ArrayTimeout(message, url=self.base_url, http_status=reply.status)
         return ArrayUnreachable(message, url=self.base_url, http_status=reply.status)
 
+    def _redirected(self, method: str, path: str, response: requests.Response) -> ArrayRedirected:
+        location = response.headers.get("Location", "")[:MAX_LOCATION]
+        return ArrayRedirected(
+            f"{method} {path}: {self.base_url} answered HTTP {response.status_code} redirecting to "
+            f"{location!r}; redirects are not followed (configure the array's own address)",
+            url=self.base_url,
+            http_status=response.status_code,
+            location=location,
+        )
+
     def _send(self, method: str, path: str, timeout: tuple[float, float], **kwargs: Any) -> HttpReply:
         if self.observe is None:
             return self._send_once(method, path, timeout, **kwargs)
@@ -168,9 +185,15 @@ class HttpTransport:
     def _send_once(self, method: str, path: str, timeout: tuple[float, float], **kwargs: Any) -> HttpReply:
         url = self.base_url + path
         try:
-            # verify and cert go with each request, so nothing set on the session can replace them
+            # verify, cert and redirects go with each request, so nothing set on the session can change them
             response = self._session.request(
-                method, url, timeout=timeout, verify=self._verify, cert=self._cert, **kwargs
+                method,
+                url,
+                timeout=timeout,
+                verify=self._verify,
+                cert=self._cert,
+                allow_redirects=False,
+                **kwargs,
             )
         except requests.exceptions.SSLError as exc:
             raise ArrayTlsError(f"TLS with {self.base_url} failed: {exc}", url=self.base_url) from exc
@@ -187,7 +210,11 @@ class HttpTransport:
             ) from exc
         except requests.exceptions.RequestException as exc:
             raise ArrayError(f"{method} {path} could not be sent: {exc}", url=self.base_url) from exc
+        except OSError as exc:  # requests' own check of the CA bundle and client certificate files
+            raise ArrayTlsError(f"TLS with {self.base_url} cannot start: {exc}", url=self.base_url) from exc
         log.debug("%s %s -> %s", method, path, response.status_code)
         if response.status_code == 401:
             raise ArrayAuthFailed(f"{self.base_url} refused the credentials (HTTP 401)", url=self.base_url)
+        if 300 <= response.status_code < 400:
+            raise self._redirected(method, path, response)
         return HttpReply(response.status_code, response.reason or "", response.headers, response.content)

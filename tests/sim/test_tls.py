@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from ontap_sim import Simulator
+from ontap_sim.tls import write_client_cert
 
 
 def test_tls_verifies_against_the_ca(ontap_sim_tls: Simulator) -> None:
@@ -61,3 +62,53 @@ def test_a_stopped_simulator_frees_its_port_for_a_new_one() -> None:
         assert second.start(port=int(url.rsplit(":", 1)[1])) == url
     finally:
         second.stop()
+
+
+@pytest.fixture
+def client_certs(tmp_path):
+    """A client certificate for the account (admin), and one for it from a CA the array does not trust."""
+    (tmp_path / "trusted").mkdir()
+    (tmp_path / "other").mkdir()
+    return write_client_cert(tmp_path / "trusted", "admin"), write_client_cert(tmp_path / "other", "admin")
+
+
+@pytest.fixture
+def cert_sim(client_certs):
+    trusted, _ = client_certs
+    sim = Simulator()
+    sim.start(tls=True, client_ca=str(trusted.ca_cert))
+    yield sim
+    sim.stop()
+
+
+def test_a_client_certificate_naming_the_account_authenticates_without_a_password(cert_sim, client_certs):
+    trusted, _ = client_certs
+    reply = requests.get(
+        cert_sim.base_url + "/api/cluster",
+        cert=(str(trusted.cert), str(trusted.key)),
+        verify=cert_sim.ca_cert_path,
+        timeout=5,
+    )
+    assert reply.status_code == 200 and reply.json()["name"] == "cluster1"
+
+
+@pytest.mark.parametrize("which", ["none", "other CA"])
+def test_a_simulator_given_a_client_ca_refuses_clients_without_a_certificate_it_issued(
+    cert_sim, client_certs, which
+):
+    _, other = client_certs
+    cert = None if which == "none" else (str(other.cert), str(other.key))
+    with pytest.raises(requests.exceptions.ConnectionError):  # SSLError, or a reset after TLS 1.3's alert
+        requests.get(
+            cert_sim.base_url + "/api/cluster",
+            auth=("admin", "netapp1!"),
+            cert=cert,
+            verify=cert_sim.ca_cert_path,
+            timeout=5,
+        )
+    assert cert_sim.total("rest") == 0
+
+
+def test_the_client_key_is_written_private(client_certs):
+    trusted, _ = client_certs
+    assert trusted.key.stat().st_mode & 0o777 == 0o600

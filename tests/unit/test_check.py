@@ -13,6 +13,7 @@ from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.routes import Route
 from ontap_sim import Simulator
 from ontap_sim.seed import DEFAULT_SEED
+from ontap_sim.tls import write_client_cert
 from tests.fakes import FakeRunner
 
 IQN = "iqn.1994-05.com.redhat:compute-7"
@@ -147,4 +148,54 @@ def test_a_checked_certificate_is_ok_and_says_against_what(ontap_sim_tls, tmp_pa
     assert steps["array security"].status is Status.OK
     assert (
         steps["array security"].detail == f"HTTPS, certificate checked against {ontap_sim_tls.ca_cert_path}"
+    )
+
+
+def test_a_checked_certificate_without_a_ca_bundle_names_the_system_store(ontap_sim_tls, tmp_path):
+    steps = by_name(checker(host_root(tmp_path)).run(tls_config(ontap_sim_tls, "")))
+    assert steps["array security"].status is Status.OK
+    assert steps["array security"].detail == (
+        "HTTPS, certificate checked against the system's CAs in /etc/ssl/certs/ca-certificates.crt"
+    )
+
+
+def test_a_ca_bundle_that_cannot_be_read_fails_the_security_step(ontap_sim_tls, tmp_path):
+    missing = tmp_path / "missing-ca.pem"
+    steps = by_name(checker(host_root(tmp_path)).run(tls_config(ontap_sim_tls, f"ca_bundle = {missing}")))
+    assert steps["array security"].status is Status.FAILED
+    assert steps["array security"].detail == f"cannot read the CA bundle {missing}: No such file or directory"
+
+
+@pytest.fixture
+def client_certs(tmp_path):
+    """A client certificate for the simulator's account (admin) and the CA that issued it."""
+    folder = tmp_path / "client"
+    folder.mkdir()
+    return write_client_cert(folder, "admin")
+
+
+@pytest.fixture
+def cert_sim(client_certs):
+    """An array that requires and verifies a client certificate issued by ``client_certs``' CA."""
+    sim = Simulator()
+    sim.start(tls=True, client_ca=str(client_certs.ca_cert))
+    yield sim
+    sim.stop()
+
+
+def test_certificate_authentication_configured_in_the_file_reaches_an_array_that_requires_it(
+    cert_sim, client_certs, tmp_path
+):
+    url = urlsplit(cert_sim.base_url)
+    config = parse_config(
+        f"[array]\nhostname = {url.hostname}\nport = {url.port}\napi = rest\nvserver = svm1\n"
+        f"ca_bundle = {cert_sim.ca_cert_path}\nclient_cert = {client_certs.cert}\n"
+        f"client_key = {client_certs.key}\nconnect_timeout = 2\n",
+        Path("agent.conf"),
+    )
+    steps = by_name(checker(host_root(tmp_path)).run(config))
+    assert steps["array"].status is Status.OK and steps["svm"].status is Status.OK
+    assert steps["array security"].detail == (
+        f"HTTPS, certificate checked against {cert_sim.ca_cert_path}; "
+        f"authenticated by the client certificate {client_certs.cert}"
     )

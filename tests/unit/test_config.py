@@ -2,6 +2,7 @@
 
 import configparser
 import ipaddress
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ MINIMAL = "[array]\nhostname = cluster1.example\nvserver = svm1\n"
 
 def test_a_minimal_file_gets_the_documented_defaults():
     config = parse_config(MINIMAL, CONF)
+    assert config.array.connect_timeout == 10.0 and config.array.to_settings().connect_timeout == 10.0
+    assert config.array.to_settings().cert is None
     assert config.agent.socket == Path("/run/iscsi-agent/agent.sock")
     assert (
         config.agent.socket_mode == 0o660
@@ -70,6 +73,7 @@ listen =
         (MINIMAL + "timeuot = 5\n", "[array] timeuot", "unknown key"),
         (MINIMAL + "timeout = abc\n", "[array] timeout", "'abc' is not a number of seconds"),
         (MINIMAL + "timeout = 0\n", "[array] timeout", "must be greater than 0"),
+        (MINIMAL + "connect_timeout = soon\n", "[array] connect_timeout", "is not a number of seconds"),
         (MINIMAL + "port = 70000\n", "[array] port", "not a TCP port"),
         (MINIMAL + "api = soap\n", "[array] api", "must be one of auto, rest, zapi"),
         (MINIMAL + "verify_tls = maybe\n", "[array] verify_tls", "is not true or false"),
@@ -156,3 +160,52 @@ def test_the_example_file_lists_exactly_the_schema_with_its_defaults():
     filled = EXAMPLE.read_text().replace("hostname =\n", "hostname = cluster1.example\n", 1)
     filled = filled.replace("vserver =\n", "vserver = svm1\n", 1)
     assert parse_config(filled, EXAMPLE).array.hostname == "cluster1.example"
+
+
+def client_files(tmp_path: Path, key_mode: int = 0o600) -> tuple[Path, Path]:
+    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    key.chmod(key_mode)
+    return cert, key
+
+
+def test_certificate_authentication_and_the_connect_timeout_reach_the_array_settings(tmp_path):
+    cert, key = client_files(tmp_path)
+    text = MINIMAL + f"client_cert = {cert}\nclient_key = {key}\nconnect_timeout = 4\n"
+    settings = parse_config(text, CONF).array.to_settings()
+    assert settings.cert == (str(cert), str(key)) and settings.connect_timeout == 4.0
+
+
+@pytest.mark.parametrize(
+    ("arrange", "where", "why"),
+    [
+        (lambda key: key.chmod(0o640), "client_key", "has mode 0640; only its owner may read it (chmod 600)"),
+        (lambda key: key.chmod(0o604), "client_key", "has mode 0604; only its owner may read it (chmod 600)"),
+        (lambda key: os.chown(key, 65534, 0), "client_key", "is owned by uid 65534, not root"),
+        (lambda key: key.unlink(), "client_key", "No such file or directory"),
+    ],
+    ids=["group-readable", "world-readable", "not-root-owned", "missing"],
+)
+def test_a_client_key_only_root_may_read_is_required(tmp_path, arrange, where, why):
+    cert, key = client_files(tmp_path)
+    arrange(key)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(MINIMAL + f"client_cert = {cert}\nclient_key = {key}\n", CONF)
+    assert str(caught.value).startswith(f"{CONF} [array] {where}: ") and why in str(caught.value)
+
+
+def test_a_missing_client_certificate_is_named(tmp_path):
+    cert, key = client_files(tmp_path)
+    cert.unlink()
+    with pytest.raises(ConfigError, match=r"\[array\] client_cert: .*client\.pem: No such file"):
+        parse_config(MINIMAL + f"client_cert = {cert}\nclient_key = {key}\n", CONF)
+
+
+@pytest.mark.parametrize(("given", "missing"), [("client_cert", "client_key"), ("client_key", "client_cert")])
+def test_a_client_certificate_and_its_key_come_together(tmp_path, given, missing):
+    cert, key = client_files(tmp_path)
+    path = cert if given == "client_cert" else key
+    with pytest.raises(ConfigError) as caught:
+        parse_config(MINIMAL + f"{given} = {path}\n", CONF)
+    assert str(caught.value) == f"{CONF} [array] {missing}: is required when {given} is set"

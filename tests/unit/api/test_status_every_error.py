@@ -53,6 +53,7 @@ EXPECTED: dict[str, int] = {
     "iscsi_agent.array.errors.ArrayUnreachable": 502,
     "iscsi_agent.array.errors.ArrayTlsError": 502,
     "iscsi_agent.array.errors.ArrayAuthFailed": 502,
+    "iscsi_agent.array.errors.ArrayRedirected": 502,
     "iscsi_agent.array.errors.ArrayNotFound": 502,
     "iscsi_agent.array.errors.ArrayResponseError": 502,
     "iscsi_agent.array.errors.ArrayInvalidRequest": 502,

@@ -13,8 +13,8 @@ def test_an_ipv6_host_is_bracketed():
     assert ArraySettings("fd00::5").base_url == "https://[fd00::5]:443"
 
 
-def test_verification_is_on_by_default_and_a_ca_bundle_replaces_the_store():
-    assert ArraySettings("a").verify is True
+def test_by_default_the_certificate_is_checked_against_the_system_store_and_a_ca_bundle_replaces_it():
+    assert ArraySettings("a").verify == "/etc/ssl/certs/ca-certificates.crt"  # not requests' own bundle
     assert ArraySettings("a", ca_bundle="/ca.pem").verify == "/ca.pem"
     assert ArraySettings("a", verify_tls=False, ca_bundle="/ca.pem").verify is False
 

@@ -9,6 +9,7 @@ from iscsi_agent.array.budget import one_budget_per_call
 from iscsi_agent.array.errors import (
     TRANSPORT_ERRORS,
     ArrayAuthFailed,
+    ArrayRedirected,
     ArrayTimeout,
     ArrayTlsError,
     ArrayUnreachable,
@@ -224,3 +225,27 @@ def test_every_request_is_told_to_the_observer_with_its_result_and_duration():
     sender.request("GET", "/api/cluster", idempotent=True)
     assert [result for result, _ in seen] == ["array_unreachable", "ok", "http_500"]
     assert all(seconds >= 0 for _, seconds in seen)
+
+
+def test_a_redirect_is_never_followed_and_is_an_error_naming_the_location_briefly():
+    moved = response(308, reason="Permanent Redirect")
+    moved.headers["Location"] = "https://elsewhere.test/" + "x" * 5000
+    session = ScriptedSession(moved)
+    made = transport(session, [])
+    observed = []
+    made.observe = lambda result, seconds: observed.append(result)
+    with pytest.raises(ArrayRedirected) as caught:
+        made.request("POST", "/api/protocols/san/iscsi/credentials", idempotent=True, json={"x": 1})
+    assert session.calls[0][2]["allow_redirects"] is False and len(session.calls) == 1
+    assert caught.value.details["http_status"] == 308
+    assert caught.value.details["location"] == ("https://elsewhere.test/" + "x" * 5000)[:512]
+    assert "'https://elsewhere.test/xxx" in str(caught.value) and len(str(caught.value)) < 800
+    assert observed == ["array_redirected"]
+
+
+def test_a_ca_bundle_or_client_certificate_that_cannot_be_loaded_is_a_tls_error_not_retried():
+    unusable = OSError("Could not find the TLS key file, invalid path: /etc/iscsi-agent/client.key")
+    session = ScriptedSession(unusable, response(200))
+    with pytest.raises(ArrayTlsError) as caught:
+        transport(session, []).request("GET", "/api/cluster", idempotent=True)
+    assert "client.key" in str(caught.value) and len(session.calls) == 1
