@@ -13,7 +13,6 @@ on two calls and changes nothing on any other (``reconnect begin``, ``start``, `
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -57,7 +56,6 @@ def main(
     if len(args) < 3:
         print(f"{PROG}: usage: {PROG} DOMAIN OPERATION SUB-OPERATION [EXTRA]", file=err)
         return EXIT_USAGE
-    logging.getLogger().addHandler(logging.NullHandler())  # stderr is libvirt's message to the user
     xml = (stdin or sys.stdin.buffer).read(
         MAX_XML_BYTES + 1
     )  # read whatever the operation: libvirt writes it

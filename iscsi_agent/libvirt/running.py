@@ -8,12 +8,9 @@ volume" without a libvirt connection: a hook must not call back into libvirtd, w
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from iscsi_agent.libvirt.domain import Domain, DomainXmlInvalid, parse
-
-log = logging.getLogger(__name__)
 
 STATUS_DIR = Path("/run/libvirt/qemu")
 
@@ -25,10 +22,9 @@ def declared_elsewhere(domain: Domain, status_dir: Path = STATUS_DIR) -> dict[st
     for path in sorted(status_dir.glob("*.xml")):
         try:
             other = parse(path.read_bytes())
-        except (OSError, DomainXmlInvalid) as exc:
+        except (OSError, DomainXmlInvalid):
             # gone since the listing (it stopped), or unreadable; the agent still refuses to detach a
             # device an open QEMU holds, so a volume of an unreadable domain is not lost through this
-            log.warning("skipping libvirt status file %s: %s", path, exc)
             continue
         if other.name == domain.name or (domain.uuid and other.uuid == domain.uuid):
             continue
