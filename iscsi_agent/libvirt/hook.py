@@ -56,9 +56,8 @@ def main(
     if len(args) < 3:
         print(f"{PROG}: usage: {PROG} DOMAIN OPERATION SUB-OPERATION [EXTRA]", file=err)
         return EXIT_USAGE
-    xml = (stdin or sys.stdin.buffer).read(
-        MAX_XML_BYTES + 1
-    )  # read whatever the operation: libvirt writes it
+    # read whatever the operation: libvirt writes the XML to every call; one byte past the bound tells
+    xml = (stdin or sys.stdin.buffer).read(MAX_XML_BYTES + 1)
     operation = (args[1], args[2])
     if operation not in (("prepare", "begin"), ("release", "end")):
         return EXIT_OK
