@@ -32,6 +32,7 @@ setup(
         "console_scripts": [
             "iscsi-agent = iscsi_agent.cli:main",
             "iscsi-agentctl = iscsi_agent.ctl:main",
+            "iscsi-agent-libvirt-hook = iscsi_agent.libvirt.hook:main",
         ],
     },
 )
