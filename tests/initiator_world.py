@@ -55,7 +55,7 @@ class SimulatedInitiator:
     def _run(self, args: tuple[str, ...], timeout: float, secrets: Sequence[str]) -> CommandResult:
         self.calls.append(tuple(mask(arg, secrets) for arg in args))
         if args[:2] == ("multipath", "-f"):  # the map goes and lets go of its paths
-            self.tree.remove_multipath_named(args[2])
+            self.tree.remove_multipath_named(args[-1])
         if args[0] != "iscsiadm":
             return CommandResult(args, 0, "", "")
         mode = _value(args, "-m")
