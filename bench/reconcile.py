@@ -91,7 +91,7 @@ class WithMultipath:
 
     def __call__(self, argv: Sequence[str], *, timeout: float, secrets: Sequence[str] = ()) -> CommandResult:
         if tuple(argv[:2]) == ("multipath", "-f"):
-            remove_multipath(self.tree, argv[2])
+            remove_multipath(self.tree, argv[-1])
             return CommandResult(tuple(argv), 0, "", "")
         return self.world(argv, timeout=timeout, secrets=secrets)
 

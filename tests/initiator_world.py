@@ -135,9 +135,10 @@ class SimulatedInitiator:
             for dm in self.multipath_maps():
                 self.tree.remove_multipath_slave(dm, args[3])
         elif args[:2] == ("multipath", "-f"):
-            dm = next((dm for dm, name in self.multipath_maps().items() if name == args[2]), None)
+            name = args[-1]  # multipath -f [-R retries] NAME
+            dm = next((dm for dm, mapped in self.multipath_maps().items() if mapped == name), None)
             if dm is not None and self._map_in_use(dm):
-                return CommandResult(args, 1, "", f"{args[2]}: map in use\n")
+                return CommandResult(args, 1, "", f"{name}: map in use\n")
             if dm is not None:
                 self.tree.remove_multipath(dm)
         return CommandResult(args, 0, "", "")

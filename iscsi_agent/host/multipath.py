@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 DM_UUID_PREFIX = "mpath-"
 DEFAULT_TIMEOUT = 60.0
+# `multipath -R`: retries (a second apart) of a flush that finds the map open. Callers flush a map
+# they found unused; udev's probes, run on the map's change events, still open it for moments
+# (seen in the VM right after a LUN id was reused: "map in use").
+FLUSH_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -133,14 +137,14 @@ class Multipath:
             ) from exc
 
     def flush(self, mpath: MultipathMap) -> None:
-        """Remove the map (``multipath -f``); fails while the map is open or mounted.
+        """Remove the map (``multipath -f``); fails while the map stays open or mounted.
 
         Callers flush only a map nothing uses (checked) or one they made and never handed out, so
         I/O still queued on it has nobody waiting for it: it is failed first (see the module
         docstring), or the flush could wait for ever on a map whose LUN is gone.
         """
         self.stop_queueing(mpath)
-        self._run(f"flush {mpath.name}", [self._program, "-f", mpath.name])
+        self._run(f"flush {mpath.name}", [self._program, "-f", "-R", str(FLUSH_RETRIES), mpath.name])
         log.info("flushed multipath map %s (%s, paths %s)", mpath.name, mpath.dm, ", ".join(mpath.slaves))
 
     def stop_queueing(self, mpath: MultipathMap) -> None:

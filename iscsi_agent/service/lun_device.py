@@ -7,8 +7,9 @@ handed out only on a positive match. A stale device is removed when nothing hold
 is scanned again; a held one stops the attach, naming the holder, rather than risking the data
 behind it. A stale path that runs under the old LUN's multipath map is held by that map, which
 is not a user: when nothing uses the map either, the map goes first (it leads to the new LUN
-too, so nobody must open it again), then the path. tgtd (and a busy array) can leave a freshly scanned disk at 0 bytes until a rescan
-reads its capacity again; such a disk is never handed out either.
+too, so nobody must open it again), then the path. tgtd (and a busy array) can leave a freshly
+scanned disk at 0 bytes until a rescan reads its capacity again; such a disk is never handed
+out either.
 """
 
 from __future__ import annotations

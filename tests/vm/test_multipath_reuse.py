@@ -29,6 +29,7 @@ from iscsi_agent.errors import AgentError
 from iscsi_agent.host.command import SubprocessRunner
 from iscsi_agent.naa import netapp_wwid
 from iscsi_agent.service_api import VolumeInUse
+from ontap_sim.tgt import TgtError
 from tests.vm.agent_host import AgentHost, agent_host
 from tests.vmtier.guest import MULTIPATH_CONF
 
@@ -82,11 +83,30 @@ def disks_with_wwid(wwid_hex: str) -> list[str]:
 
 
 def reuse_id(agent: AgentHost, lun_id: int) -> None:
-    """Behind the agent's back: X unmapped, Y mapped at X's id (tgtd's LU at that id replaced)."""
+    """Behind the agent's back: X unmapped, Y mapped at X's id (tgtd's LU at that id replaced).
+
+    tgtd refuses to delete an LU with commands in flight ("this logical unit is still active": udev's
+    probes of a map just built, multipathd's checker); the simulator's mirror only logs that, so
+    tgtd is brought in line with the array here until it serves Y at the id.
+    """
+    _run(["udevadm", "settle", "--timeout=30"], timeout=60)
     group = igroup(agent)
     agent.array.unmap_lun(X, group)
     assert agent.array.map_lun(Y, group, lun_id) == lun_id
-    print(f"LUN {lun_id}: was {X} ({agent.serial(X)!r}), now {Y} ({agent.serial(Y)!r})")
+    serial = agent.serial(Y)
+    with agent.sim.state.lock:
+        size = agent.sim.state.lun("svm1", path=Y).size
+    for _ in range(20):
+        if f"SCSI SN: {serial}" in agent.tgt.show():
+            break
+        time.sleep(1)
+        try:
+            agent.tgt.remove_lun(MIRROR_TID, lun_id)
+            agent.tgt.add_lun(MIRROR_TID, lun_id, serial, size)
+        except TgtError as exc:
+            print(f"tgtd not in line with the array yet: {exc}")
+    assert f"SCSI SN: {serial}" in agent.tgt.show()
+    print(f"LUN {lun_id}: was {X} ({agent.serial(X)!r}), now {Y} ({serial!r})")
 
 
 def within(deadline: float, call: Callable[[], T]) -> T:

@@ -61,20 +61,23 @@ def test_adding_a_path_asks_multipathd(multipath, runner):
 
 def test_flushing_a_map_first_switches_it_from_queueing_to_failing_then_names_it(mapped, multipath, runner):
     multipath.flush(multipath.find(WWID))
-    assert runner.argvs == [("dmsetup", "message", WWID, "0", "fail_if_no_path"), ("multipath", "-f", WWID)]
+    assert runner.argvs == [
+        ("dmsetup", "message", WWID, "0", "fail_if_no_path"),
+        ("multipath", "-f", "-R", "5", WWID),
+    ]
     assert [call.timeout for call in runner.calls] == [45, 45]
 
 
 def test_a_map_that_cannot_be_switched_to_failing_is_still_flushed(mapped, multipath, runner):
     runner.reply(("dmsetup", "message"), exit_code=1, stderr="device-mapper: message ioctl failed\n")
     multipath.flush(multipath.find(WWID))
-    assert runner.argvs[-1] == ("multipath", "-f", WWID)
+    assert runner.argvs[-1] == ("multipath", "-f", "-R", "5", WWID)
 
 
 def test_a_hung_dmsetup_does_not_hang_the_flush(mapped, multipath, runner):
     runner.hang_on = ("dmsetup", "message")
     multipath.flush(multipath.find(WWID))
-    assert runner.argvs[-1] == ("multipath", "-f", WWID)
+    assert runner.argvs[-1] == ("multipath", "-f", "-R", "5", WWID)
 
 
 def test_the_map_holding_a_path_is_found_by_the_path(mapped, multipath):

@@ -43,7 +43,7 @@ class MultipathTools:
         self.argvs.append(args)
         if args[:2] == ("multipath", "-f"):
             dm = next(
-                p.name for p in (self.host.tree.root / "sys/block").iterdir() if _map_name(p) == args[2]
+                p.name for p in (self.host.tree.root / "sys/block").iterdir() if _map_name(p) == args[-1]
             )
             for path in self.host.tree.remove_multipath(dm):
                 self.host.block.claimed.discard(path)
@@ -87,7 +87,7 @@ def test_the_old_luns_unused_map_is_failed_and_flushed_then_its_path_replaced_un
     assert scanned and device.identity.serial == serial_of(host, LUN1) and device.name != "sdx"
     assert tools.argvs[:3] == [
         ("dmsetup", "message", OLD_MAP, "0", "fail_if_no_path"),
-        ("multipath", "-f", OLD_MAP),
+        ("multipath", "-f", "-R", "5", OLD_MAP),
         ("multipathd", "del", "path", "sdx"),
     ]
     assert "sdx" not in disks(host) and "dm-7" not in disks(host)
@@ -144,7 +144,7 @@ def test_detach_when_the_lun_id_now_leads_to_another_lun_removes_the_map_and_the
     assert path not in host.block.flushed  # what it buffered was LUN1's; LUN2 is behind it now
     calls = host.initiator.calls
     assert calls.index(("dmsetup", "message", wwid, "0", "fail_if_no_path")) < calls.index(
-        ("multipath", "-f", wwid)
+        ("multipath", "-f", "-R", "5", wwid)
     )
     assert array_maps(host.sim, LUN2) == [(OWN_IGROUP, attachment.lun_id)]  # not LUN1's to remove
     assert host.service.attachments() == []
