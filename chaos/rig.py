@@ -21,6 +21,9 @@ MIRROR_TID = 9
 VOLUMES = tuple(f"/vol/vol1/lun{index}" for index in range(16))
 SPARES = tuple(f"/vol/spare/lun{index}" for index in range(4))  # only ever mapped behind the agent's back
 LUN_SIZE = 64 * 1024 * 1024
+# READY=1 comes after start-up recovery, which after a kill mid-burst rolls back up to 16 attaches;
+# under software emulation on a busy machine that took longer than 300 s
+START_TIMEOUT = 1200.0
 INITIATOR_NAME_FILE = Path("/etc/iscsi/initiatorname.iscsi")
 
 
@@ -93,7 +96,7 @@ class Rig:
             f"[iscsi]\nmultipath = {str(multipath).lower()}\ndevice_timeout = 120\nlogin_timeout = 30\n"
             "[reconciler]\ninterval = 86400\n[metrics]\nlisten =\n"
         )
-        self.process, figures = start(conf, self.workdir)
+        self.process, figures = start(conf, self.workdir, timeout=START_TIMEOUT)
         self.starts += 1
         return figures
 

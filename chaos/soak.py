@@ -153,16 +153,19 @@ def run(
                 if rig.pid != pid:
                     ready_rss, pid = rss_kib(rig.pid), rig.pid
                 check(ctx, taken, ready_rss)
-            except Exception:  # noqa: BLE001 - the soak's own trouble is a finding too; the run goes on
+            except Exception as exc:  # noqa: BLE001 - the soak's own trouble is a finding too; the run goes on
                 said = "the soak itself failed"
-                ctx.fail("soak", traceback.format_exc(limit=6).strip().replace("\n", " | ")[-1500:])
+                where = traceback.extract_tb(exc.__traceback__)[-1]
+                ctx.fail("soak", f"{type(exc).__name__} at {where.name}:{where.lineno}: {str(exc)[:1200]}")
                 if not rig.agent_alive():
-                    rig.start_agent(rig.multipath)
+                    rig.start_agent(rig.multipath)  # when even this fails, the run ends with its report
             print(
                 f"step {step}/{steps} [mp {'on' if rig.multipath else 'off'}] {name}: {said} "
                 f"({time.monotonic() - started:.1f} s)",
                 flush=True,
             )
+    except Exception as exc:  # noqa: BLE001 - the agent would not start again: the report says where
+        ctx.fail("soak", f"the run stopped: {type(exc).__name__}: {str(exc)[:1200]}")
     finally:
         release_holders(ctx, every=True)
         report.actions, report.faults, report.checks = ctx.actions, ctx.faults, ctx.checks

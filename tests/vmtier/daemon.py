@@ -75,7 +75,11 @@ def open_fds(pid: int) -> int:
 
 
 def start(
-    conf: Path, workdir: Path, env: dict[str, str] | None = None, log_name: str = "agent.log"
+    conf: Path,
+    workdir: Path,
+    env: dict[str, str] | None = None,
+    log_name: str = "agent.log",
+    timeout: float = START_TIMEOUT,
 ) -> tuple[subprocess.Popen[bytes], dict[str, float]]:
     """Exec the daemon; time READY=1 on our notify socket and the first answer on its API socket.
 
@@ -96,7 +100,7 @@ def start(
     )
     log.close()
     figures: dict[str, float] = {}
-    deadline = began + START_TIMEOUT
+    deadline = began + timeout
     notify.settimeout(0.01)
     try:
         while "ready_s" not in figures or "answering_s" not in figures:
