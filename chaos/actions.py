@@ -137,10 +137,16 @@ def reuse_id(ctx: Context) -> str:
 
 def premap(ctx: Context) -> str:
     mapped = host_maps(ctx.rig.sim, ctx.world.initiator)
-    free = sorted(set(VOLUMES) - set(mapped))
+    listed = ctx.client.attachments()
+    # not a volume the journal lists: the agent recorded its own map of it, and ONTAP cannot tell two
+    # maps of one LUN in one igroup apart, so the agent's detach may rightly remove that one
+    attached = (
+        {a["volume"] for a in listed.body.get("attachments", [])} if listed.status == 200 else set(VOLUMES)
+    )
+    free = sorted(set(VOLUMES) - set(mapped) - attached)
     igroup = own_igroup(ctx.rig.sim, ctx.world.initiator)
     if not free or igroup is None:
-        return "no unmapped volume or no igroup to map into"
+        return "no unmapped, unattached volume or no igroup to map into"
     path = ctx.rng.choice(free)
     lun_id = map_into(ctx.rig.sim, path, igroup)
     ctx.world.operator_maps.add(path)
