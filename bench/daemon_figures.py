@@ -7,12 +7,8 @@ ours), so READY=1 is seen when the daemon sends it. Every loop has a bound in co
 
 from __future__ import annotations
 
-import http.client
-import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,48 +18,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-BIN = Path(sys.executable).parent
+from tests.vmtier.daemon import request, rss_kib, start
+
 START_TIMEOUT = 300.0  # an exec under software emulation on a loaded machine is slow
 HEALTH_RATE = 200  # requests per second
 HEALTH_REQUESTS = 2000  # ten seconds at that rate
 CYCLES = 100
 CYCLE_BUDGET = 600.0  # seconds; the cycles stop early past it and say how many ran
-REQUEST_TIMEOUT = 300.0
-
-
-class UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__("agent", timeout=timeout)
-        self._path = str(path)
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
-
-
-def request(
-    sock: Path, method: str, path: str, body: Any = None, timeout: float = REQUEST_TIMEOUT
-) -> tuple[int, Any]:
-    """One request on a fresh connection, as a hypervisor hook makes it."""
-    connection = UnixConnection(sock, timeout)
-    try:
-        payload = None if body is None else json.dumps(body)
-        headers = {} if payload is None else {"Content-Type": "application/json"}
-        connection.request(method, path, body=payload, headers=headers)
-        reply = connection.getresponse()
-        data = reply.read()
-        return reply.status, json.loads(data) if data else None
-    finally:
-        connection.close()
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -125,46 +86,6 @@ def import_seconds() -> float:
         timeout=START_TIMEOUT,
     )
     return time.monotonic() - began
-
-
-def start(conf: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], dict[str, float]]:
-    """Exec the daemon; time READY=1 on our notify socket and the first answer on its API socket."""
-    notify_path = workdir / "notify.sock"
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(notify_path))
-    api = workdir / "agent.sock"
-    log = (workdir / "agent.log").open("w")
-    began = time.monotonic()
-    process = subprocess.Popen(
-        [str(BIN / "iscsi-agent"), "--config", str(conf)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=dict(os.environ, NOTIFY_SOCKET=str(notify_path)),
-    )
-    figures: dict[str, float] = {}
-    deadline = began + START_TIMEOUT
-    notify.settimeout(0.01)
-    while "ready_s" not in figures or "answering_s" not in figures:
-        if time.monotonic() > deadline or process.poll() is not None:
-            process.kill()
-            process.wait(30)
-            raise RuntimeError(
-                f"the daemon did not come up within {time.monotonic() - began:.0f} s (exit code {process.poll()}): "
-                f"{figures}; log: {(workdir / 'agent.log').read_text()[-2000:]!r}"
-            )
-        try:
-            if b"READY=1" in notify.recv(4096):
-                figures.setdefault("ready_s", time.monotonic() - began)
-        except TimeoutError:
-            pass
-        if "answering_s" not in figures and api.exists():
-            try:
-                if request(api, "GET", "/v1/health", timeout=10.0)[0] == 200:
-                    figures["answering_s"] = time.monotonic() - began
-            except OSError:
-                pass
-    notify.close()
-    return process, figures
 
 
 def cycles(sock: Path, volume: str, pid: int) -> dict[str, Any]:

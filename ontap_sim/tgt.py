@@ -132,6 +132,30 @@ class Tgtadm:
     def remove_portal(self, address: str, port: int = 3260) -> None:
         self._tgtadm("--op", "delete", "--mode", "portal", "--param", f"portal={address}:{port}")
 
+    def connections(self, tid: int) -> list[tuple[str, str]]:
+        """(session id, connection id) of every connection tgtd has on target ``tid``. Parses::
+
+        Session: 3
+            Connection: 0
+                Initiator: iqn.1993-08.org.debian:01:5b1c2d3e4f
+        """
+        shown = self._tgtadm("--op", "show", "--mode", "conn", "--tid", str(tid))
+        found: list[tuple[str, str]] = []
+        session = None
+        for line in shown.splitlines():
+            words = line.split()
+            if words[:1] == ["Session:"] and len(words) == 2:
+                session = words[1]
+            elif words[:1] == ["Connection:"] and len(words) == 2 and session is not None:
+                found.append((session, words[1]))
+        return found
+
+    def drop_connection(self, tid: int, session: str, connection: str) -> None:
+        """Cut one connection at the target, as a dead network would; the initiator logs in again."""
+        self._tgtadm(
+            "--op", "delete", "--mode", "conn", "--tid", str(tid), "--sid", session, "--cid", connection
+        )
+
     def set_account(self, user: str, password: str) -> None:
         """Create (or replace) a CHAP account; tgtd keeps accounts global, bound per target."""
         self._tgtadm("--op", "delete", "--mode", "account", "--user", user, check=False)
