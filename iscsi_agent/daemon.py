@@ -182,8 +182,9 @@ class Daemon:
             HostCollector(host.sessions, lambda: len(volumes.attachments()), host.multipath)
         )
         schedule = Schedule(services.reconciler.run_scheduled, self.config.reconciler.interval)
+        metrics_server = None
         if self.config.metrics.listen is not None:
-            metrics.serve(self.config.metrics.listen)
+            metrics_server = metrics.serve(self.config.metrics.listen)
         listener = self._listener()
         server = ApiServer(
             listener,
@@ -201,6 +202,8 @@ class Daemon:
             self.notifier.notify("STOPPING=1")
             schedule.stop()
             server.stop(STOP_GRACE)
+            if metrics_server is not None:
+                metrics_server.stop(STOP_GRACE)
             journal.close()
             array.close()
             log.info("iscsi-agent stopped")
