@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 NOBODY = 65534
 _BATCH = 200  # below SCM_MAX_FD (253)
 _COUNT = struct.Struct("i")
+_TCP_ESTABLISHED = 1  # tcp_info.tcpi_state
 
 
 def _become(uid: int) -> None:
@@ -70,7 +71,7 @@ def connections_as(uid: int, count: int, connect: Callable[[], socket.socket]) -
 
 
 @contextlib.contextmanager
-def held_by_nobody(count: int, address: tuple[str, int], within: float = 5.0) -> Iterator[int]:
+def held_by_nobody(count: int, address: tuple[str, int], within: float = 20.0) -> Iterator[int]:
     """``count`` idle TCP connections to ``address`` from uid ``NOBODY``, held in a child process until
     the block ends; each sends one byte of a request and no more; yields how many the server took (acknowledged
     the byte or closed) within ``within`` seconds."""
@@ -115,10 +116,11 @@ def held_by_nobody(count: int, address: tuple[str, int], within: float = 5.0) ->
         os.waitpid(pid, 0)
 
 
-def _unacknowledged(client: socket.socket) -> int:
-    """Bytes sent that the peer's kernel has not acknowledged (SIOCOUTQ); a closed socket has none."""
-    try:
-        raw = fcntl.ioctl(client.fileno(), termios.TIOCOUTQ, _COUNT.pack(0))
-    except OSError:
-        return 0
-    return int(_COUNT.unpack(raw)[0])
+def _unacknowledged(client: socket.socket) -> bool:
+    """Whether the connection is established with bytes its peer's kernel has not acknowledged
+    (SIOCOUTQ); a connection the server closed or reset is taken, whatever it still counts."""
+    state = client.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+    if state != _TCP_ESTABLISHED:
+        return False
+    raw = fcntl.ioctl(client.fileno(), termios.TIOCOUTQ, _COUNT.pack(0))
+    return bool(_COUNT.unpack(raw)[0])

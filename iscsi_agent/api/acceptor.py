@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 _ACCEPT_BACKOFF = 0.1  # after a failed accept (EMFILE): the listener stays readable, so do not spin
 _LINGER_BYTES = 64 * 1024
+_WARN_EVERY = 10.0  # a flood is reported, not logged line by line into the journal
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,31 @@ class Limits:
 
 @dataclass(frozen=True)
 class Admission:
-    """Who connected (None when nobody can tell, as on TCP) and, for a refused peer, its answer."""
+    """Who connected (None when nobody can tell, as on TCP) and, for a refused peer, its answer and
+    why (for the log)."""
 
     peer: Hashable | None = None
     refusal: bytes | None = None
+    reason: str = ""
+
+
+class _Warnings:
+    """At most one warning of a kind every ``every`` seconds, counting the ones held back."""
+
+    def __init__(self, every: float = _WARN_EVERY, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every = every
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._held: Counter[str] = Counter()
+
+    def warn(self, kind: str, message: str) -> None:
+        now = self._clock()
+        if kind in self._last and now - self._last[kind] < self._every:
+            self._held[kind] += 1
+            return
+        held = self._held.pop(kind, 0)
+        self._last[kind] = now
+        log.warning("%s%s", message, f" ({held} more like it since the last)" if held else "")
 
 
 Admit = Callable[[socket.socket], Admission]
@@ -96,6 +118,7 @@ class Acceptor:
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._lingering: dict[socket.socket, tuple[float, int]] = {}  # deadline, bytes left
         self._loop: threading.Thread | None = None
+        self._warnings = _Warnings()
 
     def start(self) -> None:
         self._loop = threading.Thread(target=self._accept_loop, name=f"{self._name}-accept", daemon=True)
@@ -154,11 +177,17 @@ class Acceptor:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            log.warning("%s cannot accept a connection: %s", self._name, exc)
+            self._warnings.warn("accept", f"{self._name} cannot accept a connection: {exc}")
             self._stopping.wait(_ACCEPT_BACKOFF)
             return
-        admission = self._admit(connection)
+        try:
+            admission = self._admit(connection)
+        except OSError as exc:  # the peer is gone already: nobody to answer
+            log.debug("%s: cannot tell who connected: %s", self._name, exc)
+            connection.close()
+            return
         if admission.refusal is not None:
+            self._warnings.warn("refused", f"{self._name}: {admission.reason}")
             self._refuse(selector, connection, admission.refusal)
             return
         peer = admission.peer
@@ -167,11 +196,9 @@ class Acceptor:
             if not over_share:
                 self._held[peer] += 1
         if over_share:
-            log.warning(
-                "%s: peer %s holds %d connections already; answered busy",
-                self._name,
-                peer,
-                self._limits.per_peer,
+            self._warnings.warn(
+                "busy",
+                f"{self._name}: peer {peer} holds {self._limits.per_peer} connections already; answered busy",
             )
             self._refuse(selector, connection, self._busy)
             return
@@ -183,8 +210,9 @@ class Acceptor:
         elif self._refusing.acquire(blocking=False):
             slots, overloaded = self._refusing, True
         else:
-            log.warning(
-                "%s: closing a connection unanswered: every serving and refusing slot is busy", self._name
+            self._warnings.warn(
+                "full",
+                f"{self._name}: closing a connection unanswered: every serving and refusing slot is busy",
             )
             self._release(peer)
             connection.close()

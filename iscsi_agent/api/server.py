@@ -99,7 +99,7 @@ class ApiServer:
         if self._peers.allows(peer):
             return Admission(peer=peer.uid)
         refused = PeerNotAllowed(peer.pid, peer.uid, peer.gid)
-        return Admission(refusal=_encode(_refusal(None, peer, refused)))
+        return Admission(refusal=_encode(_refusal(None, None, refused)), reason=f"pid {peer.pid}: {refused}")
 
     def _serve(self, connection: socket.socket, overloaded: bool) -> None:
         peer = peer_of(connection)

@@ -44,7 +44,20 @@ WORKERS = 8
 CONNECT_TRIES = 100  # a full backlog drains within a second, as the server takes or closes connections
 SETTLE = 10.0  # how long the server gets to give back threads and descriptors at the end
 
-METHODS = ["GET", "POST", "DELETE", "PUT", "HEAD", "OPTIONS", "PATCH", "TRACE", "CONNECT", "get", "G\x00T", ""]
+METHODS = [
+    "GET",
+    "POST",
+    "DELETE",
+    "PUT",
+    "HEAD",
+    "OPTIONS",
+    "PATCH",
+    "TRACE",
+    "CONNECT",
+    "get",
+    "G\x00T",
+    "",
+]
 TARGETS = [
     "/v1/health",
     "/v1/attachments",
@@ -61,7 +74,29 @@ TARGETS = [
 ]
 VERSIONS = ["HTTP/1.1", "HTTP/1.0", "HTTP/0.9", "HTTP/2.0", "HTTP/1.1x", "", "http/1.1", "HTTP/1.10"]
 VOLUMES = ["/vol/vol1/lun0", "/vol/vol1/lun1", "/vol/vol1/lun9", "vol1/lun0", "/vol/../etc/passwd"]
-ODD = ["\x00", "\r", "\n", "\r\n", "\t", "\x7f", "\x1b[31m", "é", "\u202e", "\U0001f4a5", "%", "%00", "%zz", "%c0%af", "..", "/", "?", "#", " ", '"', "\\"]
+ODD = [
+    "\x00",
+    "\r",
+    "\n",
+    "\r\n",
+    "\t",
+    "\x7f",
+    "\x1b[31m",
+    "é",
+    "\u202e",
+    "\U0001f4a5",
+    "%",
+    "%00",
+    "%zz",
+    "%c0%af",
+    "..",
+    "/",
+    "?",
+    "#",
+    " ",
+    '"',
+    "\\",
+]
 
 
 @dataclass
@@ -87,9 +122,11 @@ class Report:
     leaked_threads: int = 0
 
     def failures(self) -> list[str]:
-        leaks = [f"{self.leaked_fds} descriptors and {self.leaked_threads} threads left"] if (
-            self.leaked_fds or self.leaked_threads
-        ) else []
+        leaks = (
+            [f"{self.leaked_fds} descriptors and {self.leaked_threads} threads left"]
+            if (self.leaked_fds or self.leaked_threads)
+            else []
+        )
         return [*self.crashes, *self.hangs, *self.malformed, *leaks]
 
     def text(self) -> str:
@@ -146,7 +183,9 @@ def _json_body(rng: random.Random) -> bytes:
     ]
     choice = rng.random()
     if choice < 0.7:
-        return json.dumps(rng.choice(shapes)(), ensure_ascii=rng.random() < 0.5).encode("utf-8", "surrogatepass")
+        return json.dumps(rng.choice(shapes)(), ensure_ascii=rng.random() < 0.5).encode(
+            "utf-8", "surrogatepass"
+        )
     if choice < 0.8:
         depth = rng.choice([10, 1000, 100000])
         return b"[" * depth + b"]" * depth
@@ -198,7 +237,11 @@ def _valid(rng: random.Random) -> bytes:
             ("GET", "/v1/attachments", b""),
             ("GET", f"/v1/attachments/{quote(volume, safe='')}", b""),
             ("POST", "/v1/attachments", json.dumps({"volume": volume}).encode()),
-            ("DELETE", f"/v1/attachments/{quote(volume, safe='')}?force={rng.choice(['true', 'false'])}", b""),
+            (
+                "DELETE",
+                f"/v1/attachments/{quote(volume, safe='')}?force={rng.choice(['true', 'false'])}",
+                b"",
+            ),
             ("POST", f"/v1/reconcile?dry_run={rng.choice(['true', 'false'])}", b""),
         ]
     )
@@ -260,7 +303,9 @@ def _answer(path: Path, case: Case) -> str:
             try:
                 client.connect(str(path))
                 break
-            except BlockingIOError:  # the backlog is full (a flood): the kernel refuses, the server does not grow
+            except (
+                BlockingIOError
+            ):  # the backlog is full (a flood): the kernel refuses, the server does not grow
                 time.sleep(0.01)
         else:
             return "refused"
@@ -339,7 +384,9 @@ def _server() -> Iterator[tuple[Path, ApiServer]]:
     folder = Path(tempfile.mkdtemp(prefix="ia-fuzz-"))
     try:
         path = folder / "api.sock"
-        server = ApiServer(bind(path, 0o600, None), FakeService(), PeerPolicy(frozenset({os.getuid()}), frozenset()), LIMITS)
+        server = ApiServer(
+            bind(path, 0o600, None), FakeService(), PeerPolicy(frozenset({os.getuid()}), frozenset()), LIMITS
+        )
         server.start()
         try:
             yield path, server

@@ -81,3 +81,15 @@ def test_one_allowed_uid_cannot_take_every_slot_and_is_told_503_at_once_beyond_i
     finally:
         for client in hoard:
             client.close()
+
+
+def test_a_flood_of_refused_peers_is_reported_once_not_line_by_line(open_to_all, caplog):
+    path = open_to_all(PeerPolicy(frozenset({os.getuid()}), frozenset()))
+    flood = connections_as(NOBODY, 50, unix(path))
+    try:
+        assert request(path, "GET", "/v1/health").status == 200  # taken after the flood: all 50 were refused
+    finally:
+        for client in flood:
+            client.close()
+    refusals = [record for record in caplog.records if "not in allowed_uids" in record.getMessage()]
+    assert len(refusals) == 1 and f"uid {NOBODY}" in refusals[0].getMessage()
