@@ -47,7 +47,7 @@ class Limits:
     refusals: int = 8
     refusal_timeout: float = 1.0
     linger: float = 1.0
-    per_peer: int = 16  # connection slots one peer (a uid) may hold; the rest stay for others
+    per_peer: int = 32  # connection slots one peer (a uid) may hold; the rest stay for others
     lingering: int = 64  # refusals answered at accept that are still read from
 
 
