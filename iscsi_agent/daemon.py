@@ -56,8 +56,8 @@ ARRAY_PROBE_TTL = 30.0  # health asks the array at most this often
 STOP_GRACE = 30.0  # requests in flight at SIGTERM get this long to finish
 JOURNAL_KEEPS = timedelta(days=30)  # finished operations are kept this long for post-mortems
 STATUS_INTERVAL = 30.0  # how often STATUS= is refreshed when systemd runs no watchdog
-RECOVERY_SECONDS_PER_OPERATION = 180.0
-VITALS_TIMEOUT = 10.0  # starting iscsiadm --version takes milliseconds; a stuck start is a problem too  # start-up may take this much longer per interrupted operation
+RECOVERY_SECONDS_PER_OPERATION = 180.0  # start-up may take this much longer per interrupted operation
+VITALS_TIMEOUT = 10.0  # starting iscsiadm --version takes milliseconds; a stuck start is a problem too
 
 
 class Notifier(Protocol):
@@ -198,7 +198,7 @@ class Daemon:
             metrics_server = metrics.serve(self.config.metrics.listen)
         listener = self._listener()
         server = self._api(listener, service)
-        vitals.watch(_checks(self.config, server, metrics_server, journal))
+        vitals.watch(vital_checks(self.config, server, metrics_server, journal))
         where = listener.path or "the socket systemd passed"
         log.info("iscsi-agent serving on %s for %s (journal %s)", where, initiator, journal.path)
         self.notifier.notify(f"READY=1\nSTATUS={_status(service)}")
@@ -234,7 +234,7 @@ class Daemon:
         return bind(agent.socket, agent.socket_mode, agent.socket_group)
 
 
-def _checks(
+def vital_checks(
     config: Config, server: ApiServer, metrics: MetricsServer | None, journal: Journal
 ) -> dict[str, Callable[[], None]]:
     """What the agent needs to do its job: its servers accepting, iscsiadm starting, the journal writable."""

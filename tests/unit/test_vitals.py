@@ -1,7 +1,16 @@
 """The watchdog and health reflect whether the agent can work now, not only whether a thread lives."""
 
+import contextlib
 import errno
+import resource
+import socket
+from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
+
+from iscsi_agent.config import parse_config
+from iscsi_agent.daemon import vital_checks
 from iscsi_agent.journal.store import Journal
 from iscsi_agent.vitals import Vitals, keep_watch
 
@@ -53,3 +62,30 @@ def test_a_journal_write_probe_writes_and_leaves_the_journal_as_it_was(tmp_path)
     with Journal.open(tmp_path / "journal.db") as journal:
         journal.check_writable()
         assert journal.attachments() == [] and journal.in_flight() == []
+
+
+@contextlib.contextmanager
+def descriptors_exhausted():
+    """No new descriptor can be opened: the soft limit is the lowest free descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with socket.socket() as probe:
+        lowest_free = probe.fileno()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.allow_subprocess  # the agent's own check starts a program
+def test_the_agents_checks_find_it_cannot_start_a_program_once_its_descriptors_are_gone(tmp_path):
+    config = parse_config(
+        "[array]\nhostname = a.example\nvserver = svm1\n[iscsi]\niscsiadm = true\n", Path("agent.conf")
+    )
+    api = SimpleNamespace(alive=lambda: True)
+    with Journal.open(tmp_path / "journal.db") as journal:
+        vitals = Vitals(vital_checks(config, api, None, journal))
+        assert vitals.check() == ()
+        with descriptors_exhausted():
+            problems = vitals.check()
+    assert [problem for problem in problems if problem.startswith("start a program: ")], problems
