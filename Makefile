@@ -7,7 +7,7 @@ APT_PACKAGES := qemu-system-x86 linux-image-amd64 busybox-static open-iscsi tgt 
 	curl e2fsprogs prometheus
 DEPS_STAMP := $(VENV)/.deps-installed
 
-.PHONY: deps apt venv demo test lint test-unit test-vm bench chaos clean
+.PHONY: deps apt venv demo test lint test-unit test-vm bench chaos fuzz clean
 
 deps: apt venv
 
@@ -48,6 +48,11 @@ test-unit: venv
 
 test-vm: deps
 	$(VPY) -m pytest -rA -v tests/vm
+
+# The socket API against 10,000 generated requests of every kind (tests/unit/api/fuzz.py): counts by
+# answer status, crashes, hangs and leaks; exits non-zero on any of the last three.
+fuzz: venv
+	$(VPY) -m tests.unit.api.fuzz --cases 10000 --seed 1
 
 bench: deps
 	$(VPY) -m bench

@@ -1,7 +1,8 @@
 """The agent as a daemon: wiring, lifecycle (start → serve → stop), sd_notify and its watchdog.
 
 Signal handlers only set the stop event; the main thread waits on it, pinging systemd's watchdog
-while the API's accept loop is alive, so a wedged agent is restarted by systemd rather than left
+only while the agent can work (``iscsi_agent.vitals``: its accept loops live, a program starts, the
+journal takes a write), so a wedged or starved agent is restarted by systemd rather than left
 running deaf. Health and the array probe live here, next to what they report on.
 """
 
@@ -35,6 +36,7 @@ from iscsi_agent.host.sessions import Sessions
 from iscsi_agent.host.waiting import SystemClock
 from iscsi_agent.journal.store import FILE_NAME, Journal
 from iscsi_agent.metrics import HostCollector, MeteredRunner, Metrics
+from iscsi_agent.metrics_http import MetricsServer
 from iscsi_agent.reconcile.reconciler import Reconciler, Schedule
 from iscsi_agent.service.build import build_host, build_services
 from iscsi_agent.service.volumes import VolumeService
@@ -46,6 +48,7 @@ from iscsi_agent.service_api import (
     HealthStatus,
     ReconcileAction,
 )
+from iscsi_agent.vitals import Vitals, keep_watch
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,7 @@ STOP_GRACE = 30.0  # requests in flight at SIGTERM get this long to finish
 JOURNAL_KEEPS = timedelta(days=30)  # finished operations are kept this long for post-mortems
 STATUS_INTERVAL = 30.0  # how often STATUS= is refreshed when systemd runs no watchdog
 RECOVERY_SECONDS_PER_OPERATION = 180.0  # start-up may take this much longer per interrupted operation
+VITALS_TIMEOUT = 10.0  # starting iscsiadm --version takes milliseconds; a stuck start is a problem too
 
 
 class Notifier(Protocol):
@@ -93,9 +97,15 @@ class AgentService:
     """``service_api.AttachService``: the volume service, health, and the reconciler on demand."""
 
     def __init__(
-        self, volumes: VolumeService, reconciler: Reconciler, probe: ArrayProbe, sessions: Sessions
+        self,
+        volumes: VolumeService,
+        reconciler: Reconciler,
+        probe: ArrayProbe,
+        sessions: Sessions,
+        vitals: Vitals,
     ) -> None:
         self._volumes = volumes
+        self._vitals = vitals
         self._reconciler = reconciler
         self._probe = probe
         self._sessions = sessions
@@ -115,7 +125,7 @@ class AgentService:
     def health(self) -> Health:
         array = self._probe.health()
         sessions = sum(1 for session in self._sessions.current() if session.logged_in)
-        problems = self._reconciler.degraded
+        problems = [*self._reconciler.degraded, *self._vitals.problems]
         last = self._reconciler.last
         return Health(
             status=HealthStatus.OK if array.reachable and not problems else HealthStatus.DEGRADED,
@@ -177,34 +187,43 @@ class Daemon:
                 "the last run left unfinished"
             )
         services.recovery.run(interrupted)
-        service = AgentService(volumes, services.reconciler, ArrayProbe(array), host.sessions)
+        vitals = Vitals()  # health reports what its checks find; they need the servers, watched below
+        service = AgentService(volumes, services.reconciler, ArrayProbe(array), host.sessions, vitals)
         metrics.registry.register(
             HostCollector(host.sessions, lambda: len(volumes.attachments()), host.multipath)
         )
         schedule = Schedule(services.reconciler.run_scheduled, self.config.reconciler.interval)
+        metrics_server = None
         if self.config.metrics.listen is not None:
-            metrics.serve(self.config.metrics.listen)
+            metrics_server = metrics.serve(self.config.metrics.listen)
         listener = self._listener()
-        server = ApiServer(
-            listener,
-            service,
-            PeerPolicy(frozenset(self.config.agent.allowed_uids), frozenset(self.config.agent.allowed_gids)),
-        )
-        server.start()
+        server = self._api(listener, service)
+        vitals.watch(vital_checks(self.config, server, metrics_server, journal))
         where = listener.path or "the socket systemd passed"
         log.info("iscsi-agent serving on %s for %s (journal %s)", where, initiator, journal.path)
         self.notifier.notify(f"READY=1\nSTATUS={_status(service)}")
         schedule.start()
         try:
-            self._serve(server, service)
+            interval = _watchdog_interval(self.environ) or STATUS_INTERVAL
+            keep_watch(self.stop, interval, vitals, self.notifier.notify, lambda: _status(service))
         finally:
             self.notifier.notify("STOPPING=1")
             schedule.stop()
             server.stop(STOP_GRACE)
+            if metrics_server is not None:
+                metrics_server.stop(STOP_GRACE)
             journal.close()
             array.close()
             log.info("iscsi-agent stopped")
         return 0
+
+    def _api(self, listener: Listener, service: AgentService) -> ApiServer:
+        agent = self.config.agent
+        server = ApiServer(
+            listener, service, PeerPolicy(frozenset(agent.allowed_uids), frozenset(agent.allowed_gids))
+        )
+        server.start()
+        return server
 
     def _listener(self) -> Listener:
         passed = from_systemd(self.environ, os.getpid())
@@ -214,15 +233,28 @@ class Daemon:
         agent.socket.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         return bind(agent.socket, agent.socket_mode, agent.socket_group)
 
-    def _serve(self, server: ApiServer, service: AgentService) -> None:
-        """Wait for the stop event; meanwhile refresh STATUS and ping the watchdog, the latter only
-        while the accept loop is alive (a wedged agent is then restarted by systemd)."""
-        interval = _watchdog_interval(self.environ) or STATUS_INTERVAL
-        while not self.stop.wait(interval):
-            if not server.alive():
-                log.error("the API's accept loop died; no longer telling the watchdog we are alive")
-                continue
-            self.notifier.notify(f"WATCHDOG=1\nSTATUS={_status(service)}")
+
+def vital_checks(
+    config: Config, server: ApiServer, metrics: MetricsServer | None, journal: Journal
+) -> dict[str, Callable[[], None]]:
+    """What the agent needs to do its job: its servers accepting, iscsiadm starting, the journal writable."""
+
+    def accepting(name: str, alive: Callable[[], bool]) -> Callable[[], None]:
+        def check() -> None:
+            if not alive():
+                raise RuntimeError(f"the {name}'s accept loop died")
+
+        return check
+
+    def start_program() -> None:
+        SubprocessRunner()([config.iscsi.iscsiadm, "--version"], timeout=VITALS_TIMEOUT).check()
+
+    checks = {"api": accepting("API", server.alive)}
+    if metrics is not None:
+        checks["metrics"] = accepting("metrics server", metrics.alive)
+    checks["start a program"] = start_program
+    checks["write the journal"] = journal.check_writable
+    return checks
 
 
 def _status(service: AgentService) -> str:

@@ -11,13 +11,14 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from iscsi_agent.host.command import CommandError, CommandResult, CommandRunner
 from iscsi_agent.host.multipath import Multipath
 from iscsi_agent.host.sessions import Sessions
+from iscsi_agent.metrics_http import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +100,13 @@ class Metrics:
         self.build = Info("iscsi_agent_build", "The agent's version", registry=r)
         self.build.info({"version": _version()})
 
-    def serve(self, listen: tuple[str, int]) -> None:
-        """Serve /metrics on ``listen`` from a daemon thread (prometheus-client's own server)."""
+    def serve(self, listen: tuple[str, int]) -> MetricsServer:
+        """Serve /metrics on ``listen`` (``iscsi_agent.metrics_http``: not prometheus-client's server)."""
         address, port = listen
-        start_http_server(port, addr=address, registry=self.registry)
+        server = MetricsServer.listen(address, port, self.registry)
+        server.start()
         log.info("metrics on http://%s:%s/metrics", address, port)
+        return server
 
     # --- iscsi_agent.service.observe.Observer ---------------------------------------------
     def step(self, operation: str, step: str, seconds: float) -> None:

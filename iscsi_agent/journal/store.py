@@ -100,6 +100,13 @@ class Journal:
         self.close()
 
     # --- operations and their steps ---------------------------------------------------------
+    def check_writable(self) -> None:
+        """Commit a write that changes nothing (the schema version, set to itself): whether the next
+        step of an operation could be recorded now. Raises JournalIoError when it could not."""
+        with self._transaction() as db:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            db.execute(f"PRAGMA user_version = {version}")
+
     def begin(self, kind: Kind, volume: str, lun_uuid: str | None = None) -> OperationId:
         """Start an attach or detach of ``volume`` (as the client named it)."""
         with self._transaction() as db:
