@@ -92,6 +92,7 @@ EXPECTED: dict[str, int] = {
     "iscsi_agent.journal.errors.JournalUnreadable": BUG,  # start-up only
     "iscsi_agent.journal.errors.JournalTooNew": BUG,  # start-up only
     "iscsi_agent.journal.errors.JournalInUse": BUG,  # start-up only
+    "iscsi_agent.journal.errors.JournalUnsafe": BUG,  # start-up only
     "iscsi_agent.config.ConfigError": BUG,  # start-up only
     "iscsi_agent.api.listener.ListenerError": BUG,  # start-up only
     "iscsi_agent.api.client.AgentUnreachable": BUG,  # the client's
