@@ -98,6 +98,7 @@ EXPECTED: dict[str, int] = {
     "iscsi_agent.api.client.AgentUnreachable": BUG,  # the client's
     "iscsi_agent.api.client.AgentBadAnswer": BUG,  # the client's
     "iscsi_agent.api.client.AgentRefused": BUG,  # the client's
+    "iscsi_agent.api.client.AgentNotRoot": BUG,  # the client's
 }
 
 
