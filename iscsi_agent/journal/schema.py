@@ -194,7 +194,7 @@ def _open_own_file(journal: Path, path: Path, flags: int) -> int:
     try:
         fd = open_no_follow(path, flags, 0o600)
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENXIO):  # ENXIO: a FIFO or socket opened for writing
+        if exc.errno in (errno.ELOOP, errno.ENXIO):  # ENXIO: a socket, or a FIFO no one reads
             raise JournalUnsafe(journal, f"{path} {open_problem(exc)}") from None
         raise JournalIoError(journal, f"cannot open {path}: {exc.strerror}") from exc
     problem = file_problem(os.fstat(fd))
