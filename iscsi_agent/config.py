@@ -347,8 +347,9 @@ def _ini_problem(exc: configparser.Error) -> str:
     if isinstance(exc, configparser.MissingSectionHeaderError):
         return f"line {exc.lineno} comes before any [section]"
     if isinstance(exc, configparser.ParsingError):
-        lines = ", ".join(str(number) for number, _ in exc.errors)
-        return f"line {lines} is neither a [section] nor key = value"
+        numbers = [str(number) for number, _ in exc.errors]
+        lines = f"lines {', '.join(numbers)} are" if len(numbers) > 1 else f"line {numbers[0]} is"
+        return f"{lines} neither a [section] nor key = value"
     if isinstance(exc, configparser.DuplicateSectionError):
         return f"line {exc.lineno}: section [{exc.section}] appears twice"
     if isinstance(exc, configparser.DuplicateOptionError):
