@@ -123,6 +123,7 @@ def measure(
     workdir = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
     url = urlsplit(sim_url)
     conf = workdir / "agent.conf"
+    conf.touch(mode=0o600)  # it holds the password: the agent refuses it readable by everyone
     conf.write_text(
         f"[agent]\nsocket = {workdir / 'agent.sock'}\nstate_dir = {workdir / 'state'}\n"
         f"[array]\nhostname = {url.hostname}\nport = {url.port}\nscheme = http\nusername = admin\n"
@@ -178,6 +179,7 @@ def on_this_machine(say: Callable[[str], None]) -> dict[str, Any]:
     url = urlsplit(sim.start())
     workdir = Path(tempfile.mkdtemp(prefix="bench-daemon-host-"))
     conf = workdir / "agent.conf"
+    conf.touch(mode=0o600)  # it holds the password: the agent refuses it readable by everyone
     conf.write_text(
         f"[agent]\nsocket = {workdir / 'agent.sock'}\nstate_dir = {workdir / 'state'}\n"
         f"[array]\nhostname = {url.hostname}\nport = {url.port}\nscheme = http\nusername = admin\n"

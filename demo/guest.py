@@ -74,7 +74,8 @@ def main(results: Path) -> int:
     # SQLite's WAL and a Unix socket need a local filesystem: the results folder is the host's (9p)
     local = Path(tempfile.mkdtemp(prefix="iscsi-agent-demo-"))
     socket, state = local / "agent.sock", local / "state"
-    conf = results / "agent.conf"
+    conf = local / "agent.conf"  # root's and private: it holds the password
+    conf.touch(mode=0o600)
     conf.write_text(
         f"[agent]\nsocket = {socket}\nstate_dir = {state}\n"
         f"[array]\nhostname = {url.hostname}\nport = {url.port}\nscheme = http\nusername = admin\n"

@@ -4,13 +4,17 @@ Every key of shared/design.md's contract is declared in ``SCHEMA`` with its pars
 nothing else reads the file. Unknown sections or keys and bad values stop start-up with a
 ``ConfigError`` naming the file, section and key, because a typo silently ignored on one host
 of a fleet is found only when an attach fails there. Secrets are read from their files here,
-once, and the files must not be readable by everyone.
+once. The file names programs root runs (``iscsiadm``) and secrets may sit in it or beside it,
+so agent.conf and the secret files must be root's, writable by no one else, and not links; a
+secret must not be readable by everyone. An error never quotes a line of the file: it may be a
+secret, and the error goes to the journal of the system.
 """
 
 from __future__ import annotations
 
 import configparser
 import ipaddress
+import os
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +23,14 @@ from typing import Any
 
 from iscsi_agent.array.settings import ApiChoice, ArraySettings
 from iscsi_agent.errors import AgentError
+from iscsi_agent.safe_paths import (
+    READABLE_BY_EVERYONE,
+    SECRET,
+    WRITABLE_BY_OTHERS,
+    file_problem,
+    open_no_follow,
+    open_problem,
+)
 
 DEFAULT_PATH = Path("/etc/iscsi-agent/agent.conf")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -282,11 +294,15 @@ REQUIRED: Mapping[tuple[str, str], str] = {
 
 def load_config(path: Path = DEFAULT_PATH) -> Config:
     """Read, check and resolve the configuration file (secrets included)."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}", file=str(path)) from exc
-    return parse_config(text, path)
+    text, found = _read_trusted(
+        path, WRITABLE_BY_OTHERS, lambda problem: ConfigError(f"{path} {problem}", file=str(path))
+    )
+    config = parse_config(text, path)
+    if config.array.password and config.array.password_file is None and found.st_mode & READABLE_BY_EVERYONE:
+        raise _error(
+            path, "array", "password", "is in a file readable by everyone (chmod o-r, or use password_file)"
+        )
+    return config
 
 
 def parse_config(text: str, path: Path) -> Config:
@@ -316,7 +332,8 @@ def _parse_values(text: str, path: Path) -> dict[str, dict[str, Any]]:
     try:
         parser.read_string(text, source=str(path))
     except configparser.Error as exc:
-        raise ConfigError(f"{path}: not a valid INI file: {exc}", file=str(path)) from exc
+        # from None: the parser's own message quotes the line, which may be a secret
+        raise ConfigError(f"{path}: not a valid INI file: {_ini_problem(exc)}", file=str(path)) from None
     for section in parser.sections():
         if section not in SCHEMA:
             raise _error(path, section, None, f"unknown section (known: {', '.join(SCHEMA)})")
@@ -336,19 +353,56 @@ def _parse_values(text: str, path: Path) -> dict[str, dict[str, Any]]:
     return values
 
 
+def _ini_problem(exc: configparser.Error) -> str:
+    """The parser's complaint with line numbers and names but without the text of the line."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"line {exc.lineno} comes before any [section]"
+    if isinstance(exc, configparser.ParsingError):
+        numbers = [str(number) for number, _ in exc.errors]
+        lines = f"lines {', '.join(numbers)} are" if len(numbers) > 1 else f"line {numbers[0]} is"
+        return f"{lines} neither a [section] nor key = value"
+    if isinstance(exc, configparser.DuplicateSectionError):
+        return f"line {exc.lineno}: section [{exc.section}] appears twice"
+    if isinstance(exc, configparser.DuplicateOptionError):
+        return f"line {exc.lineno}: [{exc.section}] {exc.option} is set twice"
+    return type(exc).__name__
+
+
 def _secret(path: Path, section: str, key: str, inline: str, secret_file: Path | None) -> str:
     """A secret given inline or (preferred) in a file only root may read."""
     if inline and secret_file:
         raise _error(path, section, f"{key}_file", f"set {key} or {key}_file, not both")
     if secret_file is None:
         return inline
+    text, _ = _read_trusted(
+        secret_file, SECRET, lambda problem: _error(path, section, f"{key}_file", f"{secret_file} {problem}")
+    )
+    return text.strip()
+
+
+def _read_trusted(
+    path: Path, forbidden: int, refuse: Callable[[str], ConfigError]
+) -> tuple[str, os.stat_result]:
+    """The text and status of a regular, root-owned file with none of ``forbidden`` in its mode.
+
+    The file is opened without following a link and checked as opened, so it cannot be swapped
+    between the check and the read; ``refuse`` turns what is wrong into the error to raise.
+    """
     try:
-        mode = secret_file.stat().st_mode
-        if mode & stat.S_IROTH:
-            raise _error(path, section, f"{key}_file", f"{secret_file} is readable by everyone (chmod o-r)")
-        return secret_file.read_text().strip()
+        fd = open_no_follow(path, os.O_RDONLY)
     except OSError as exc:
-        raise _error(path, section, f"{key}_file", f"{secret_file}: {exc.strerror}") from exc
+        raise refuse(open_problem(exc)) from None
+    with os.fdopen(fd, encoding="utf-8") as file:
+        found = os.fstat(fd)
+        problem = file_problem(found, forbidden)
+        if problem:
+            raise refuse(problem)
+        try:
+            return file.read(), found
+        except OSError as exc:
+            raise refuse(f"cannot be read: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise refuse("is not UTF-8 text") from None
 
 
 def _check_client_certificate(path: Path, cert: Path | None, key: Path | None) -> None:

@@ -230,7 +230,6 @@ class Daemon:
         if passed is not None:
             return passed
         agent = self.config.agent
-        agent.socket.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         return bind(agent.socket, agent.socket_mode, agent.socket_group)
 
 

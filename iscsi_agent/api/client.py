@@ -1,7 +1,9 @@
 """A client of the socket API: http.client over AF_UNIX, one connection per request, as the server serves them.
 
 Answers come back as the server's JSON, parsed; an error answer becomes an AgentRefused carrying the
-server's stable code, so callers branch on codes, not on HTTP statuses.
+server's stable code, so callers branch on codes, not on HTTP statuses. Before a byte is sent, the
+kernel's record of who serves the socket (SO_PEERCRED) must say root: anyone who got to the socket's
+path first would otherwise read the request.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
+from iscsi_agent.api.peer import peer_of
 from iscsi_agent.errors import AgentError
+from iscsi_agent.safe_paths import trusted_owners
 
 DEFAULT_TIMEOUT = 300.0  # an attach waits for the array, a login and a device; the agent bounds each
 
@@ -24,6 +28,12 @@ class AgentUnreachable(AgentError):
 
 class AgentBadAnswer(AgentError):
     code = "agent_bad_answer"
+
+
+class AgentNotRoot(AgentError):
+    """The socket is served by a process that is not root, so not the agent; nothing was sent to it."""
+
+    code = "agent_not_root"
 
 
 class AgentRefused(AgentError):
@@ -53,10 +63,23 @@ class _UnixConnection(http.client.HTTPConnection):
         try:
             sock.settimeout(self.timeout)
             sock.connect(self._path)
+            _check_server(sock, self._path)
         except BaseException:
             sock.close()
             raise
         self.sock = sock
+
+
+def _check_server(sock: socket.socket, path: str) -> None:
+    server = peer_of(sock)
+    if server.uid not in trusted_owners():
+        raise AgentNotRoot(
+            f"the process serving {path} runs as uid {server.uid}, not root (not the agent); "
+            "nothing was sent to it",
+            socket=path,
+            uid=server.uid,
+            pid=server.pid,
+        )
 
 
 class AgentClient:

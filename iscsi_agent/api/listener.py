@@ -1,5 +1,10 @@
 """The listening Unix socket: passed by systemd (socket activation) or bound here with its mode and group.
 
+The socket's folder is made if missing and must be root's and writable by no one else: then no one
+else can put a link at the socket's path between bind and chown and steer root's hand. The mode
+comes from the umask at bind, so nothing is chmodded by name, and the group is given with lchown,
+which never follows a link.
+
 Binding replaces a stale socket file left by a previous run, but only a socket nobody listens on:
 anything else at that path (a regular file, a directory, a live agent) stops start-up instead of
 being deleted. Closing removes the file only if nobody listens on it, so a stopping agent never
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iscsi_agent.errors import AgentError
+from iscsi_agent.safe_paths import folder_problem
 
 log = logging.getLogger(__name__)
 
@@ -78,20 +84,44 @@ def bind(path: Path, mode: int, group: str | None) -> Listener:
     if len(os.fsencode(path)) > _SUN_PATH_MAX:
         raise ListenerError(f"socket path {path} is longer than {_SUN_PATH_MAX} bytes", path=str(path))
     gid = _group_id(group) if group else None
+    _prepare_folder(path.parent)
     _remove_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.bind(os.fspath(path))
-        # The mode is set after bind; until then the umask's bits apply, and the peer check stands.
+        _bind_with_mode(sock, path, mode)
         if gid is not None:
-            os.chown(path, -1, gid)
-        os.chmod(path, mode)
+            os.chown(path, -1, gid, follow_symlinks=False)
         sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
         raise ListenerError(f"cannot listen on {path}: {exc.strerror}", path=str(path)) from exc
     log.info("listening on %s (mode %04o, group %s)", path, mode, group or "unchanged")
     return Listener(sock, path)
+
+
+def _prepare_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ListenerError(
+            f"cannot make the socket folder {folder}: {exc.strerror}", path=str(folder)
+        ) from exc
+    problem = folder_problem(folder)
+    if problem:
+        raise ListenerError(f"socket folder {folder} {problem}", path=str(folder), problem=problem)
+
+
+def _bind_with_mode(sock: socket.socket, path: Path, mode: int) -> None:
+    """Bind so that the file has ``mode`` from the start (the kernel applies the umask to it).
+
+    The umask is the process's: bind runs at start-up, before the threads that create files, and
+    a file made meanwhile would only get fewer permissions, never more.
+    """
+    previous = os.umask(0o777 & ~mode)
+    try:
+        sock.bind(os.fspath(path))
+    finally:
+        os.umask(previous)
 
 
 def _group_id(group: str) -> int:

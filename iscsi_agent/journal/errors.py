@@ -5,6 +5,8 @@ JournalError                  journal_error
 ├── JournalTooNew             journal_too_new        written by a newer agent; (path, found_version, known_version)
 ├── JournalInUse              journal_in_use         another process has it open; (path)
 ├── JournalIoError            journal_io_failed      SQLite could not read or write it (disk full, I/O); (path, reason)
+├── JournalUnsafe             journal_unsafe         another user could change or redirect it: the state folder is
+│                                                    not root's 0700 folder, or a file of it is a link; (path, reason)
 └── JournalMisuse             journal_misuse         a transition the record forbids: a step settled twice,
                                                      an unknown operation, a finish with a step still open
 
@@ -64,6 +66,15 @@ class JournalIoError(JournalError):
 
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(path, reason, reason=reason)
+
+
+class JournalUnsafe(JournalError):
+    """Refused before anything is read or written: a journal others could replace would steer recovery."""
+
+    code = "journal_unsafe"
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(path, f"refused: {reason}", reason=reason)
 
 
 class JournalMisuse(JournalError):

@@ -12,18 +12,32 @@ Durability: WAL with ``synchronous=FULL``, so every commit is on disk (the WAL i
 checkpoints: a power cut could lose the intent of a map that the array had already made, and
 recovery would never undo it. The cost, one fsync per record, is small beside an array call or
 an iSCSI login.
+
+Trust: a journal drives start-up recovery (maps removed, sessions logged out), so no one but root
+may change it. The state folder must be root's, mode 0700 and not a link; then no one else can
+create, replace or link anything in it, and the journal, its lock and SQLite's -wal and -shm files
+are checked not to be links (or anything but regular files) before SQLite opens them by name.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
 import sqlite3
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from iscsi_agent.journal.errors import JournalInUse, JournalIoError, JournalTooNew, JournalUnreadable
+from iscsi_agent.journal.errors import (
+    JournalInUse,
+    JournalIoError,
+    JournalTooNew,
+    JournalUnreadable,
+    JournalUnsafe,
+)
+from iscsi_agent.safe_paths import OPEN_TO_OTHERS, file_problem, folder_problem, open_no_follow, open_problem
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +116,10 @@ def lock(path: Path) -> int:
     The lock (flock) goes with the descriptor, so a killed agent leaves none behind.
     """
     _make_private_dir(path.parent)
-    lock_path = path.with_name(path.name + ".lock")
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise JournalIoError(path, f"cannot open {lock_path}: {exc.strerror}") from exc
+    problem = folder_problem(path.parent, OPEN_TO_OTHERS)
+    if problem:
+        raise JournalUnsafe(path, f"state folder {path.parent} {problem}")
+    fd = _open_own_file(path, path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -116,9 +129,13 @@ def lock(path: Path) -> int:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """A connection to a checked, current journal at ``path`` (created, mode 0600, if missing)."""
+    """A connection to a checked, current journal at ``path`` (created, mode 0600, if missing).
+
+    Call it holding ``lock(path)``, which has checked the state folder.
+    """
     _create_private_file(path)
     _check_header(path)
+    _check_no_links(path, ("-wal", "-shm"))
     db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
     try:
         _check_contents(db, path)
@@ -172,9 +189,41 @@ def _sync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _check_header(path: Path) -> None:
+def _open_own_file(journal: Path, path: Path, flags: int) -> int:
+    """A descriptor of ``path``, a regular file of root's, opened without following a link."""
     try:
-        with path.open("rb") as file:
+        fd = open_no_follow(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):  # ENXIO: a socket, or a FIFO no one reads
+            raise JournalUnsafe(journal, f"{path} {open_problem(exc)}") from None
+        raise JournalIoError(journal, f"cannot open {path}: {exc.strerror}") from exc
+    problem = file_problem(os.fstat(fd))
+    if problem:
+        os.close(fd)
+        raise JournalUnsafe(journal, f"{path} {problem}")
+    return fd
+
+
+def _check_no_links(path: Path, suffixes: Sequence[str]) -> None:
+    """SQLite opens its -wal and -shm files by name: refuse a link or a non-file there first."""
+    for suffix in suffixes:
+        companion = path.with_name(path.name + suffix)
+        try:
+            mode = os.lstat(companion).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise JournalIoError(path, f"cannot examine {companion}: {exc.strerror}") from exc
+        if stat.S_ISLNK(mode):
+            raise JournalUnsafe(path, f"{companion} is a symbolic link (not followed)")
+        if not stat.S_ISREG(mode):
+            raise JournalUnsafe(path, f"{companion} is not a regular file")
+
+
+def _check_header(path: Path) -> None:
+    fd = _open_own_file(path, path, os.O_RDONLY)
+    try:
+        with os.fdopen(fd, "rb") as file:
             header = file.read(len(SQLITE_HEADER))
     except OSError as exc:
         raise JournalIoError(path, f"cannot read: {exc.strerror}") from exc

@@ -9,6 +9,7 @@ import pytest
 
 from iscsi_agent.array.settings import ApiChoice
 from iscsi_agent.config import SCHEMA, ConfigError, load_config, parse_config
+from tests.second_uid import NOBODY, folder_nobody_can_reach, python_as_nobody
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "agent.conf.example"
 CONF = Path("/etc/iscsi-agent/agent.conf")
@@ -102,7 +103,7 @@ def test_a_file_that_is_not_ini_is_refused():
 
 
 def test_a_missing_file_is_named(tmp_path):
-    with pytest.raises(ConfigError, match=r"missing\.conf: cannot read"):
+    with pytest.raises(ConfigError, match=r"missing\.conf cannot be opened: No such file"):
         load_config(tmp_path / "missing.conf")
 
 
@@ -209,3 +210,98 @@ def test_a_client_certificate_and_its_key_come_together(tmp_path, given, missing
     with pytest.raises(ConfigError) as caught:
         parse_config(MINIMAL + f"{given} = {path}\n", CONF)
     assert str(caught.value) == f"{CONF} [array] {missing}: is required when {given} is set"
+
+
+# --- who may write the files the agent trusts, and what a parse error may show ----------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "password = Sup3rSecret\n" + MINIMAL,  # before any section header
+        MINIMAL + "password = x\n  continued\nSup3rSecret\n",  # a line that is no key = value
+    ],
+    ids=["before any section", "not key = value"],
+)
+def test_a_parse_error_names_file_and_line_but_never_quotes_the_line(text):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, CONF)
+    message = str(caught.value)
+    assert message.startswith(f"{CONF}: not a valid INI file") and "line " in message
+    assert "Sup3rSecret" not in message and "Sup3rSecret" not in repr(caught.value.details)
+    assert caught.value.__cause__ is None  # a traceback of the parser's error would quote it
+
+
+def write(path: Path, text: str, mode: int, uid: int = 0) -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    os.chown(path, uid, 0)
+    return path
+
+
+def test_a_root_owned_file_only_root_writes_is_read(tmp_path):
+    conf = write(tmp_path / "agent.conf", MINIMAL, 0o644)
+    assert load_config(conf).array.hostname == "cluster1.example"
+
+
+@pytest.mark.parametrize(("mode", "uid"), [(0o664, 0), (0o646, 0), (0o600, NOBODY)])
+def test_an_agent_conf_others_may_write_is_refused(tmp_path, mode, uid):
+    """Its writer could name any program as ``iscsiadm`` and have root run it."""
+    conf = write(tmp_path / "agent.conf", MINIMAL, mode, uid)
+    with pytest.raises(
+        ConfigError, match=rf"^{conf} (is writable by group or others|is owned by uid {NOBODY}, not root)"
+    ):
+        load_config(conf)
+
+
+def test_a_world_readable_agent_conf_with_an_inline_password_is_refused(tmp_path):
+    conf = write(tmp_path / "agent.conf", MINIMAL + "password = Sup3rSecret\n", 0o644)
+    with pytest.raises(ConfigError, match=r"\[array\] password: .*readable by everyone") as caught:
+        load_config(conf)
+    assert "Sup3rSecret" not in str(caught.value)
+    conf.chmod(0o640)
+    assert load_config(conf).array.password == "Sup3rSecret"
+
+
+def test_an_agent_conf_that_is_a_symlink_is_not_followed(tmp_path):
+    real = write(tmp_path / "real.conf", MINIMAL, 0o600)
+    (tmp_path / "agent.conf").symlink_to(real)
+    with pytest.raises(ConfigError, match=r"agent\.conf is a symbolic link"):
+        load_config(tmp_path / "agent.conf")
+
+
+@pytest.mark.parametrize(
+    ("mode", "uid", "why"),
+    [
+        (0o640, NOBODY, f"is owned by uid {NOBODY}, not root"),
+        (0o620, 0, "is writable by group or others"),
+        (0o602, 0, "is writable by group or others"),
+    ],
+)
+@pytest.mark.parametrize("key", ["password_file", "chap_secret_file"])
+def test_a_secret_file_others_own_or_may_write_is_refused(tmp_path, mode, uid, why, key):
+    secret = write(tmp_path / "secret", "s3cret", mode, uid)
+    section, lines = ("array", "") if key == "password_file" else ("iscsi", "[iscsi]\nchap_username = u\n")
+    with pytest.raises(ConfigError, match=rf"\[{section}\] {key}: {secret} {why}"):
+        parse_config(MINIMAL + lines + f"{key} = {secret}\n", CONF)
+
+
+@pytest.mark.allow_subprocess
+def test_a_secret_file_link_planted_by_another_user_is_not_followed(tmp_path):
+    """nobody, who may write the folder, links the secret's name to a root-only file for root to read."""
+    target = write(tmp_path / "root-only", "not for the array", 0o600)
+    with folder_nobody_can_reach() as folder:
+        (folder / "secrets").mkdir()
+        os.chown(folder / "secrets", NOBODY, NOBODY)
+        link = folder / "secrets" / "p"
+        python_as_nobody("import os, sys; os.symlink(sys.argv[1], sys.argv[2])", str(target), str(link))
+        assert link.lstat().st_uid == NOBODY
+        with pytest.raises(ConfigError, match=rf"\[array\] password_file: {link} is a symbolic link"):
+            parse_config(MINIMAL + f"password_file = {link}\n", CONF)
+
+
+def test_a_secret_that_is_not_a_regular_file_is_refused(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(ConfigError, match=r"\[array\] password_file: .*fifo is not a regular file"):
+        parse_config(MINIMAL + f"password_file = {fifo}\n", CONF)

@@ -12,6 +12,7 @@ def test_check_passes_on_the_guest_against_the_simulated_array(tmp_path, initiat
     url = urlsplit(sim.start())
     try:
         conf = tmp_path / "agent.conf"
+        conf.touch(mode=0o600)  # it holds the password: the agent refuses it readable by everyone
         conf.write_text(
             f"[array]\nhostname = {url.hostname}\nport = {url.port}\nscheme = http\n"
             "username = admin\npassword = netapp1!\nvserver = svm1\n"

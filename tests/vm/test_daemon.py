@@ -83,6 +83,7 @@ def agent(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningAge
     url = urlsplit(sim.start())
     sock, port = tmp_path / "agent.sock", free_port()
     conf = tmp_path / "agent.conf"
+    conf.touch(mode=0o600)  # it holds the password: the agent refuses it readable by everyone
     conf.write_text(
         f"[agent]\nsocket = {sock}\nstate_dir = {tmp_path / 'state'}\n"
         f"[array]\nhostname = {url.hostname}\nport = {url.port}\nscheme = http\nusername = admin\n"

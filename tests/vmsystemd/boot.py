@@ -131,6 +131,7 @@ def stage(home: Path, rootdir: Path) -> Path:
     (system / "iscsi-agent.service.d").mkdir()
     (system / "iscsi-agent.service.d/vmtest.conf").write_text(service_dropin(rootdir.resolve()))
     (tree / "etc/iscsi-agent").mkdir(parents=True)
+    (tree / AGENT_CONF.lstrip("/")).touch(mode=0o600)  # it holds the password; `cp -a` keeps the mode
     (tree / AGENT_CONF.lstrip("/")).write_text(agent_config())
     # Debian's `D /tmp` would empty /tmp, and with it vng's guest tools.
     (tree / "etc/tmpfiles.d").mkdir(parents=True)

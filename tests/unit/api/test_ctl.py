@@ -2,11 +2,15 @@
 
 import io
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from iscsi_agent.ctl import DEFAULT_SOCKET, main
 from iscsi_agent.service_api import ReconcileAction
+from tests.second_uid import NOBODY, argv_as_nobody, folder_nobody_can_reach
 from tests.unit.api.fakes import TARGET
 
 
@@ -121,3 +125,44 @@ def test_a_usage_error_exits_2(argv):
 
 def test_the_default_socket_is_the_contracts():
     assert DEFAULT_SOCKET == "/run/iscsi-agent/agent.sock"
+
+
+SERVE_ONE_AS_NOBODY = """
+import socket, sys
+server = socket.socket(socket.AF_UNIX)
+server.bind(sys.argv[1])
+server.listen()
+print("ready", flush=True)
+server.settimeout(60)
+connection, _ = server.accept()
+connection.settimeout(60)
+print(len(connection.recv(65536)), flush=True)  # what came first, or 0 when the client just closed
+"""
+
+
+@pytest.mark.allow_subprocess
+def test_the_client_sends_nothing_to_a_socket_served_by_another_user():
+    """Anyone who can create the socket path first (a lapsed folder, a wrong --socket) would get the
+    request, a volume name and all; the agent runs as root, so a peer that is not root is not it."""
+    with folder_nobody_can_reach() as folder:
+        (folder / "run").mkdir()
+        os.chown(folder / "run", NOBODY, NOBODY)
+        path = folder / "run" / "agent.sock"
+        server = subprocess.Popen(
+            argv_as_nobody(sys.executable, "-c", SERVE_ONE_AS_NOBODY, str(path)),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert server.stdout is not None and server.stdout.readline() == "ready\n"
+            code, out, err = ctl(path, "attach", "/vol/vol1/lun0")
+            received, _ = server.communicate(timeout=30)
+        finally:
+            server.kill()
+            server.wait(timeout=30)
+    assert received == "0\n"
+    assert (code, out) == (1, "")
+    assert err == (
+        f"iscsi-agentctl: agent_not_root: the process serving {path} runs as uid {NOBODY}, not root "
+        "(not the agent); nothing was sent to it\n"
+    )

@@ -4,10 +4,12 @@ import grp
 import os
 import socket
 import stat
+import sys
 
 import pytest
 
 from iscsi_agent.api.listener import ListenerError, bind, from_systemd
+from tests.second_uid import NOBODY, python_as_nobody
 
 
 def test_bind_creates_a_listening_socket_with_the_mode(socket_dir):
@@ -138,3 +140,74 @@ def test_a_passed_socket_that_is_not_a_listening_unix_stream_is_refused(socket_d
     with pytest.raises(ListenerError, match="is not listening"):
         from_systemd(dict(environ), os.getpid(), first_fd=idle.fileno())
     idle.close()
+
+
+# --- the socket's folder: root's, writable by no one else, never reached through a link ---------
+
+
+@pytest.mark.allow_subprocess
+def test_a_socket_folder_of_another_user_is_refused_and_nothing_in_it_touched(socket_dir):
+    """Its owner could swap the socket for a link between bind and chown, and steer root's chown."""
+    os.chown(socket_dir, NOBODY, NOBODY)
+    path = socket_dir / "agent.sock"
+    python_as_nobody("import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])", str(path))
+    before = path.lstat()
+    with pytest.raises(
+        ListenerError, match=rf"socket folder {socket_dir} is owned by uid {NOBODY}, not root"
+    ):
+        bind(path, 0o660, None)
+    after = path.lstat()
+    assert (after.st_ino, after.st_uid, after.st_mode) == (before.st_ino, NOBODY, before.st_mode)
+
+
+@pytest.mark.parametrize("mode", [0o775, 0o757, 0o1777], ids=oct)
+def test_a_socket_folder_others_may_write_is_refused(socket_dir, mode):
+    socket_dir.chmod(mode)
+    with pytest.raises(ListenerError, match=rf"socket folder {socket_dir} is writable by group or others"):
+        bind(socket_dir / "agent.sock", 0o660, None)
+    assert list(socket_dir.iterdir()) == []
+
+
+def test_a_socket_folder_that_is_a_link_is_not_followed(socket_dir):
+    (socket_dir / "real").mkdir(mode=0o755)
+    (socket_dir / "run").symlink_to(socket_dir / "real")
+    with pytest.raises(ListenerError, match=rf"socket folder {socket_dir / 'run'} is a symbolic link"):
+        bind(socket_dir / "run" / "agent.sock", 0o660, None)
+    assert list((socket_dir / "real").iterdir()) == []
+
+
+def test_a_missing_socket_folder_is_made_writable_by_root_alone(socket_dir):
+    path = socket_dir / "run" / "iscsi-agent" / "agent.sock"
+    listener = bind(path, 0o660, None)
+    listener.close()
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o755 and path.parent.stat().st_uid == os.geteuid()
+
+
+CHMODS: list[str] = []
+
+
+def _record_chmod(event: str, args: tuple[object, ...]) -> None:
+    if event == "os.chmod" and CHMODS and isinstance(args[0], (str, bytes, os.PathLike)):
+        CHMODS.append(os.fsdecode(args[0]))
+
+
+sys.addaudithook(_record_chmod)
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o660, 0o666], ids=oct)
+def test_the_socket_is_created_with_its_mode_not_chmodded_through_its_path(socket_dir, mode):
+    """A chmod by name follows whatever is at the name by then; the mode must come with the bind."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    CHMODS[:] = ["recording"]
+    try:
+        listener = bind(socket_dir / "agent.sock", mode, None)
+    finally:
+        recorded, CHMODS[:] = CHMODS[1:], []
+    try:
+        assert stat.S_IMODE((socket_dir / "agent.sock").lstat().st_mode) == mode
+        assert recorded == []
+    finally:
+        listener.close()
+    after = os.umask(umask)
+    assert after == umask  # and the process's umask is as it was

@@ -93,6 +93,7 @@ EXPECTED: dict[str, int] = {
     "iscsi_agent.journal.errors.JournalUnreadable": BUG,  # start-up only
     "iscsi_agent.journal.errors.JournalTooNew": BUG,  # start-up only
     "iscsi_agent.journal.errors.JournalInUse": BUG,  # start-up only
+    "iscsi_agent.journal.errors.JournalUnsafe": BUG,  # start-up only
     "iscsi_agent.config.ConfigError": BUG,  # start-up only
     "iscsi_agent.api.listener.ListenerError": BUG,  # start-up only
     "iscsi_agent.api.client.AgentUnreachable": BUG,  # the client's
@@ -100,6 +101,7 @@ EXPECTED: dict[str, int] = {
     "iscsi_agent.api.client.AgentRefused": BUG,  # the client's
     "iscsi_agent.libvirt.domain.DomainXmlInvalid": BUG,  # the libvirt hook's, a client
     "iscsi_agent.libvirt.hook.HookRefused": BUG,  # the libvirt hook's, a client
+    "iscsi_agent.api.client.AgentNotRoot": BUG,  # the client's
 }
 
 

@@ -216,7 +216,7 @@ def test_what_a_killed_agent_leaves_on_disk_is_the_record_up_to_its_last_intent(
     journal.record_done(journal.intend(op, Step.FLUSH, device="/dev/sdc"))
     journal.intend(op, Step.LOGOUT, target_iqn=IQN, portal="127.0.0.1:3260", delete_record=True)
     left_behind = tmp_path / "after-kill"
-    left_behind.mkdir()
+    left_behind.mkdir(mode=0o700)
     for name in (
         path.name,
         path.name + "-wal",

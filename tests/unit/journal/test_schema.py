@@ -4,6 +4,7 @@ earlier schema version."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
 from collections.abc import Callable
@@ -18,9 +19,11 @@ from iscsi_agent.journal.errors import (
     JournalIoError,
     JournalTooNew,
     JournalUnreadable,
+    JournalUnsafe,
 )
 from iscsi_agent.journal.model import Kind, Step
 from iscsi_agent.journal.store import Journal
+from tests.second_uid import NOBODY, folder_nobody_can_reach, python_as_nobody
 from tests.unit.journal.fakes import ATTACHMENT, FakeWallClock, an_attachment
 
 
@@ -52,7 +55,7 @@ def test_a_new_journal_is_at_the_current_version_in_wal_mode_with_every_commit_s
 
 def test_an_empty_file_becomes_a_journal(path, clock):
     """What a crash right after the file was created leaves."""
-    path.parent.mkdir()
+    path.parent.mkdir(mode=0o700)
     path.touch(mode=0o600)
     with Journal.open(path, clock) as journal:
         assert journal.attachments() == [] and journal.in_flight() == []
@@ -230,3 +233,69 @@ def test_a_migration_that_fails_leaves_the_previous_version_whole(path, clock, m
     with sqlite3.connect(path) as db:
         assert schema.user_version(db) == schema.SCHEMA_VERSION
     db.close()
+
+
+# --- the state folder and the journal's files: root's alone, never reached through a link -----
+
+
+@pytest.mark.parametrize("mode", [0o755, 0o750, 0o701], ids=oct)
+def test_a_state_folder_open_to_others_is_refused_naming_it(path, clock, mode):
+    path.parent.mkdir()
+    path.parent.chmod(mode)
+    with pytest.raises(
+        JournalUnsafe, match=rf"state folder {path.parent} is open to group or others \(mode 0{mode:o}"
+    ):
+        Journal.open(path, clock)
+    assert list(path.parent.iterdir()) == []
+
+
+def test_a_state_folder_owned_by_another_user_is_refused(path, clock):
+    path.parent.mkdir(mode=0o700)
+    os.chown(path.parent, NOBODY, NOBODY)
+    with pytest.raises(
+        JournalUnsafe, match=rf"state folder {path.parent} is owned by uid {NOBODY}, not root"
+    ) as caught:
+        Journal.open(path, clock)
+    assert caught.value.code == "journal_unsafe" and caught.value.details["path"] == str(path)
+    assert list(path.parent.iterdir()) == []
+
+
+def test_a_state_folder_that_is_a_link_is_not_followed(path, clock, tmp_path):
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    path.parent.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(JournalUnsafe, match=rf"state folder {path.parent} is a symbolic link"):
+        Journal.open(path, clock)
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "name", ["journal.sqlite3", "journal.sqlite3.lock", "journal.sqlite3-wal", "journal.sqlite3-shm"]
+)
+def test_a_journal_file_that_is_a_link_is_not_followed_and_its_target_is_untouched(
+    path, clock, tmp_path, name
+):
+    path.parent.mkdir(mode=0o700)
+    target = tmp_path / "root-only"
+    target.write_bytes(b"keep me")
+    (path.parent / name).symlink_to(target)
+    with pytest.raises(JournalUnsafe, match=rf"{path.parent / name} is a symbolic link"):
+        Journal.open(path, clock)
+    assert target.read_bytes() == b"keep me" and (path.parent / name).is_symlink()
+
+
+@pytest.mark.allow_subprocess
+def test_a_journal_link_planted_by_another_user_in_a_state_folder_of_theirs_is_not_written_through(clock):
+    """What was proven: root wrote a database through a link another uid planted in the state folder."""
+    with folder_nobody_can_reach() as folder:
+        target = folder / "root-only"
+        target.write_bytes(b"keep me")
+        target.chmod(0o600)
+        state = folder / "state"  # the operator's, given to nobody (or made by a package of theirs)
+        state.mkdir(mode=0o700)
+        os.chown(state, NOBODY, NOBODY)
+        plant = "import os, sys; os.symlink(sys.argv[1], sys.argv[2])"
+        python_as_nobody(plant, str(target), str(state / "journal.sqlite3"))
+        with pytest.raises(JournalUnsafe, match=rf"state folder {state} is owned by uid {NOBODY}"):
+            Journal.open(state / "journal.sqlite3", clock)
+        assert target.read_bytes() == b"keep me"
+        assert sorted(p.name for p in state.iterdir()) == ["journal.sqlite3"]
