@@ -89,6 +89,7 @@ class Rig:
         """The daemon with ``multipath``; the reconciler runs only when the soak asks (POST /v1/reconcile)."""
         self.multipath = multipath
         conf = self.workdir / "agent.conf"
+        conf.touch(mode=0o600)  # it holds the password: the agent refuses it readable by everyone
         conf.write_text(
             f"[agent]\nsocket = {self.socket}\nstate_dir = {self.workdir / 'state'}\nworkers = 16\n"
             f"[array]\n{self._array}scheme = http\nusername = admin\npassword = netapp1!\n"
