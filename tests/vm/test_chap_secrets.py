@@ -27,11 +27,16 @@ CHAP_USER = "compute-7"
 SECRET = "vm-chap-Secret-7f3a91"
 NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
 NODES = Path("/etc/iscsi/nodes")
+# The simulated array's tgtd takes its CHAP accounts on tgtadm's command line: the array's side, not
+# the host's (a real array keeps them in its own memory).
+ARRAY_SIDE = ("tgtadm",)
 
 # Reads the secret from stdin (never from its own argv), then polls /proc until SIGTERM and prints
-# a JSON report: passes made, iscsiadm processes whose command line it read, and every hit.
+# a JSON report: passes made, iscsiadm processes whose command line it read, and every hit. It runs
+# niced, so the guest's udev still gets the CPU it needs to make the attaches' links in time.
 WATCHER = r"""
 import json, os, signal, sys
+os.nice(10)
 secret = sys.stdin.readline().rstrip("\n").encode()
 stop = []
 signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -116,7 +121,7 @@ def test_an_unprivileged_user_polling_proc_never_sees_the_chap_secret_during_cha
         report = watcher.report()
     print(f"attached {first.device} then {second.device} as {second.auth_username}")
     assert report["iscsiadm"] > 0, "the watcher never saw iscsiadm run: it proves nothing"
-    assert report["hits"] == []
+    assert [hit for hit in report["hits"] if Path(hit["program"]).name not in ARRAY_SIDE] == []
     # iscsiadm reads the record back with the secret, and the CHAP login it made worked
     iqn, portal = second.target_iqn, str(second.portals[0])
     record = stored_record(iqn, portal)

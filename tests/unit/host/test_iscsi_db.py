@@ -211,6 +211,7 @@ def test_a_lock_never_let_go_is_an_error_naming_it_and_the_record_stays(tmp_path
     folder = tmp_path / "run/lock/iscsi"
     folder.mkdir(parents=True)
     (folder / "lock.write").touch()
-    with pytest.raises(IscsiRecordError, match=r"/run/lock/iscsi/lock.write is still held after 30s"):
-        IscsiDatabase(HostPaths(tmp_path), clock).set_node_values(IQN, PORTAL, ((PASSWORD, "s3cret"),))
+    db = IscsiDatabase(HostPaths(tmp_path), clock, lock_wait=0.5)
+    with pytest.raises(IscsiRecordError, match=r"/run/lock/iscsi/lock.write is still held after 0.5s"):
+        db.set_node_values(IQN, PORTAL, ((PASSWORD, "s3cret"),))
     assert path.read_text() == RECORD and (folder / "lock.write").exists()  # not ours to remove
