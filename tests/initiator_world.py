@@ -2,7 +2,8 @@
 
 ``SimulatedInitiator`` is a CommandRunner that answers iscsiadm as open-iscsi 2.1.8 does (node
 records, SendTargets discovery of the simulator's target, login and logout making and dropping
-sessions in a HostTree), and a kernel step that lets a targeted scan find exactly the LUN the
+sessions in a HostTree, record files where iscsiadm keeps them so the secrets the agent writes into
+them land somewhere), and a kernel step that lets a targeted scan find exactly the LUN the
 simulator maps, at that id, to an igroup holding this initiator (so unmapping, id reuse and maps
 made by hand behave as on a real host), through a session to a LIF on one of the map's reporting
 nodes only (Selective LUN Map: ONTAP reports a LUN through no other node's LIFs). The VM tier proves the same flows on a real kernel.
@@ -11,6 +12,7 @@ nodes only (Selective LUN Map: ONTAP reports a LUN through no other node's LIFs)
 from __future__ import annotations
 
 import itertools
+import shutil
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -59,7 +61,7 @@ class SimulatedInitiator:
             return self._run(tuple(argv), timeout, secrets)
 
     def _run(self, args: tuple[str, ...], timeout: float, secrets: Sequence[str]) -> CommandResult:
-        self.calls.append(tuple(mask(arg, secrets) for arg in args))
+        self.calls.append(args)  # as /proc/PID/cmdline shows it: never masked
         for act in self.before_command:
             act(args)
         if args[0] in ("multipath", "multipathd"):
@@ -78,13 +80,50 @@ class SimulatedInitiator:
         return [call for call in self.calls if call[0] == "iscsiadm"]
 
     def _discover(self, args: tuple[str, ...]) -> CommandResult:
-        if _value(args, "-m") == "discoverydb" and "--discover" not in args:
-            return CommandResult(args, 0, "", "")
         portal = _value(args, "-p")
+        if _value(args, "-m") == "discoverydb" and "--discover" not in args:
+            return self._discovery_record(args, portal)
         iqn = self.target_iqn
-        for record_portal in (portal,):
-            self.records.setdefault((iqn, record_portal), {"node.session.scan": "auto"})
+        if (iqn, portal) not in self.records:  # a new target's record, one per tpgt and interface
+            self.records[(iqn, portal)] = {"node.session.scan": "auto"}
+            self._write_record(
+                self._node_record(iqn, portal).with_name(f"{self._portal_name(portal)},1") / "default"
+            )
         return CommandResult(args, 0, f"{portal},1 {iqn}\n", "")
+
+    def _discovery_record(self, args: tuple[str, ...], portal: str) -> CommandResult:
+        path = self.tree.root / "etc/iscsi/send_targets" / self._portal_name(portal) / "st_config"
+        op = _value(args, "-o")
+        if op == "new":
+            self._write_record(path)
+        elif not path.exists():  # ISCSI_ERR_IDBM
+            return CommandResult(
+                args, 6, "", f"iscsiadm: Discovery record [{self._portal_name(portal)}] not found.\n"
+            )
+        elif op == "show":
+            return CommandResult(args, 0, path.read_text(), "")
+        return CommandResult(args, 0, "", "")
+
+    def _node_record(self, iqn: str, portal: str) -> Path:
+        """Where ``-o new`` without a tpgt puts the record: a file named after the portal."""
+        return self.tree.root / "etc/iscsi/nodes" / iqn / self._portal_name(portal)
+
+    @staticmethod
+    def _portal_name(portal: str) -> str:
+        address, _, port = portal.rpartition(":")
+        return f"{address.strip('[]')},{port}"
+
+    @staticmethod
+    def _write_record(path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("# BEGIN RECORD 2.1.8\n# END RECORD\n")
+
+    def record_files(self) -> dict[str, str]:
+        """Every record file's text, by its path under the database."""
+        db = self.tree.root / "etc/iscsi"
+        return {
+            str(path.relative_to(db)): path.read_text() for path in sorted(db.rglob("*")) if path.is_file()
+        }
 
     def _node(self, args: tuple[str, ...], timeout: float) -> CommandResult:
         key = (_value(args, "-T"), _value(args, "-p"))
@@ -110,8 +149,15 @@ class SimulatedInitiator:
         op = _value(args, "-o")
         if op == "new":
             self.records[key] = {"node.session.scan": "auto"}
+            self._write_record(self._node_record(*key))
             return CommandResult(args, 0, "New iSCSI node added\n", "")
         if op == "delete":
+            record = self._node_record(*key)
+            for path in record.parent.glob(f"{record.name}*"):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
             return CommandResult(
                 args, 0 if self.records.pop(key, None) is not None else EXIT_NO_RECORDS, "", ""
             )

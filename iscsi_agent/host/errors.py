@@ -7,7 +7,7 @@ AgentError
     │   ├── CommandTimeout         command_timeout          killed at its deadline (argv, timeout)
     │   └── CommandFailed          command_failed           ran and exited non-zero (argv, exit_code, stderr)
     ├── InitiatorNameError         initiator_name_invalid   (file, line)
-    ├── IscsiadmError              iscsiadm_failed          (argv, exit_code, stderr; secrets masked)
+    ├── IscsiadmError              iscsiadm_failed          (argv, exit_code, stderr)
     │   ├── IscsiTimeout           iscsi_timeout            exit 8, 11 or 33, or iscsiadm itself hung
     │   ├── IscsiConnectionFailed  iscsi_connection_failed  exit 4: could not connect to the portal
     │   ├── IscsiAuthFailed        iscsi_auth_failed        exit 24
@@ -15,7 +15,8 @@ AgentError
     │   ├── IscsiTransportMissing  iscsi_transport_missing  exit 12
     │   ├── IscsidUnreachable      iscsid_unreachable       exit 20, or 18 (lost mid-request)
     │   ├── IscsiNoRecords         iscsi_no_records         exit 21 where it is a fault
-    │   └── IscsiSessionExists     iscsi_session_exists     exit 15 where it is a fault
+    │   ├── IscsiSessionExists     iscsi_session_exists     exit 15 where it is a fault
+    │   └── IscsiRecordError       iscsi_record_failed      a record file the agent writes itself (file or name)
     ├── SysfsError                 sysfs_error              a kernel attribute could not be read or written
     ├── WaitTimeout                timeout                  (waited_for, timeout, seen)
     │   ├── DeviceTimeout          device_timeout           (host, lun, step reached)
@@ -109,6 +110,12 @@ class IscsiNoRecords(IscsiadmError):
 
 class IscsiSessionExists(IscsiadmError):
     code = "iscsi_session_exists"
+
+
+class IscsiRecordError(IscsiadmError):
+    """A node or discovery record file could not be written as asked (``host.iscsi_db``)."""
+
+    code = "iscsi_record_failed"
 
 
 class SysfsError(HostError):

@@ -1,6 +1,6 @@
 """open-iscsi's iscsiadm, driven through the CommandRunner: discovery, node records, login, logout.
 
-Every call has a timeout, CHAP secrets are handed to the runner to be masked, and
+Every call has a timeout, no call carries a CHAP secret (they go into the record files), and
 open-iscsi's exit codes become typed errors. Some codes mean "already done" for one
 operation and a fault for another, so each operation says which codes it tolerates.
 
@@ -14,8 +14,9 @@ Records are shared, so they are written only when they must be (iscsiadm 2.1.8, 
   agent's settings; otherwise it writes every setting in one ``-o update`` with several
   ``-n NAME -v VALUE`` pairs (iscsiadm checks every name before it writes, then writes the record
   once: a bad pair leaves the record as it was), preceded by ``-o new`` only when the record is missing.
-- CHAP secrets read back as ``********``, so a stored secret cannot be compared with the wanted
-  one; with CHAP on, the record is always rewritten, secrets included, in that one update.
+- CHAP secrets never go on iscsiadm's command line, which any local user can read in /proc while
+  it runs: after the update, ``IscsiDatabase`` writes them into the record files themselves (and
+  leaves a file that holds them already as it is). The update carries the method and user names.
 
 Concurrency, per portal: every method holds its portal's lock (``PortalLocks``) while it runs
 iscsiadm, so no two of them interleave on one portal's records. A caller must itself hold
@@ -45,6 +46,7 @@ from iscsi_agent.host.errors import (
     IscsiTimeout,
     IscsiTransportMissing,
 )
+from iscsi_agent.host.iscsi_db import IscsiDatabase
 from iscsi_agent.portal import Portal
 
 log = logging.getLogger(__name__)
@@ -109,7 +111,6 @@ _MEANINGS: dict[int, str] = {
 
 HIDDEN = "********"  # how iscsiadm shows a secret that is set (iscsiadm -S would print it)
 EMPTY = "<empty>"  # how it shows an empty value
-_SECRET_NAME = re.compile(r"\.password(_in)?$")
 _SENDTARGETS_LINE = re.compile(r"(?P<portal>\S+),(?P<tpgt>-?\d+)\s+(?P<iqn>\S+)")
 _RECORD_BEGIN = "# BEGIN RECORD"
 _RECORD_END = "# END RECORD"
@@ -134,10 +135,6 @@ class Chap:
     username_in: str | None = None
     password_in: str | None = field(default=None, repr=False)
 
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(secret for secret in (self.password, self.password_in) if secret)
-
 
 @dataclass(frozen=True)
 class NodeSettings:
@@ -149,7 +146,7 @@ class NodeSettings:
     chap: Chap | None = None
 
     def values(self) -> Pairs:
-        """(name, value) pairs for ``iscsiadm -m node -o update``, secrets included."""
+        """(name, value) pairs for ``iscsiadm -m node -o update``; never a secret (see ``secrets``)."""
         pairs = [
             ("node.startup", "manual"),
             # manual: login must not scan every LUN; the agent scans the one it wants.
@@ -160,17 +157,26 @@ class NodeSettings:
         ]
         return tuple(pairs) + _auth_values("node.session.auth", self.chap)
 
+    def secrets(self) -> Pairs:
+        """The CHAP secrets as (name, value) pairs, for the record files (``IscsiDatabase``) only."""
+        return _auth_secrets("node.session.auth", self.chap)
+
 
 def _auth_values(prefix: str, chap: Chap | None) -> Pairs:
     if chap is None:
         return ((f"{prefix}.authmethod", "None"),)
-    pairs = [
-        (f"{prefix}.authmethod", "CHAP"),
-        (f"{prefix}.username", chap.username),
-        (f"{prefix}.password", chap.password),
-    ]
+    pairs = [(f"{prefix}.authmethod", "CHAP"), (f"{prefix}.username", chap.username)]
     if chap.username_in and chap.password_in:
-        pairs += [(f"{prefix}.username_in", chap.username_in), (f"{prefix}.password_in", chap.password_in)]
+        pairs.append((f"{prefix}.username_in", chap.username_in))
+    return tuple(pairs)
+
+
+def _auth_secrets(prefix: str, chap: Chap | None) -> Pairs:
+    if chap is None:
+        return ()
+    pairs = [(f"{prefix}.password", chap.password)]
+    if chap.username_in and chap.password_in:
+        pairs.append((f"{prefix}.password_in", chap.password_in))
     return tuple(pairs)
 
 
@@ -223,18 +229,8 @@ def parse_records(output: str) -> tuple[dict[str, str], ...]:
 
 
 def pending_update(records: Sequence[Record], wanted: Pairs) -> Pairs:
-    """The pairs to write so that every record holds ``wanted``: none when all already do, else all.
-
-    A secret cannot be read back (it shows as ``HIDDEN``), so a wanted secret always counts as a
-    difference: with CHAP on, the record is rewritten, secret included, every time.
-    """
-
-    def holds(record: Record, name: str, value: str) -> bool:
-        if value and _SECRET_NAME.search(name):
-            return False
-        return record.get(name) == value
-
-    if records and all(holds(record, name, value) for record in records for name, value in wanted):
+    """The pairs to write so that every record holds ``wanted``: none when all already do, else all."""
+    if records and all(record.get(name) == value for record in records for name, value in wanted):
         return ()
     return wanted
 
@@ -279,12 +275,15 @@ class Iscsiadm:
     def __init__(
         self,
         runner: CommandRunner,
+        database: IscsiDatabase,
+        *,
         program: str = "iscsiadm",
         timeout: float = DEFAULT_TIMEOUT,
         login_timeout: float = DEFAULT_LOGIN_TIMEOUT,
         locks: PortalLocks | None = None,
     ) -> None:
         self._runner = runner
+        self._database = database
         self._program = program
         self._timeout = timeout
         self._login_timeout = login_timeout
@@ -300,7 +299,8 @@ class Iscsiadm:
         ``-o new`` adds records only for targets the host does not know yet: a plain discovery
         rewrites every node record at the portal with iscsid.conf's defaults, which is the hazard
         the VM tests show. A record it adds holds those defaults until ``ensure_node``. Without
-        discovery CHAP it is one call; with it, the discovery record carries the credentials first.
+        discovery CHAP it is one call; with it, the discovery record carries the credentials first
+        (the secret written into its file, as for a node record).
         """
         if chap is None:
             base: tuple[str, ...] = ("-m", "discovery", "-t", "sendtargets", "-p", str(portal))
@@ -315,6 +315,7 @@ class Iscsiadm:
                     _auth_values("discovery.sendtargets.auth", chap),
                     (EXIT_IDBM,),
                 )
+                self._database.set_discovery_values(portal, _auth_secrets("discovery.sendtargets.auth", chap))
                 base = (*base, "--discover")
             # exit 21: the portal knows no targets for us; that is an empty answer, not a fault.
             result = self._run(f"discovery via {portal}", (*base, "-o", "new"), tolerate=(EXIT_NO_RECORDS,))
@@ -334,10 +335,10 @@ class Iscsiadm:
     ) -> bool:
         """Make the node record for iqn at portal hold the agent's settings; True when it had to write.
 
-        One read when the record is right already; one read and one update when it differs (or
-        CHAP is on); one read, ``-o new`` and one update when it is missing. ``known`` are records
-        the caller read under the portal lock just now (``()`` for one a discovery has just added),
-        so they are not read again.
+        One read when the record is right already; one read and one update when it differs; one
+        read, ``-o new`` and one update when it is missing. ``known`` are records the caller read
+        under the portal lock just now (``()`` for one a discovery has just added), so they are not
+        read again. With CHAP, the record files then get the secrets they do not hold yet.
         """
         with self._locks.lock(portal):
             written = self._ensure_record(
@@ -347,6 +348,8 @@ class Iscsiadm:
                 (EXIT_NO_RECORDS,),
                 known=known,
             )
+            if settings.secrets():
+                written = self._database.set_node_values(iqn, portal, settings.secrets()) or written
         if written:
             log.info("node record %s at %s configured (chap=%s)", iqn, portal, settings.chap is not None)
         else:
@@ -426,9 +429,8 @@ class Iscsiadm:
             return False
         if records is None:
             self._run(f"{what} new", (*base, "-o", "new"))
-        secrets = [value for name, value in pairs if value and _SECRET_NAME.search(name)]
         arguments = [argument for name, value in pairs for argument in ("-n", name, "-v", value)]
-        self._run(f"{what} update", (*base, "-o", "update", *arguments), secrets=secrets)
+        self._run(f"{what} update", (*base, "-o", "update", *arguments))
         return True
 
     def _run(
@@ -438,11 +440,10 @@ class Iscsiadm:
         *,
         tolerate: Sequence[int] = (),
         timeout: float | None = None,
-        secrets: Sequence[str] = (),
     ) -> CommandResult:
         timeout = timeout or self._timeout
         try:
-            result = self._runner([self._program, *args], timeout=timeout, secrets=secrets)
+            result = self._runner([self._program, *args], timeout=timeout)
         except CommandTimeout as exc:
             raise IscsiTimeout(
                 f"iscsiadm {action}: no answer within {timeout:g}s",

@@ -60,6 +60,14 @@ class HostPaths:
         """udev's database entry for a block device ("8:0"); written once udev has processed it."""
         return self.root.joinpath("run", "udev", "data", f"b{device_number}")
 
+    # open-iscsi's record database and its lock, where Debian's open-iscsi 2.1.8 is built to keep them
+    # (ISCSI_DB_ROOT and LOCK_DIR, compiled into iscsiadm).
+    def iscsi_db(self, *parts: str) -> Path:
+        return self.root.joinpath("etc", "iscsi", *parts)
+
+    def iscsi_lock_dir(self) -> Path:
+        return self.root.joinpath("run", "lock", "iscsi")
+
     def host_view(self, path: Path) -> str:
         """The path as the host names it ("/dev/sdb"), for callers, logs and /proc fd links."""
         return str(PurePosixPath("/", Path(path).relative_to(self.root)))

@@ -14,6 +14,7 @@ from iscsi_agent.config import Config
 from iscsi_agent.host.blockdev import BlockOps, KernelBlockOps
 from iscsi_agent.host.command import CommandRunner
 from iscsi_agent.host.devices import Devices, Watch
+from iscsi_agent.host.iscsi_db import IscsiDatabase
 from iscsi_agent.host.iscsiadm import Chap, Iscsiadm, NodeSettings
 from iscsi_agent.host.multipath import Multipath
 from iscsi_agent.host.paths import HostPaths
@@ -64,7 +65,10 @@ def build_host(
     return HostLayer(
         paths=paths,
         iscsiadm=Iscsiadm(
-            runner, program=config.iscsi.iscsiadm, login_timeout=config.iscsi.login_timeout + 5
+            runner,
+            IscsiDatabase(paths, clock),
+            program=config.iscsi.iscsiadm,
+            login_timeout=config.iscsi.login_timeout + 5,
         ),
         sessions=Sessions(paths),
         devices=devices,

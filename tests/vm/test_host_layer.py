@@ -24,6 +24,7 @@ from iscsi_agent.host.identity import (
     verify_lun,
 )
 from iscsi_agent.host.initiator import read_initiator_name
+from iscsi_agent.host.iscsi_db import IscsiDatabase
 from iscsi_agent.host.iscsiadm import Chap, Iscsiadm, NodeSettings
 from iscsi_agent.host.multipath import Multipath
 from iscsi_agent.host.paths import HostPaths
@@ -57,7 +58,7 @@ def host() -> HostLayer:
     return HostLayer(
         paths=paths,
         runner=runner,
-        iscsiadm=Iscsiadm(runner, timeout=60, login_timeout=120),
+        iscsiadm=Iscsiadm(runner, IscsiDatabase(paths, clock), timeout=60, login_timeout=120),
         sessions=Sessions(paths),
         devices=devices,
         remover=DeviceRemover(paths, devices, KernelBlockOps()),

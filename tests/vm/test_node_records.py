@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 
 from iscsi_agent.host.command import CommandResult, SubprocessRunner
+from iscsi_agent.host.iscsi_db import IscsiDatabase
 from iscsi_agent.host.iscsiadm import HIDDEN, Chap, Iscsiadm, NodeSettings, parse_records
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sessions import Sessions
+from iscsi_agent.host.waiting import SystemClock
 from iscsi_agent.portal import Portal
 
 CAPTURED = Path(__file__).resolve().parent.parent / "unit" / "host" / "captured"
@@ -71,7 +73,7 @@ def runner() -> RecordingRunner:
 
 @pytest.fixture
 def iscsiadm(runner) -> Iscsiadm:
-    return Iscsiadm(runner, timeout=60, login_timeout=120)
+    return Iscsiadm(runner, IscsiDatabase(HostPaths(), SystemClock()), timeout=60, login_timeout=120)
 
 
 @pytest.fixture
@@ -193,23 +195,24 @@ def test_a_missing_discovery_record_reads_as_exit_6_and_discovery_without_chap_n
     assert [t.iqn for t in found] == [target.iqn]
 
 
-def test_with_chap_every_secret_is_written_in_the_one_update_and_the_login_uses_it(
+def test_with_chap_the_secrets_reach_the_record_through_its_file_and_the_login_uses_them(
     iscsiadm, runner, target, portal
 ):
     secret, secret_in = "right secret=0123", "array-secret-0123"
     target.set_chap("agent-user", secret, "array-user", secret_in)
     settings = NodeSettings(chap=Chap("agent-user", secret, "array-user", secret_in))
     iscsiadm.ensure_node(target.iqn, portal, settings)
+    assert runner.operations == ["node show", "node new", "node update"]  # the update names no secret
     assert shown_record(target, portal)["node.session.auth.password"] == HIDDEN
-    stored = shown_record(target, portal, "-S")  # -S shows the secrets: proves what was written
+    stored = shown_record(target, portal, "-S")  # -S shows the secrets: proves what iscsiadm reads
     assert (stored["node.session.auth.password"], stored["node.session.auth.password_in"]) == (
         secret,
         secret_in,
     )
     runner.clear()
-    # the secret cannot be compared through iscsiadm, so with CHAP the record is rewritten once each time
-    assert iscsiadm.ensure_node(target.iqn, portal, settings) is True
-    assert runner.operations == ["node show", "node update"]
+    # the record file holds the secrets already: read once, nothing written
+    assert iscsiadm.ensure_node(target.iqn, portal, settings) is False
+    assert runner.operations == ["node show"]
     assert iscsiadm.login(target.iqn, portal) is True
 
 

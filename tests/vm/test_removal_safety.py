@@ -23,6 +23,7 @@ from iscsi_agent.host.blockdev import AbandoningCalls, KernelBlockOps
 from iscsi_agent.host.command import SubprocessRunner
 from iscsi_agent.host.devices import BlockDevice, Devices
 from iscsi_agent.host.errors import DeviceChanged, KernelCallTimeout
+from iscsi_agent.host.iscsi_db import IscsiDatabase
 from iscsi_agent.host.iscsiadm import Iscsiadm
 from iscsi_agent.host.multipath import Multipath
 from iscsi_agent.host.paths import HostPaths
@@ -72,7 +73,7 @@ def layer() -> Layer:
     host = HostLayer(
         paths=paths,
         runner=runner,
-        iscsiadm=Iscsiadm(runner, timeout=60, login_timeout=120),
+        iscsiadm=Iscsiadm(runner, IscsiDatabase(paths, clock), timeout=60, login_timeout=120),
         sessions=Sessions(paths),
         devices=devices,
         remover=DeviceRemover(paths, devices, KernelBlockOps(), clock, calls),

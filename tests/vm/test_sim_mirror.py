@@ -21,6 +21,7 @@ from iscsi_agent.array.settings import ApiChoice, ArraySettings
 from iscsi_agent.host.command import SubprocessRunner
 from iscsi_agent.host.devices import Devices
 from iscsi_agent.host.identity import StaleReason, Verdict, stale_reason, verify_lun
+from iscsi_agent.host.iscsi_db import IscsiDatabase
 from iscsi_agent.host.iscsiadm import Iscsiadm, NodeSettings
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sessions import ScsiAddress, Sessions
@@ -78,7 +79,7 @@ def test_a_map_through_the_array_appears_on_the_host_and_an_unmap_removes_it_at_
 
     paths, runner, clock = HostPaths(), SubprocessRunner(), SystemClock()
     iscsiadm, sessions, devices = (
-        Iscsiadm(runner, timeout=60, login_timeout=120),
+        Iscsiadm(runner, IscsiDatabase(paths, clock), timeout=60, login_timeout=120),
         Sessions(paths),
         Devices(paths, clock),
     )

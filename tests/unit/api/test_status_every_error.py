@@ -79,6 +79,7 @@ EXPECTED: dict[str, int] = {
     "iscsi_agent.host.errors.IscsidUnreachable": 502,
     "iscsi_agent.host.errors.IscsiNoRecords": 502,
     "iscsi_agent.host.errors.IscsiSessionExists": 502,
+    "iscsi_agent.host.errors.IscsiRecordError": 502,
     "iscsi_agent.host.errors.SysfsError": 502,
     "iscsi_agent.host.errors.MultipathError": 502,
     "iscsi_agent.host.errors.CommandTimeout": 504,

@@ -1,5 +1,5 @@
-"""iscsiadm: argv built right, node records written only when they differ and in one call, secrets
-handed to the runner for masking, exit codes mapped to typed errors, one lock per portal."""
+"""iscsiadm: argv built right, node records written only when they differ and in one call, CHAP
+secrets in the record files and on no command line, exit codes mapped to typed errors, one lock per portal."""
 
 import re
 import threading
@@ -15,10 +15,12 @@ from iscsi_agent.host.errors import (
     IscsidUnreachable,
     IscsiLoginFailed,
     IscsiNoRecords,
+    IscsiRecordError,
     IscsiSessionExists,
     IscsiTimeout,
     IscsiTransportMissing,
 )
+from iscsi_agent.host.iscsi_db import IscsiDatabase
 from iscsi_agent.host.iscsiadm import (
     HIDDEN,
     Chap,
@@ -30,8 +32,9 @@ from iscsi_agent.host.iscsiadm import (
     parse_sendtargets,
     pending_update,
 )
+from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.portal import Portal
-from tests.fakes import FakeRunner
+from tests.fakes import FakeClock, FakeRunner
 
 IQN = "iqn.1992-08.com.netapp:sn.4b1d6e0f2a9c11efb3c1005056a7d2e4:vs.3"
 PORTAL = Portal("127.0.0.1", 3260)
@@ -76,14 +79,49 @@ iscsiadm: Could not perform SendTargets discovery: iSCSI PDU timed out
 """
 
 
+def as_file(shown: str) -> str:
+    """A record as iscsiadm keeps it on disk: what ``-o show`` prints without the <empty> lines."""
+    return "".join(
+        line for line in shown.splitlines(keepends=True) if not line.rstrip().endswith("= <empty>")
+    )
+
+
 @pytest.fixture
 def runner():
     return FakeRunner()
 
 
 @pytest.fixture
-def iscsiadm(runner):
-    return Iscsiadm(runner, timeout=20.0, login_timeout=90.0)
+def db_root(tmp_path) -> Path:
+    """A host whose open-iscsi database holds the node record of IQN at PORTAL and its discovery record,
+    as iscsiadm made them (the fake runner makes no files)."""
+    root = tmp_path / "host"
+    node = root / "etc/iscsi/nodes" / IQN / "127.0.0.1,3260"
+    discovery = root / "etc/iscsi/send_targets/127.0.0.1,3260/st_config"
+    for path, text in ((node, RECORD_DEFAULTS), (discovery, DISCOVERYDB_DEFAULTS)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(as_file(text))
+    return root
+
+
+@pytest.fixture
+def database(db_root) -> IscsiDatabase:
+    return IscsiDatabase(HostPaths(db_root), FakeClock())
+
+
+@pytest.fixture
+def iscsiadm(runner, database):
+    return Iscsiadm(runner, database, timeout=20.0, login_timeout=90.0)
+
+
+def stored(db_root: Path, relative: str) -> dict[str, str]:
+    """The name = value lines of one record file, as iscsiadm reads them back."""
+    lines = (db_root / "etc/iscsi" / relative).read_text().splitlines()
+    return {name: value for name, _, value in (line.partition(" = ") for line in lines[1:-1])}
+
+
+NODE_FILE = f"nodes/{IQN}/127.0.0.1,3260"
+DISCOVERY_FILE = "send_targets/127.0.0.1,3260/st_config"
 
 
 def test_sendtargets_output_is_parsed():
@@ -158,11 +196,16 @@ def test_one_differing_record_of_several_rewrites_them_all():
     assert pending_update(records, NodeSettings().values()) == AGENT_PAIRS
 
 
-def test_with_chap_the_secret_cannot_be_compared_so_the_record_is_always_rewritten():
-    # Usernames and method match, but a password reads back as ********: equal or not, nobody can tell.
+def test_with_chap_the_update_pairs_carry_no_secret_and_match_a_record_holding_them():
+    # The secrets go into the record file, not through iscsiadm, so the pairs compare as any others.
     chap = Chap("alice", "s3cret-out", username_in="tgt", password_in="s3cret-in")
-    pairs = NodeSettings(chap=chap).values()
-    assert pending_update(parse_records(RECORD_MUTUAL_CHAP), pairs) == pairs
+    settings = NodeSettings(chap=chap)
+    assert not any("s3cret" in value for _, value in settings.values())
+    assert settings.secrets() == (
+        ("node.session.auth.password", "s3cret-out"),
+        ("node.session.auth.password_in", "s3cret-in"),
+    )
+    assert pending_update(parse_records(RECORD_MUTUAL_CHAP), settings.values()) == ()
 
 
 def test_an_existing_identical_record_is_read_once_and_not_written(iscsiadm, runner):
@@ -205,36 +248,61 @@ def test_node_settings_make_start_and_scan_manual(iscsiadm, runner):
     )
 
 
-def test_mutual_chap_sets_both_directions_and_hands_secrets_for_masking(iscsiadm, runner):
-    runner.reply(SHOW_NODE, stdout=RECORD_MUTUAL_CHAP)
+def test_mutual_chap_sets_both_directions_names_through_the_update_and_secrets_in_the_file(
+    iscsiadm, runner, db_root
+):
+    runner.reply(SHOW_NODE, stdout=RECORD_DEFAULTS)
     chap = Chap("alice", "s3cret-out", username_in="target", password_in="s3cret-in")
-    iscsiadm.configure_node(IQN, PORTAL, NodeSettings(chap=chap))
+    assert iscsiadm.configure_node(IQN, PORTAL, NodeSettings(chap=chap)) is True
     (update,) = [call for call in runner.calls if call.argv[: len(UPDATE_NODE)] == UPDATE_NODE]
     pairs = update.argv[len(UPDATE_NODE) :]
     auth = {pairs[i + 1]: pairs[i + 3] for i in range(0, len(pairs), 4) if "auth" in pairs[i + 1]}
     assert auth == {
         "node.session.auth.authmethod": "CHAP",
         "node.session.auth.username": "alice",
-        "node.session.auth.password": "s3cret-out",
         "node.session.auth.username_in": "target",
-        "node.session.auth.password_in": "s3cret-in",
     }
-    assert update.secrets == ("s3cret-out", "s3cret-in")
+    record = stored(db_root, NODE_FILE)
+    assert (record["node.session.auth.password"], record["node.session.auth.password_in"]) == (
+        "s3cret-out",
+        "s3cret-in",
+    )
 
 
-def test_an_identical_chap_record_is_still_rewritten_once_with_its_secret(iscsiadm, runner):
+def test_no_iscsiadm_command_line_carries_a_chap_secret(iscsiadm, runner):
+    runner.reply(SHOW_NODE, stdout=RECORD_MUTUAL_CHAP)
+    runner.reply(SHOW_DISCOVERYDB, stdout=DISCOVERYDB_DEFAULTS)
+    iscsiadm.ensure_node(IQN, PORTAL, NodeSettings(chap=Chap("alice", "s3cret-out", "tgt", "s3cret-in")))
+    iscsiadm.discover(PORTAL, chap=Chap("disc", "s3cret-disc"))
+    assert [argv for argv in runner.argvs if "s3cret" in " ".join(argv)] == []
+
+
+def test_an_identical_chap_record_whose_file_holds_the_secrets_is_read_once_and_not_written(
+    iscsiadm, runner, db_root
+):
     runner.reply(SHOW_NODE, stdout=RECORD_MUTUAL_CHAP)
     chap = Chap("alice", "s3cret-out", username_in="tgt", password_in="s3cret-in")
-    iscsiadm.configure_node(IQN, PORTAL, NodeSettings(chap=chap))
-    assert [call.argv[: len(UPDATE_NODE)] for call in runner.calls] == [SHOW_NODE, UPDATE_NODE]
-    assert "s3cret-out" in runner.calls[1].argv and "s3cret-in" in runner.calls[1].argv
+    assert iscsiadm.configure_node(IQN, PORTAL, NodeSettings(chap=chap)) is True  # the file had no secret
+    runner.calls.clear()
+    assert iscsiadm.configure_node(IQN, PORTAL, NodeSettings(chap=chap)) is False
+    assert runner.argvs == [SHOW_NODE]
+    changed = Chap("alice", "n3w-secret", username_in="tgt", password_in="s3cret-in")
+    assert iscsiadm.configure_node(IQN, PORTAL, NodeSettings(chap=changed)) is True
+    assert stored(db_root, NODE_FILE)["node.session.auth.password"] == "n3w-secret"
 
 
-def test_one_way_chap_leaves_the_incoming_pair_out(iscsiadm, runner):
+def test_one_way_chap_leaves_the_incoming_pair_out(iscsiadm, runner, db_root):
     iscsiadm.configure_node(IQN, PORTAL, NodeSettings(chap=Chap("alice", "pw")))
     names = [arg for call in runner.calls for arg in call.argv if arg.startswith("node.session.auth")]
-    assert "node.session.auth.password" in names
-    assert "node.session.auth.username_in" not in names and "node.session.auth.password_in" not in names
+    assert names == ["node.session.auth.authmethod", "node.session.auth.username"]
+    record = stored(db_root, NODE_FILE)
+    assert record["node.session.auth.password"] == "pw" and "node.session.auth.password_in" not in record
+
+
+def test_a_chap_record_iscsiadm_keeps_elsewhere_is_an_error_not_a_login_without_the_secret(runner, tmp_path):
+    iscsiadm = Iscsiadm(runner, IscsiDatabase(HostPaths(tmp_path / "empty"), FakeClock()))
+    with pytest.raises(IscsiRecordError, match=r"node record .* no record file under /etc/iscsi"):
+        iscsiadm.ensure_node(IQN, PORTAL, NodeSettings(chap=Chap("alice", "pw")))
 
 
 def test_chap_secrets_never_appear_in_repr():
@@ -321,12 +389,12 @@ def test_deleting_a_missing_node_record_is_nothing_to_do(iscsiadm, runner):
     assert iscsiadm.delete_node(IQN, PORTAL) is True
 
 
-def test_the_program_path_is_configurable(runner):
-    Iscsiadm(runner, program="/usr/local/sbin/iscsiadm").logout(IQN, PORTAL)
+def test_the_program_path_is_configurable(runner, database):
+    Iscsiadm(runner, database, program="/usr/local/sbin/iscsiadm").logout(IQN, PORTAL)
     assert runner.argvs[0][0] == "/usr/local/sbin/iscsiadm"
 
 
-def test_discovery_chap_is_set_before_discovering(iscsiadm, runner):
+def test_discovery_chap_is_set_before_discovering(iscsiadm, runner, db_root):
     runner.reply(SHOW_DISCOVERYDB, stdout=DISCOVERYDB_DEFAULTS)
     iscsiadm.discover(PORTAL, chap=Chap("disc", "discpw"))
     assert runner.argvs == [
@@ -336,11 +404,11 @@ def test_discovery_chap_is_set_before_discovering(iscsiadm, runner):
             (
                 ("discovery.sendtargets.auth.authmethod", "CHAP"),
                 ("discovery.sendtargets.auth.username", "disc"),
-                ("discovery.sendtargets.auth.password", "discpw"),
             ),
         ),
         (*DISCOVERYDB, "--discover", "-o", "new"),
     ]
+    assert stored(db_root, DISCOVERY_FILE)["discovery.sendtargets.auth.password"] == "discpw"
 
 
 @pytest.mark.parametrize(
@@ -371,7 +439,7 @@ def test_discovery_without_chap_leaves_the_discovery_records_alone(iscsiadm, run
     assert not any("discoverydb" in argv for argv in runner.argvs)
 
 
-def test_a_missing_discovery_record_is_created_and_configured_in_one_update(iscsiadm, runner):
+def test_a_missing_discovery_record_is_created_and_configured_in_one_update(iscsiadm, runner, db_root):
     # iscsiadm says "Discovery record [127.0.0.1,3260] not found." with ISCSI_ERR_IDBM
     runner.reply(
         SHOW_DISCOVERYDB, exit_code=6, stderr="iscsiadm: Discovery record [127.0.0.1,3260] not found.\n"
@@ -385,11 +453,10 @@ def test_a_missing_discovery_record_is_created_and_configured_in_one_update(iscs
             (
                 ("discovery.sendtargets.auth.authmethod", "CHAP"),
                 ("discovery.sendtargets.auth.username", "disc"),
-                ("discovery.sendtargets.auth.password", "discpw"),
             ),
         ),
     ]
-    assert runner.calls[2].secrets == ("discpw",)
+    assert stored(db_root, DISCOVERY_FILE)["discovery.sendtargets.auth.password"] == "discpw"
 
 
 @pytest.fixture
@@ -414,14 +481,14 @@ def held_elsewhere(locks, portal):
     return answer[0]
 
 
-def test_every_iscsiadm_run_on_a_record_holds_its_portal_lock(runner, locks):
+def test_every_iscsiadm_run_on_a_record_holds_its_portal_lock(runner, locks, database):
     seen = []
 
     def checking(argv, **kwargs):
         seen.append(held_elsewhere(locks, PORTAL))
         return runner(argv, **kwargs)
 
-    iscsiadm = Iscsiadm(checking, locks=locks)
+    iscsiadm = Iscsiadm(checking, database, locks=locks)
     runner.reply(SHOW_NODE, exit_code=21)
     iscsiadm.configure_node(IQN, PORTAL, NodeSettings())
     iscsiadm.login(IQN, PORTAL)
@@ -431,8 +498,8 @@ def test_every_iscsiadm_run_on_a_record_holds_its_portal_lock(runner, locks):
     assert len(seen) == len(runner.calls) > 5 and all(seen)
 
 
-def test_a_caller_holds_the_portal_lock_across_steps_and_the_steps_take_it_again(runner, locks):
-    iscsiadm = Iscsiadm(runner, locks=locks)
+def test_a_caller_holds_the_portal_lock_across_steps_and_the_steps_take_it_again(runner, locks, database):
+    iscsiadm = Iscsiadm(runner, database, locks=locks)
     with iscsiadm.portal_lock(PORTAL):
         iscsiadm.configure_node(IQN, PORTAL, NodeSettings())  # re-entrant: no deadlock
         iscsiadm.login(IQN, PORTAL)

@@ -137,7 +137,9 @@ def test_a_process_holding_the_device_refuses_the_detach_naming_it(host: Host):
     assert disks(host) == ["sda"]
 
 
-def test_with_chap_the_array_and_the_node_record_get_the_same_user(host: Host, tmp_path: Path):
+def test_with_chap_the_array_and_the_node_record_get_the_same_user_and_the_secret_no_command_line(
+    host: Host, tmp_path: Path
+):
     secret = tmp_path / "chap.secret"
     secret.write_text("s3cret-of-16chars\n")
     secret.chmod(0o600)
@@ -157,7 +159,13 @@ def test_with_chap_the_array_and_the_node_record_get_the_same_user(host: Host, t
         record["node.session.auth.authmethod"] == "CHAP"
         and record["node.session.auth.username"] == "compute-7"
     )
-    assert not any("s3cret" in " ".join(call) for call in host.initiator.calls)  # masked in what is recorded
+    # no command line carries the secret (any local user reads them in /proc); the record files do
+    assert not any("s3cret" in " ".join(call) for call in host.initiator.calls)
+    holding = [
+        name for name, text in host.initiator.record_files().items() if "= s3cret-of-16chars\n" in text
+    ]
+    iqn = host.initiator.target_iqn
+    assert holding == [f"nodes/{iqn}/127.0.0.1,3260,1/default", "send_targets/127.0.0.1,3260/st_config"]
 
 
 def test_an_unknown_volume_is_named(host: Host):

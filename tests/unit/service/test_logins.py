@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from iscsi_agent.host.iscsi_db import IscsiDatabase
 from iscsi_agent.host.iscsiadm import Iscsiadm, NodeSettings
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sessions import Sessions
@@ -21,7 +22,12 @@ def world(tmp_path: Path):
     tree = HostTree(tmp_path / "host")
     tree.add_session(1, 6, IQN, str(PORTAL))
     runner, clock = FakeRunner(), FakeClock()
-    logins = Logins(Iscsiadm(runner), Sessions(HostPaths(tree.root)), NodeSettings(), clock)
+    logins = Logins(
+        Iscsiadm(runner, IscsiDatabase(HostPaths(tree.root), clock)),
+        Sessions(HostPaths(tree.root)),
+        NodeSettings(),
+        clock,
+    )
     journal = Journal.open(tmp_path / "journal.sqlite3")
     op = journal.begin(Kind.DETACH, "vol", "uuid")
     steps = StepRecorder(journal, op, "detach of vol", operation="detach", clock=clock, observer=Unobserved())
