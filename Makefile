@@ -59,7 +59,8 @@ bench: deps
 # The Debian package, built with Debian's tooling and Python (not a venv's or pyenv's python3 first on
 # PATH) from a copy of the tree, so that nothing is written next to the tree; then lintian, whose
 # report (overridden tags too, each with its reason from debian/) goes to $(DEB_OUT)/lintian.txt.
-# Any error or warning fails the target.
+# Any error or warning fails the target. Only the build tools are installed for it.
+deb: APT_PACKAGES := $(DEB_BUILD_PACKAGES)
 deb: apt
 	@set -e; build=$$(mktemp -d); trap 'rm -rf "$$build"' EXIT; \
 	mkdir "$$build/iscsi-agent"; \
