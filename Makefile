@@ -3,11 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 # prometheus: its promtool checks a real scrape; curl and e2fsprogs: the VM tests use them as an operator would
+# debhelper .. lintian: `make deb` (tests/packaging builds the package and runs lintian)
+DEB_BUILD_PACKAGES := debhelper dh-python python3-all python3-setuptools lintian
 APT_PACKAGES := qemu-system-x86 linux-image-amd64 busybox-static open-iscsi tgt udev multipath-tools sg3-utils iproute2 kmod \
-	curl e2fsprogs prometheus
+	curl e2fsprogs prometheus $(DEB_BUILD_PACKAGES)
+# where `make deb` puts the .deb (and lintian's report)
+DEB_OUT ?= dist
 DEPS_STAMP := $(VENV)/.deps-installed
 
-.PHONY: deps apt venv demo test lint test-unit test-vm bench chaos fuzz clean
+.PHONY: deps apt venv demo test lint test-unit test-vm bench chaos fuzz deb clean
 
 deps: apt venv
 
@@ -64,5 +68,24 @@ STEPS ?= 500
 chaos: deps
 	$(VPY) -m chaos --steps $(STEPS) $(if $(SEED),--seed $(SEED))
 
+# The Debian package, built with Debian's tooling and Python (not a venv's or pyenv's python3 first on
+# PATH) from a copy of the tree, so that nothing is written next to the tree; then lintian, whose
+# report (overridden tags too, each with its reason from debian/) goes to $(DEB_OUT)/lintian.txt.
+# Any error or warning fails the target. Only the build tools are installed for it.
+deb: APT_PACKAGES := $(DEB_BUILD_PACKAGES)
+deb: apt
+	@set -e; build=$$(mktemp -d); trap 'rm -rf "$$build"' EXIT; \
+	mkdir "$$build/iscsi-agent"; \
+	tar -cf - --exclude-vcs --exclude=./.venv --exclude=./.venv-bench --exclude=./$(DEB_OUT) \
+		--exclude=./build --exclude=./.vm-results --exclude='*.egg-info' --exclude=__pycache__ . \
+		| tar -xf - -C "$$build/iscsi-agent"; \
+	(cd "$$build/iscsi-agent" && env PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -us -uc -b); \
+	mkdir -p $(DEB_OUT); cp "$$build"/*.deb $(DEB_OUT)/; \
+	deb=$$(ls "$$build"/*.deb); echo "built $(DEB_OUT)/$$(basename $$deb)"; \
+	env PATH=/usr/sbin:/usr/bin:/sbin:/bin lintian --display-info --show-overrides --fail-on none \
+		"$$deb" >$(DEB_OUT)/lintian.txt 2>&1; \
+	cat $(DEB_OUT)/lintian.txt; \
+	if grep -qE '^(E|W):' $(DEB_OUT)/lintian.txt; then echo "lintian: errors or warnings"; exit 1; fi
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info dist

@@ -9,12 +9,12 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["iscsi_agent", "iscsi_agent.*"]),
     install_requires=[
-        "requests>=2.31",
-        "lxml>=5.0",
+        "requests>=2.28",
+        "lxml>=4.9",
         "pyroute2>=0.7",
-        "apscheduler>=3.10,<4",
-        "prometheus-client>=0.20",
-        "sdnotify>=0.3.2",
+        "apscheduler>=3.9,<4",
+        "prometheus-client>=0.16",
+        "sdnotify>=0.3.1",
     ],
     extras_require={
         "test": [
