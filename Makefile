@@ -11,7 +11,7 @@ APT_PACKAGES := qemu-system-x86 linux-image-amd64 busybox-static open-iscsi tgt 
 DEB_OUT ?= dist
 DEPS_STAMP := $(VENV)/.deps-installed
 
-.PHONY: deps apt venv demo test lint test-unit test-vm bench chaos fuzz deb clean
+.PHONY: deps apt venv demo test lint test-unit test-vm bench chaos chaos-short fuzz deb clean
 
 deps: apt venv
 
@@ -67,6 +67,10 @@ bench: deps
 STEPS ?= 500
 chaos: deps
 	$(VPY) -m chaos --steps $(STEPS) $(if $(SEED),--seed $(SEED))
+
+# The two short seeds as VM-tier tests, one per invariant (not yet part of `make test`).
+chaos-short: deps
+	ISCSI_AGENT_CHAOS_SHORT=1 $(VPY) -m pytest -rA tests/vm/test_chaos.py
 
 # The Debian package, built with Debian's tooling and Python (not a venv's or pyenv's python3 first on
 # PATH) from a copy of the tree, so that nothing is written next to the tree; then lintian, whose
