@@ -5,9 +5,8 @@ so a known failure is marked on exactly the check it breaks."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import os
+from collections.abc import Iterator
 
 import pytest
 
