@@ -81,7 +81,7 @@ def main(results: Path) -> int:
         f"[array]\nhostname = {url.hostname}\nport = {url.port}\nscheme = http\nusername = admin\n"
         f"password = netapp1!\nvserver = svm1\n[iscsi]\ndevice_timeout = 60\n"
         # the demo shows the pass it asks for; a scheduled one landing first would do its work unseen
-        "[reconciler]\ninterval = 3600\n"
+        "[reconciler]\ninterval = 86400\n"
         f"[metrics]\nlisten = 127.0.0.1:{METRICS_PORT}\n"
     )
     log = (results / "agent.log").open("w")
