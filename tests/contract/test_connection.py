@@ -7,7 +7,6 @@ from iscsi_agent.array.connect import connect
 from iscsi_agent.array.errors import ArrayAuthFailed, ArrayTlsError, ArrayUnreachable
 from iscsi_agent.array.settings import ApiChoice
 from ontap_sim.simulator import Simulator
-from ontap_sim.tls import write_client_cert
 from tests.contract.conftest import make_client, settings_for
 
 
@@ -61,24 +60,6 @@ def test_auto_falls_back_to_zapi_when_the_cluster_has_no_rest_api(ontap_sim):
     ontap_sim.faults.inject("GET /api/cluster", "http_status", status=404)
     client = connect(settings_for(ontap_sim, ApiChoice.AUTO))
     assert client.api == "zapi" and client.lun_by_path("/vol/vol1/lun0")
-
-
-@pytest.fixture
-def client_certs(tmp_path):
-    """A client certificate for the account (admin), and one for it from a CA the array does not trust."""
-    (tmp_path / "trusted").mkdir()
-    (tmp_path / "other").mkdir()
-    return write_client_cert(tmp_path / "trusted", "admin"), write_client_cert(tmp_path / "other", "admin")
-
-
-@pytest.fixture
-def cert_sim(client_certs):
-    """An array that requires and verifies a client certificate from the trusted CA."""
-    trusted, _ = client_certs
-    sim = Simulator()
-    sim.start(tls=True, client_ca=str(trusted.ca_cert))
-    yield sim
-    sim.stop()
 
 
 def test_a_client_certificate_authenticates_without_a_password(cert_sim, client_certs, wire, sleeps):

@@ -8,7 +8,6 @@ import pytest
 import requests
 
 from ontap_sim import Simulator
-from ontap_sim.tls import write_client_cert
 
 
 def test_tls_verifies_against_the_ca(ontap_sim_tls: Simulator) -> None:
@@ -62,23 +61,6 @@ def test_a_stopped_simulator_frees_its_port_for_a_new_one() -> None:
         assert second.start(port=int(url.rsplit(":", 1)[1])) == url
     finally:
         second.stop()
-
-
-@pytest.fixture
-def client_certs(tmp_path):
-    """A client certificate for the account (admin), and one for it from a CA the array does not trust."""
-    (tmp_path / "trusted").mkdir()
-    (tmp_path / "other").mkdir()
-    return write_client_cert(tmp_path / "trusted", "admin"), write_client_cert(tmp_path / "other", "admin")
-
-
-@pytest.fixture
-def cert_sim(client_certs):
-    trusted, _ = client_certs
-    sim = Simulator()
-    sim.start(tls=True, client_ca=str(trusted.ca_cert))
-    yield sim
-    sim.stop()
 
 
 def test_a_client_certificate_naming_the_account_authenticates_without_a_password(cert_sim, client_certs):

@@ -13,7 +13,6 @@ from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.routes import Route
 from ontap_sim import Simulator
 from ontap_sim.seed import DEFAULT_SEED
-from ontap_sim.tls import write_client_cert
 from tests.fakes import FakeRunner
 
 IQN = "iqn.1994-05.com.redhat:compute-7"
@@ -166,36 +165,19 @@ def test_a_ca_bundle_that_cannot_be_read_fails_the_security_step(ontap_sim_tls, 
     assert steps["array security"].detail == f"cannot read the CA bundle {missing}: No such file or directory"
 
 
-@pytest.fixture
-def client_certs(tmp_path):
-    """A client certificate for the simulator's account (admin) and the CA that issued it."""
-    folder = tmp_path / "client"
-    folder.mkdir()
-    return write_client_cert(folder, "admin")
-
-
-@pytest.fixture
-def cert_sim(client_certs):
-    """An array that requires and verifies a client certificate issued by ``client_certs``' CA."""
-    sim = Simulator()
-    sim.start(tls=True, client_ca=str(client_certs.ca_cert))
-    yield sim
-    sim.stop()
-
-
 def test_certificate_authentication_configured_in_the_file_reaches_an_array_that_requires_it(
     cert_sim, client_certs, tmp_path
 ):
     url = urlsplit(cert_sim.base_url)
     config = parse_config(
         f"[array]\nhostname = {url.hostname}\nport = {url.port}\napi = rest\nvserver = svm1\n"
-        f"ca_bundle = {cert_sim.ca_cert_path}\nclient_cert = {client_certs.cert}\n"
-        f"client_key = {client_certs.key}\nconnect_timeout = 2\n",
+        f"ca_bundle = {cert_sim.ca_cert_path}\nclient_cert = {client_certs.trusted.cert}\n"
+        f"client_key = {client_certs.trusted.key}\nconnect_timeout = 2\n",
         Path("agent.conf"),
     )
     steps = by_name(checker(host_root(tmp_path)).run(config))
     assert steps["array"].status is Status.OK and steps["svm"].status is Status.OK
     assert steps["array security"].detail == (
         f"HTTPS, certificate checked against {cert_sim.ca_cert_path}; "
-        f"authenticated by the client certificate {client_certs.cert}"
+        f"authenticated by the client certificate {client_certs.trusted.cert}"
     )
