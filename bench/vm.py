@@ -8,7 +8,6 @@ Python runs os-brick inside the VM. Without it the table says why os-brick is no
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,7 @@ from typing import Any
 
 from bench import daemon_figures
 from bench.report import NOT_MEASURED, render
-from tests.vmtier.boot import find_kernel, missing_prerequisites, vng_argv
+from tests.vmtier.boot import find_kernel, missing_prerequisites, run_streaming
 
 ROOT = Path(__file__).resolve().parent.parent
 OSBRICK_VENV = ROOT / ".venv-bench"
@@ -70,19 +69,8 @@ def main(guest_flags: Sequence[str] = ()) -> int:
     print(
         f"booting {kernel.name} in QEMU for the host-side figures (one run, several minutes) ...", flush=True
     )
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:/usr/sbin:/sbin:{os.environ.get('PATH', '')}")
     guest = [sys.executable, "-m", "bench.guest", str(results), python, *guest_flags]
-    try:
-        done = subprocess.run(
-            vng_argv(kernel, results, ROOT, guest),
-            stdin=subprocess.DEVNULL,
-            env=env,
-            timeout=VM_TIMEOUT,
-            check=False,
-        )
-        code: int | None = done.returncode
-    except subprocess.TimeoutExpired:
-        code = None
+    code = run_streaming(kernel, results, ROOT, guest, VM_TIMEOUT)
     figures = results / "bench.json"
     if not figures.exists():
         print(f"bench: the VM run wrote no figures (exit {code}); logs in {results}", file=sys.stderr)

@@ -5,15 +5,13 @@ Exit code: the soak's (1 on any invariant failure)."""
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from tests.vmtier.boot import find_kernel, missing_prerequisites, vng_argv
+from tests.vmtier.boot import find_kernel, missing_prerequisites, run_streaming
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STEPS = 500
@@ -50,24 +48,16 @@ def main(argv: list[str]) -> int:
     ]
     if args.api:
         guest += ["--api", args.api]
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:/usr/sbin:/sbin:{os.environ.get('PATH', '')}")
     began = time.monotonic()
-    try:
-        done = subprocess.run(
-            vng_argv(kernel, results, ROOT, guest),
-            stdin=subprocess.DEVNULL,
-            env=env,
-            check=False,
-            timeout=VM_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired:
+    code = run_streaming(kernel, results, ROOT, guest, VM_TIMEOUT)
+    if code is None:
         print(f"chaos: the VM did not finish within {VM_TIMEOUT:g} s; logs in {results}", file=sys.stderr)
         return 1
     print(
-        f"chaos: seed {seed} finished with exit code {done.returncode} after {time.monotonic() - began:.0f} s; "
+        f"chaos: seed {seed} finished with exit code {code} after {time.monotonic() - began:.0f} s; "
         f"logs in {results}"
     )
-    return done.returncode
+    return code
 
 
 if __name__ == "__main__":

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from tests.vmtier.boot import find_kernel, missing_prerequisites, vng_argv
+from tests.vmtier.boot import find_kernel, missing_prerequisites, run_streaming
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_TIMEOUT = 30 * 60.0  # a boot that hangs (seen once) must not hang the command with it
@@ -23,20 +21,14 @@ def main() -> int:
     assert kernel is not None
     results = Path(tempfile.mkdtemp(prefix="iscsi-agent-demo-"))
     print(f"booting {kernel.name} in QEMU (software emulation, about 15 s) ...", flush=True)
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:/usr/sbin:/sbin:{os.environ.get('PATH', '')}")
-    try:
-        done = subprocess.run(
-            vng_argv(kernel, results, ROOT, [sys.executable, "-m", "demo.guest", str(results)]),
-            stdin=subprocess.DEVNULL,
-            env=env,
-            check=False,
-            timeout=DEMO_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired:
+    code = run_streaming(
+        kernel, results, ROOT, [sys.executable, "-m", "demo.guest", str(results)], DEMO_TIMEOUT
+    )
+    if code is None:
         print(f"demo: the VM did not finish within {DEMO_TIMEOUT:g} s; logs in {results}", file=sys.stderr)
         return 1
-    print(f"demo finished with exit code {done.returncode}; logs in {results}")
-    return done.returncode
+    print(f"demo finished with exit code {code}; logs in {results}")
+    return code
 
 
 if __name__ == "__main__":

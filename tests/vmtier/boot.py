@@ -113,6 +113,25 @@ def run_vng(
     return done.stdout.decode(errors="replace"), done.returncode
 
 
+def run_streaming(
+    kernel: Path, rwdir: Path, cwd: Path, guest_command: Sequence[str], timeout: float
+) -> int | None:
+    """Boot and run one program of the tree in the guest, its lines streaming to this terminal as they
+    happen (the demo, the soak, the bench); its exit code, or None when it ran past ``timeout``."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{_sbin_path()}")
+    try:
+        done = subprocess.run(
+            vng_argv(kernel, rwdir, cwd, guest_command),
+            stdin=subprocess.DEVNULL,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    return done.returncode
+
+
 def run_in_vm(nodeids: Sequence[str], rootdir: Path, pytest_args: Sequence[str] = ()) -> GuestRun:
     """Boot once, run these tests inside as root, and collect their reports."""
     rwdir = Path(tempfile.mkdtemp(prefix="iscsi-agent-vm-"))
