@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from iscsi_agent.api.acceptor import Acceptor, Limits
+from iscsi_agent.api.acceptor import AcceptingServer, Acceptor, Limits
 from iscsi_agent.api.answer import deliver, encode, encode_json
 from iscsi_agent.api.errors import ClientGone, MethodNotAllowed, Overloaded, RequestError, RouteNotFound
 from iscsi_agent.api.listener import BACKLOG, ListenerError
@@ -40,7 +40,7 @@ METRICS_LIMITS = Limits(
 PATH = "/metrics"
 
 
-class MetricsServer:
+class MetricsServer(AcceptingServer):
     def __init__(
         self,
         sock: socket.socket,
@@ -67,15 +67,6 @@ class MetricsServer:
                 f"cannot serve metrics on {address}:{port}: {exc.strerror}", address=address, port=port
             ) from exc
         return cls(sock, registry)
-
-    def start(self) -> None:
-        self._acceptor.start()
-
-    def alive(self) -> bool:
-        return self._acceptor.alive()
-
-    def stop(self, grace: float) -> bool:
-        return self._acceptor.stop(grace)
 
     def _serve(self, connection: socket.socket, overloaded: bool) -> None:
         reader = RequestReader(connection, self._limits.max_head, self._clock)

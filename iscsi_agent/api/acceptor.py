@@ -306,3 +306,20 @@ class Acceptor:
         selector.unregister(connection)
         del self._lingering[connection]
         connection.close()
+
+
+class AcceptingServer:
+    """A server whose connections an :class:`Acceptor` takes: starting, liveness and stopping are its."""
+
+    _acceptor: Acceptor
+
+    def start(self) -> None:
+        self._acceptor.start()
+
+    def alive(self) -> bool:
+        """Whether the accept loop is running (the daemon's watchdog asks)."""
+        return self._acceptor.alive()
+
+    def stop(self, grace: float) -> bool:
+        """Stop taking connections and wait up to ``grace`` seconds for those in flight; True if all ended."""
+        return self._acceptor.stop(grace)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from iscsi_agent.api.acceptor import Acceptor, Admission, Limits
+from iscsi_agent.api.acceptor import AcceptingServer, Acceptor, Admission, Limits
 from iscsi_agent.api.answer import deliver, encode_json
 from iscsi_agent.api.errors import (
     BadRequest,
@@ -58,7 +58,7 @@ class _Answer:
     headers: dict[str, str]
 
 
-class ApiServer:
+class ApiServer(AcceptingServer):
     def __init__(
         self,
         listener: Listener,
@@ -81,17 +81,6 @@ class ApiServer:
             busy=_encode(_refusal(None, None, Overloaded())),
             close=listener.close,
         )
-
-    def start(self) -> None:
-        self._acceptor.start()
-
-    def alive(self) -> bool:
-        """Whether the accept loop is running (the daemon's watchdog asks)."""
-        return self._acceptor.alive()
-
-    def stop(self, grace: float) -> bool:
-        """Stop taking connections and wait up to ``grace`` seconds for those in flight; True if all ended."""
-        return self._acceptor.stop(grace)
 
     def _admit(self, connection: socket.socket) -> Admission:
         """Decided before the request is read: a peer not let in holds no slot while it sends."""
