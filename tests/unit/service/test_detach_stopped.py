@@ -61,16 +61,6 @@ def test_a_holder_that_appears_after_the_check_leaves_the_volume_attached_as_it_
     assert refused.value.details["device"] == "/dev/sda"
 
 
-def test_a_refused_detach_is_retried_once_the_holder_lets_go(host: Host):
-    host.service.attach(LUN1)
-    host.block.on_claim = opens_before_claim(host, "sda")
-    with pytest.raises(VolumeInUse):
-        host.service.detach(LUN1, force=False)
-    (host.tree.root / "proc/4242/fd/3").unlink()
-    host.service.detach(LUN1, force=False)
-    assert disks(host) == [] and array_maps(host.sim, LUN1) == [] and host.service.attachments() == []
-
-
 def test_a_multipath_attach_runs_over_a_map_of_both_paths(host: Host, tmp_path: Path):
     with_multipath(host, tmp_path)
     attachment, _ = host.service.attach(LUN1)
@@ -95,10 +85,16 @@ def test_a_path_held_after_the_map_went_says_what_was_removed_and_what_is_left(h
     assert host.service.attachment(LUN1).state.value == "detaching"
 
 
-def test_a_half_done_detach_is_finished_by_the_retry(host: Host, tmp_path: Path):
-    with_multipath(host, tmp_path)
+@pytest.mark.parametrize(
+    ("multipath", "held"), [(False, "sda"), (True, "sdb")], ids=["refused whole", "stopped half-done"]
+)
+def test_a_stopped_detach_is_finished_by_the_retry_once_the_holder_lets_go(
+    host: Host, tmp_path: Path, multipath: bool, held: str
+):
+    if multipath:
+        with_multipath(host, tmp_path)
     host.service.attach(LUN1)
-    host.block.on_claim = opens_before_claim(host, "sdb")
+    host.block.on_claim = opens_before_claim(host, held)
     with pytest.raises(VolumeInUse):
         host.service.detach(LUN1, force=False)
     (host.tree.root / "proc/4242/fd/3").unlink()
