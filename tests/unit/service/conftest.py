@@ -224,3 +224,14 @@ def refuse_unmaps(host: Host) -> None:
         errno=13001,
         reason="busy",
     )
+
+
+def leave_a_detach_open(host: Host, crash: Callable[[str, Callable[[], object]], None], volume: str) -> None:
+    """An attached volume whose detach died after removing its paths, and whose recovery's unmap the
+    array refused: the detach stays open for a retry."""
+    host.service.attach(volume)
+    crash("detach.remove_paths.done", lambda: host.service.detach(volume, force=False))
+    host.restart()
+    refuse_unmaps(host)
+    host.services.recovery.run()
+    host.sim.faults.clear()

@@ -21,6 +21,7 @@ from tests.unit.service.conftest import (
     config_for,
     disks,
     host_layer,
+    leave_a_detach_open,
     refuse_unmaps,
     serial_of,
 )
@@ -171,12 +172,7 @@ def test_a_detach_left_open_is_not_finished_over_a_newer_attach_after_the_clock_
     crash,
     monkeypatch: pytest.MonkeyPatch,
 ):
-    host.service.attach(LUN1)
-    crash("detach.remove_paths.done", lambda: host.service.detach(LUN1, force=False))
-    host.restart()
-    refuse_unmaps(host)
-    host.services.recovery.run()  # the unmap fails: the detach stays open
-    host.sim.faults.clear()
+    leave_a_detach_open(host, crash, LUN1)
     stepped_back = datetime(2020, 1, 1, tzinfo=UTC).timestamp()
     monkeypatch.setattr(host.journal._clock, "time", lambda: stepped_back)  # an RTC that was wrong
     again, _ = host.service.attach(LUN1)

@@ -19,6 +19,7 @@ from tests.unit.service.conftest import (
     Host,
     assert_nothing_left,
     disks,
+    leave_a_detach_open,
     refuse_unmaps,
     unmap_behind_the_agents_back,
 )
@@ -132,12 +133,7 @@ def test_recovery_writes_its_undo_into_the_interrupted_operation(host: Host, cra
 
 
 def test_a_detach_left_open_is_not_finished_over_a_newer_attach_of_the_volume(host: Host, crash):
-    host.service.attach(LUN1)
-    crash("detach.remove_paths.done", lambda: host.service.detach(LUN1, force=False))
-    host.restart()
-    refuse_unmaps(host)
-    host.services.recovery.run()  # the unmap fails: the detach stays open
-    host.sim.faults.clear()
+    leave_a_detach_open(host, crash, LUN1)
     again, _ = host.service.attach(LUN1)  # the client wants the volume back meanwhile
     assert [r.resolution for r in host.services.recovery.retry()] == [Resolution.SUPERSEDED]
     assert host.service.attachments() == [again] and len(disks(host)) == 1
