@@ -2,7 +2,8 @@
 a fleet's passes against one array) on this machine, then the host-side figures from one VM run
 (``bench.vm``). ``python -m bench array``, ``reconcile`` or ``vm`` runs one of them;
 ``--quick`` samples less (a smoke run of the whole flow); ``--only=calls,daemon`` measures only those
-phases in the VM (calls, single, parallel, multipath, daemon)."""
+phases in the VM (calls, single, parallel, multipath, daemon); ``--cycles=1000`` runs that many of the
+daemon's attach/detach cycles (the memory check)."""
 
 import sys
 

@@ -7,7 +7,7 @@ command sequence (``bench/floor.py``). The daemon figures use the real ``iscsi-a
 socket. Every figure lands in ``bench.json`` in the results folder; a figure that could not be
 measured carries the reason instead. Loopback only; every loop is bounded.
 
-Usage: python -m bench.guest RESULTS_DIR OSBRICK_PYTHON [--quick] [--only=calls,single,...]
+Usage: python -m bench.guest RESULTS_DIR OSBRICK_PYTHON [--quick] [--only=calls,single,...] [--cycles=N]
 """
 
 from __future__ import annotations
@@ -512,9 +512,18 @@ def run_phases(run: Run) -> None:
 PHASES = ("calls", "single", "parallel", "multipath", "daemon")
 
 
-def main(results_dir: Path, osbrick_python: str, quick: bool = False, phases: Sequence[str] = PHASES) -> int:
-    """``phases``: all by default (one run gives every figure); a subset re-measures only those."""
+def main(
+    results_dir: Path,
+    osbrick_python: str,
+    quick: bool = False,
+    phases: Sequence[str] = PHASES,
+    cycles: int | None = None,
+) -> int:
+    """``phases``: all by default (one run gives every figure); a subset re-measures only those.
+    ``cycles``: the daemon's attach/detach cycles (the memory check runs 1,000)."""
     global ROUNDS, PARALLEL_LUNS
+    if cycles is not None:
+        daemon_figures.CYCLES = cycles
     if quick:  # a smoke run of the whole flow: every figure, fewer samples
         ROUNDS, PARALLEL_LUNS = 1, PARALLEL_LUNS[:4]
         daemon_figures.CYCLES, daemon_figures.HEALTH_REQUESTS = 3, 200
@@ -559,6 +568,13 @@ def main(results_dir: Path, osbrick_python: str, quick: bool = False, phases: Se
 if __name__ == "__main__":
     flags = sys.argv[3:]
     only = [flag.split("=", 1)[1].split(",") for flag in flags if flag.startswith("--only=")]
+    cycles = [int(flag.split("=", 1)[1]) for flag in flags if flag.startswith("--cycles=")]
     sys.exit(
-        main(Path(sys.argv[1]), sys.argv[2], quick="--quick" in flags, phases=only[0] if only else PHASES)
+        main(
+            Path(sys.argv[1]),
+            sys.argv[2],
+            quick="--quick" in flags,
+            phases=only[0] if only else PHASES,
+            cycles=cycles[0] if cycles else None,
+        )
     )

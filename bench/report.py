@@ -202,6 +202,13 @@ def _daemon(daemon: Any, title: str) -> list[str]:
             f"  RSS at READY {daemon.get('rss_kib_at_ready', 0) / 1024:.1f} MiB; {cycles['cycles']} attach/detach "
             f"cycles in {cycles['seconds']:.0f} s: {rss}"
         )
+        growth = cycles["growth_after_warm_up_kib"]
+        lines.append(
+            f"  after warm-up ({cycles['warm_up']} cycles) RSS grew {growth} KiB over the rest "
+            f"(goal <= {cycles['growth_goal_kib']} KiB: {'met' if growth <= cycles['growth_goal_kib'] else 'MISSED'}); "
+            f"open fds {cycles['before']['fds']} -> {cycles['after']['fds']}, "
+            f"threads {cycles['before']['threads']} -> {cycles['after']['threads']} (before the first cycle -> after the last)"
+        )
         for refusal in cycles.get("detach_refusals", []):
             lines.append(f"  a detach answered 409 and succeeded on a retry 2 s later: {refusal}")
     return lines
