@@ -58,6 +58,19 @@ def test_an_attach_whose_rollback_could_not_unmap_stays_open_for_recovery(host: 
     assert host.journal.in_flight() == [] and host.services.recovery.pending == frozenset()
 
 
+def test_an_attach_whose_rollback_could_not_unmap_is_finished_by_the_next_start(host: Host):
+    never_appears(host, LUN1)
+    refuse_unmaps(host)
+    with pytest.raises(AgentError, match="device"):
+        host.service.attach(LUN1)
+    host.sim.faults.clear()
+    host.restart()  # before any reconciler pass: the open operation is in the journal only
+    host.services.recovery.run()
+    assert array_maps(host.sim, LUN1) == []
+    assert host.journal.in_flight() == [] and host.services.recovery.pending == frozenset()
+    assert_nothing_left(host)
+
+
 def test_an_attach_whose_rollback_succeeded_is_closed_and_leaves_nothing(host: Host):
     never_appears(host, LUN1)
     with pytest.raises(AgentError, match="device"):
@@ -250,4 +263,18 @@ def test_a_multipath_attach_and_detach_leave_nothing(multipath_host: Host):
     assert len(host.initiator.multipath_maps()) == 1
     host.service.detach(LUN1, force=False)
     assert host.initiator.multipath_maps() == {} and disks(host) == []
+    assert_nothing_left(host)
+
+
+def test_a_journal_write_that_fails_during_recovery_leaves_the_operation_for_the_next_try(host: Host, crash):
+    crash("attach.scan.done", lambda: host.service.attach(LUN1))
+    host.restart()
+    journal = failing_journal(host, Step.MAP)
+    journal.failing = True  # the disk filled while the agent was down
+    host.services.recovery.run()
+    [open_op] = host.journal.in_flight()
+    assert host.services.recovery.pending == {open_op.id}
+    journal.failing = False  # space is freed
+    host.services.reconciler.run()
+    assert host.journal.in_flight() == [] and host.services.recovery.pending == frozenset()
     assert_nothing_left(host)
