@@ -65,6 +65,14 @@ class ArrayView:
                 self._igroup = self._find_or_create_igroup()
             return self._igroup
 
+    def prepare(self) -> None:
+        """Read the SVM's target and LIFs, which no host or LUN changes, before an attach waits for them.
+
+        The igroup is not: reading it ahead would answer an attach with what the array held at start,
+        and making it would leave an igroup on the array for a host that may never attach."""
+        self.target_iqn()
+        self.lifs()
+
     def target_iqn(self) -> str:
         with self._lock:
             if self._target_iqn is None:
@@ -89,6 +97,12 @@ class ArrayView:
         with self._lock:
             self._reporting[volume] = nodes
         return nodes
+
+    def learn_reporting_nodes(self, lun_path: str, nodes: tuple[str, ...]) -> None:
+        """The reporting nodes a map's own answer gave: those of the LUN's volume, as ``reporting_nodes``
+        would have read them."""
+        with self._lock:
+            self._reporting[volume_of(lun_path)] = nodes
 
     def forget(self, *, igroup: bool = False, target: bool = False, lun_path: str | None = None) -> None:
         """Drop what an error proved stale; the next attach reads it again."""
