@@ -47,7 +47,9 @@ class Lun:
     read the maps themselves, never this flag. ``mapped_to`` holds the names of the igroups the LUN
     was mapped to when the lookup that returned it read the array; None when that is not known (a
     LUN the cache answered, which never keeps it, or a ZAPI lookup of a mapped LUN, which does not
-    say to which igroups). Only the caller of that lookup may decide on it.
+    say to which igroups). ``node`` is the node hosting the LUN as that lookup read it ("" from the
+    cache, which does not keep it either: a volume move changes it). Only the caller of that lookup
+    may decide on them.
     """
 
     path: str
@@ -59,6 +61,7 @@ class Lun:
     online: bool = True
     svm: str = ""
     mapped_to: frozenset[str] | None = field(default=None, compare=False)
+    node: str = field(default="", compare=False)
 
     @property
     def name(self) -> str:

@@ -66,8 +66,8 @@ class OntapClient:
         return self._lun(LunKey.UUID, uuid, self.cache.by_uuid, fresh)
 
     def _lun(self, key: LunKey, value: str, cached: Callable[[str], Lun | None], fresh: bool) -> Lun:
-        """A LUN from the cache, or read; only a read one says to which igroups it is mapped (the
-        cache keeps no maps, which change behind it)."""
+        """A LUN from the cache, or read; only a read one says to which igroups it is mapped and which
+        node hosts it (the cache keeps neither: maps and volume moves change them behind it)."""
         if not fresh and (hit := cached(value)) is not None:
             return hit
         luns = self.ops.find_luns(key, value)
@@ -78,7 +78,8 @@ class OntapClient:
                 self.cache.forget_name(value)
             raise ArrayNotFound("lun", value, by=key.value, candidates=[lun.path for lun in luns])
         # only a name query that matched one LUN proves the name unique (see LunCache.by_name)
-        self.cache.put(dataclasses.replace(luns[0], mapped_to=None), name_unique=key is LunKey.NAME)
+        kept = dataclasses.replace(luns[0], mapped_to=None, node="")
+        self.cache.put(kept, name_unique=key is LunKey.NAME)
         return luns[0]
 
     def igroups_with_initiator(self, initiator: str) -> tuple[Igroup, ...]:

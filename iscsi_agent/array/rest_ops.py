@@ -46,8 +46,9 @@ INTERFACES = "/api/network/ip/interfaces"
 ISCSI_SERVICES = "/api/protocols/san/iscsi/services"
 CREDENTIALS = "/api/protocols/san/iscsi/credentials"
 
-# lun_maps: to which igroups the LUN is mapped, so the lookup answers what an attach reads before its map
-LUN_FIELDS = "name,uuid,serial_number,os_type,space.size,status.state,status.mapped,svm.name,lun_maps"
+# lun_maps and location.node: to which igroups the LUN is mapped and where it is hosted, which an
+# attach would otherwise read from the map before and after making it
+LUN_FIELDS = "name,uuid,serial_number,os_type,space.size,status.state,status.mapped,svm.name,lun_maps,location.node.name"
 IGROUP_FIELDS = "name,uuid,protocol,os_type,initiators"
 MAP_FIELDS = "lun.name,lun.uuid,igroup.name,igroup.uuid,logical_unit_number,reporting_nodes"
 PORTAL_FIELDS = "name,ip.address,enabled,state,location.node.name,location.home_node.name"

@@ -49,6 +49,7 @@ def parse_lun(record: Record) -> Lun:
         online=optional_field(record, "status.state", "online") == "online",
         svm=str(optional_field(record, "svm.name", "")),
         mapped_to=_mapped_to(record, api),
+        node=str(optional_field(record, "location.node.name", "")),
     )
 
 

@@ -50,7 +50,7 @@ INITIATOR_HAS_NO_AUTH = "13112"  # "Initiator … not found, please use default 
 
 LUN_FIELDS: Args = {
     "lun-info": dict.fromkeys(
-        ("path", "uuid", "size", "serial-number", "multiprotocol-type", "mapped", "online", "vserver")
+        ("path", "uuid", "size", "serial-number", "multiprotocol-type", "mapped", "online", "vserver", "node")
     )
 }
 IGROUP_FIELDS: Args = {

@@ -82,6 +82,7 @@ def parse_lun(info: etree._Element) -> Lun:
         online=optional_bool(info, "online", True),
         svm=optional_text(info, "vserver") or "",
         mapped_to=None if mapped else frozenset(),  # lun-info does not say to which igroups
+        node=optional_text(info, "node") or "",
     )
 
 

@@ -103,9 +103,7 @@ class Attacher:
         igroup = steps.run(Step.IGROUP, self._view.igroup, igroup=self._view.own_igroup_name)
         mapping = self._map(lun, igroup, steps, rollback)
         target_iqn = self._view.target_iqn()
-        if mapping.reporting_nodes is not None:  # the map's reply said them: no read for them
-            self._view.learn_reporting_nodes(lun.path, mapping.reporting_nodes)
-        lifs = self._lifs(lun, mapping.igroup)
+        lifs = self._lifs(lun, mapping)
         try:
             sessions = self._log_in(target_iqn, lifs, steps, rollback, uses)
         except (TargetMismatch, IscsiadmError):
@@ -215,8 +213,22 @@ class Attacher:
             and previous.attachment.igroup == mapping.igroup
         )
 
-    def _lifs(self, lun: Lun, igroup: str) -> tuple[Lif, ...]:
-        nodes = self._view.reporting_nodes(lun.path, igroup)
+    def _reporting_nodes(self, lun: Lun, mapping: MapOutcome) -> tuple[str, ...]:
+        """The nodes to log in through. A map ONTAP makes reports the LUN through the node hosting it
+        and that node's HA partner (Selective LUN Map's default), so for a map this attach made, one
+        path needs no read when that node is known (``ArrayView.hosting_node``). Otherwise (several
+        paths want the partner too; a map found in place may report other nodes) the map's own
+        reporting nodes, kept per volume. Those the map's own answer gave come first: they are the
+        freshest."""
+        if mapping.reporting_nodes is not None:
+            self._view.learn_reporting_nodes(lun.path, mapping.reporting_nodes)
+            return mapping.reporting_nodes
+        if mapping.created and not self._settings.multipath and (node := self._view.hosting_node(lun)):
+            return (node,)
+        return self._view.reporting_nodes(lun.path, mapping.igroup)
+
+    def _lifs(self, lun: Lun, mapping: MapOutcome) -> tuple[Lif, ...]:
+        nodes = self._reporting_nodes(lun, mapping)
         lifs = self._view.lifs()
         routes = self._routes.lookup_all(lif.address for lif in lifs)
         chosen = choose_lifs(lifs, nodes, routes, self._settings.portal_networks)

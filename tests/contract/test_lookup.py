@@ -78,6 +78,15 @@ def test_a_lookup_that_reads_the_array_says_whether_the_lun_is_mapped_and_a_cach
     assert client.lun_by_path(LUN1).mapped_to is None  # maps change behind the cache: it keeps none
 
 
+def test_a_lookup_that_reads_the_array_names_the_node_hosting_the_lun_and_a_cached_one_does_not(
+    client, ontap_sim
+):
+    with ontap_sim.state.lock:
+        node = ontap_sim.state.lun("svm1", path=LUN0).node
+    assert client.lun_by_path(LUN0, fresh=True).node == node
+    assert client.lun_by_path(LUN0).node == ""  # a volume move changes it behind the cache
+
+
 def test_a_name_costs_one_request_until_the_array_said_it_is_unique(client, ontap_sim, wire):
     client.lun_by_path(LUN0)
     ontap_sim.reset_counts()

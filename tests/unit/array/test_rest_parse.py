@@ -60,6 +60,11 @@ def test_a_lun_record_with_its_lun_maps_says_to_which_igroups_it_is_mapped():
     assert parse_lun(unmapped).mapped_to == frozenset()
 
 
+def test_a_lun_record_names_the_node_hosting_it():
+    assert parse_lun(LUN_RECORD).node == "node-01"
+    assert parse_lun({k: v for k, v in LUN_RECORD.items() if k != "location"}).node == ""
+
+
 def test_a_mapped_lun_record_without_its_lun_maps_does_not_say_to_which_igroups():
     assert parse_lun(LUN_RECORD).mapped_to is None
 
