@@ -202,7 +202,7 @@ class Daemon:
         where = listener.path or "the socket systemd passed"
         log.info("iscsi-agent serving on %s for %s (journal %s)", where, initiator, journal.path)
         self.notifier.notify(f"READY=1\nSTATUS={_status(service)}")
-        schedule.start()
+        _start_background(schedule, volumes)
         try:
             interval = _watchdog_interval(self.environ) or STATUS_INTERVAL
             keep_watch(self.stop, interval, vitals, self.notifier.notify, lambda: _status(service))
@@ -231,6 +231,21 @@ class Daemon:
             return passed
         agent = self.config.agent
         return bind(agent.socket, agent.socket_mode, agent.socket_group)
+
+
+def _start_background(schedule: Schedule, volumes: VolumeService) -> None:
+    """The reconciler's schedule, and the reads of the SVM's facts every attach needs."""
+    schedule.start()
+    threading.Thread(target=_prepare, args=(volumes,), name="prepare", daemon=True).start()
+
+
+def _prepare(volumes: VolumeService) -> None:
+    """Read the SVM's target and LIFs once the agent serves, off every attach's path; an array that
+    does not answer now is asked again by the first attach that needs them."""
+    try:
+        volumes.prepare()
+    except AgentError as exc:
+        log.info("the SVM's target and LIFs are read by the first attach instead: %s", exc)
 
 
 def vital_checks(

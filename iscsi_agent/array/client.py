@@ -78,8 +78,12 @@ class ArrayClient(Protocol):
         through another igroup of its initiators (that map). ``created`` only for a map this call made."""
         ...
 
-    def unmap_lun(self, path: str, igroup: str) -> bool:
-        """Remove the map; False when there was none (not an error), also when the LUN or igroup is gone."""
+    def unmap_lun(self, path: str, igroup: str, *, lun_uuid: str = "", igroup_uuid: str = "") -> bool:
+        """Remove the map; False when there was none (not an error), also when the LUN or igroup is gone.
+
+        With both UUIDs (an attach learnt them) the map is named by them, which spares REST a read;
+        a LUN or igroup made again under the same name since is then another object, not this map's.
+        """
         ...
 
     def lun_map(self, path: str, igroup: str) -> LunMap | None:

@@ -44,7 +44,12 @@ class Lun:
     """A LUN as the agent needs it; ``serial`` is the 12-character ONTAP serial (VPD page 0x80).
 
     ``mapped`` is what the array said at the lookup: maps change behind the LUN cache, so decisions
-    read the maps themselves, never this flag.
+    read the maps themselves, never this flag. ``mapped_to`` holds the names of the igroups the LUN
+    was mapped to when the lookup that returned it read the array; None when that is not known (a
+    LUN the cache answered, which never keeps it, or a ZAPI lookup of a mapped LUN, which does not
+    say to which igroups). ``node`` is the node hosting the LUN as that lookup read it ("" from the
+    cache, which does not keep it either: a volume move changes it). Only the caller of that lookup
+    may decide on them.
     """
 
     path: str
@@ -55,6 +60,8 @@ class Lun:
     mapped: bool
     online: bool = True
     svm: str = ""
+    mapped_to: frozenset[str] | None = field(default=None, compare=False)
+    node: str = field(default="", compare=False)
 
     @property
     def name(self) -> str:
@@ -98,16 +105,34 @@ class LunMap:
 
 
 @dataclass(frozen=True)
+class Mapped:
+    """What a map request (or the read that settled it) told of the map: its LUN id, and where the
+    reply carried them, its igroup's UUID and its reporting nodes (None: not in the reply)."""
+
+    lun_id: int
+    igroup_uuid: str | None = None
+    reporting_nodes: tuple[str, ...] | None = None
+
+    @classmethod
+    def read(cls, found: LunMap) -> Mapped:
+        return cls(found.lun_id, found.igroup_uuid, found.reporting_nodes)
+
+
+@dataclass(frozen=True)
 class MapOutcome:
     """How a LUN reaches the host: the map's igroup and LUN id, and whether this call's request made it.
 
     ``created`` is False for a map that was there already (to the igroup asked for, or to another
     igroup through which the host's initiator sees the LUN): such a map is never the caller's to undo.
+    ``igroup_uuid`` and ``reporting_nodes`` are there when the array's answer carried them (None
+    otherwise), so that the caller need not read the map again for them.
     """
 
     lun_id: int
     igroup: str
     created: bool
+    igroup_uuid: str | None = field(default=None, compare=False)
+    reporting_nodes: tuple[str, ...] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

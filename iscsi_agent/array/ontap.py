@@ -24,6 +24,7 @@ from iscsi_agent.array.model import (
     Lun,
     LunMap,
     MapOutcome,
+    Mapped,
     Svm,
     Version,
 )
@@ -65,6 +66,8 @@ class OntapClient:
         return self._lun(LunKey.UUID, uuid, self.cache.by_uuid, fresh)
 
     def _lun(self, key: LunKey, value: str, cached: Callable[[str], Lun | None], fresh: bool) -> Lun:
+        """A LUN from the cache, or read; only a read one says to which igroups it is mapped and which
+        node hosts it (the cache keeps neither: maps and volume moves change them behind it)."""
         if not fresh and (hit := cached(value)) is not None:
             return hit
         luns = self.ops.find_luns(key, value)
@@ -75,7 +78,8 @@ class OntapClient:
                 self.cache.forget_name(value)
             raise ArrayNotFound("lun", value, by=key.value, candidates=[lun.path for lun in luns])
         # only a name query that matched one LUN proves the name unique (see LunCache.by_name)
-        self.cache.put(luns[0], name_unique=key is LunKey.NAME)
+        kept = dataclasses.replace(luns[0], mapped_to=None, node="")
+        self.cache.put(kept, name_unique=key is LunKey.NAME)
         return luns[0]
 
     def igroups_with_initiator(self, initiator: str) -> tuple[Igroup, ...]:
@@ -135,35 +139,39 @@ class OntapClient:
             return MapOutcome(elsewhere.lun_id, elsewhere.igroup, created=False)
 
     def _map(self, path: str, igroup: str, lun_id: int | None) -> MapOutcome:
-        def existing_id() -> int | None:
+        def existing() -> Mapped | None:
             found = self.lun_map(path, igroup)
-            return found.lun_id if found else None
+            return Mapped.read(found) if found else None
 
         created = True  # also when a lost reply's map is found: no map of this igroup was there before
         try:
-            assigned = write_then_verify(
+            mapped = write_then_verify(
                 lambda: self.ops.map_lun(path, igroup, lun_id),
-                existing_id,
+                existing,
                 what=f"map {path} to {igroup}",
                 budget=self.budgets.current(),
             )
-            log.info("mapped %s to igroup %s as LUN %s", path, igroup, assigned)
+            log.info("mapped %s to igroup %s as LUN %s", path, igroup, mapped.lun_id)
         except ArrayNotFound as exc:
             if exc.kind == "lun":
                 self.cache.evict(path)
             raise
         except ArrayApiError as exc:
-            assigned = self._resolve_refused_map(exc, path, igroup)
+            mapped = self._resolve_refused_map(exc, path, igroup)
             created = False
-        if lun_id is not None and assigned != lun_id:
+        if lun_id is not None and mapped.lun_id != lun_id:
             log.warning(
-                "%s is mapped to igroup %s as LUN %s, not the requested %s", path, igroup, assigned, lun_id
+                "%s is mapped to igroup %s as LUN %s, not the requested %s",
+                path,
+                igroup,
+                mapped.lun_id,
+                lun_id,
             )
         if (lun := self.cache.by_path(path)) is not None and not lun.mapped:
             self.cache.put(dataclasses.replace(lun, mapped=True))
-        return MapOutcome(assigned, igroup, created)
+        return MapOutcome(mapped.lun_id, igroup, created, mapped.igroup_uuid, mapped.reporting_nodes)
 
-    def _resolve_refused_map(self, refused: ArrayApiError, path: str, igroup: str) -> int:
+    def _resolve_refused_map(self, refused: ArrayApiError, path: str, igroup: str) -> Mapped:
         """Read what a refused map means: the LUN is mapped to ``igroup`` already (its id), or the host
         sees it through another igroup (ArrayMappedElsewhere); otherwise the refusal stands.
 
@@ -174,7 +182,7 @@ class OntapClient:
         ours = next((m for m in maps if m.igroup == igroup), None)
         if ours is not None:
             log.info("%s was already mapped to igroup %s as LUN %s", path, igroup, ours.lun_id)
-            return ours.lun_id
+            return Mapped.read(ours)
         others = {m.igroup: m for m in maps}
         mine = self.ops.igroup_by_name(igroup) if others else None
         seen_through: dict[str, list[str]] = {}
@@ -196,11 +204,11 @@ class OntapClient:
         log.info("%s", elsewhere)
         raise elsewhere from refused
 
-    def unmap_lun(self, path: str, igroup: str) -> bool:
+    def unmap_lun(self, path: str, igroup: str, *, lun_uuid: str = "", igroup_uuid: str = "") -> bool:
         # The LUN stays cached: its identity did not change, and its next attach (a VM reboot) then
         # costs only the map. ``mapped`` is informational (see Lun); nothing decides on it.
         try:
-            self.ops.unmap_lun(path, igroup)
+            self.ops.unmap_lun(path, igroup, (lun_uuid, igroup_uuid) if lun_uuid and igroup_uuid else None)
         except ArrayNotMapped:
             log.debug("%s was not mapped to igroup %s", path, igroup)
             return False

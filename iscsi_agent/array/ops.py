@@ -17,6 +17,7 @@ from iscsi_agent.array.model import (
     Lif,
     Lun,
     LunMap,
+    Mapped,
     Svm,
     Version,
 )
@@ -51,13 +52,15 @@ class ArrayOps(Protocol):
         """ArrayAlreadyExists when present; ArrayNotFound(kind="igroup") when the igroup is gone."""
         ...
 
-    def map_lun(self, path: str, igroup: str, lun_id: int | None) -> int:
-        """The assigned LUN id; ArrayAlreadyMapped when this LUN is mapped to this igroup;
+    def map_lun(self, path: str, igroup: str, lun_id: int | None) -> Mapped:
+        """The assigned LUN id (and what else the reply says of the map); ArrayAlreadyMapped when this LUN is mapped to this igroup;
         ArrayNotFound(kind="lun"|"igroup") when the LUN or the igroup does not exist."""
         ...
 
-    def unmap_lun(self, path: str, igroup: str) -> None:
-        """ArrayNotMapped when there is no such map, also when the LUN or the igroup does not exist."""
+    def unmap_lun(self, path: str, igroup: str, uuids: tuple[str, str] | None = None) -> None:
+        """ArrayNotMapped when there is no such map, also when the LUN or the igroup does not exist.
+
+        ``uuids`` (the LUN's, the igroup's), when the caller knows them, name the map without a read."""
         ...
 
     def maps(self, *, path: str | None = None, igroup: str | None = None) -> tuple[LunMap, ...]:

@@ -21,18 +21,20 @@ from iscsi_agent.array.model import (
     Lif,
     Lun,
     LunMap,
+    Mapped,
     Svm,
     Version,
 )
 from iscsi_agent.array.ops import LunKey
 from iscsi_agent.array.recovery import write_then_verify
-from iscsi_agent.array.rest import RestConnection, field, int_field, optional_field
+from iscsi_agent.array.rest import RestConnection, field, optional_field
 from iscsi_agent.array.rest_parse import (
     parse_chap,
     parse_igroup,
     parse_iscsi_service,
     parse_lun,
     parse_lun_map,
+    parse_map_reply,
     parse_portal,
     parse_version,
 )
@@ -44,7 +46,9 @@ INTERFACES = "/api/network/ip/interfaces"
 ISCSI_SERVICES = "/api/protocols/san/iscsi/services"
 CREDENTIALS = "/api/protocols/san/iscsi/credentials"
 
-LUN_FIELDS = "name,uuid,serial_number,os_type,space.size,status.state,status.mapped,svm.name"
+# lun_maps and location.node: to which igroups the LUN is mapped and where it is hosted, which an
+# attach would otherwise read from the map before and after making it
+LUN_FIELDS = "name,uuid,serial_number,os_type,space.size,status.state,status.mapped,svm.name,lun_maps,location.node.name"
 IGROUP_FIELDS = "name,uuid,protocol,os_type,initiators"
 MAP_FIELDS = "lun.name,lun.uuid,igroup.name,igroup.uuid,logical_unit_number,reporting_nodes"
 PORTAL_FIELDS = "name,ip.address,enabled,state,location.node.name,location.home_node.name"
@@ -117,7 +121,7 @@ class RestOps:
                 raise ArrayNotFound("igroup", igroup, array_code=exc.array_code) from exc
             raise
 
-    def map_lun(self, path: str, igroup: str, lun_id: int | None) -> int:
+    def map_lun(self, path: str, igroup: str, lun_id: int | None) -> Mapped:
         body: dict[str, Any] = {**self.rest.svm_body(), "lun": {"name": path}, "igroup": {"name": igroup}}
         if lun_id is not None:
             body["logical_unit_number"] = lun_id
@@ -131,15 +135,18 @@ class RestOps:
             raise
         records = reply.get("records") or []
         if records and isinstance(records[0], dict) and "logical_unit_number" in records[0]:
-            return int_field(records[0], "logical_unit_number", f"POST {LUN_MAPS}")
+            return parse_map_reply(records[0])
         created = self.maps(path=path, igroup=igroup)  # an array that did not echo the record
         if not created:
             raise ArrayResponseError(
                 f"POST {LUN_MAPS}", "map created but not readable", missing="logical_unit_number"
             )
-        return created[0].lun_id
+        return Mapped.read(created[0])
 
-    def unmap_lun(self, path: str, igroup: str) -> None:
+    def unmap_lun(self, path: str, igroup: str, uuids: tuple[str, str] | None = None) -> None:
+        if uuids is not None:
+            self._delete_map(*uuids, path=path, igroup=igroup)
+            return
         found = self.maps(path=path, igroup=igroup)
         if not found:
             raise ArrayNotMapped(f"DELETE {LUN_MAPS}", "", f"{path} is not mapped to {igroup}")
@@ -148,7 +155,21 @@ class RestOps:
             raise ArrayResponseError(
                 f"GET {LUN_MAPS}", "map lacks lun.uuid or igroup.uuid", missing="lun.uuid"
             )
-        self.rest.delete(f"{LUN_MAPS}/{lun_map.lun_uuid}/{lun_map.igroup_uuid}")
+        self._delete_map(lun_map.lun_uuid, lun_map.igroup_uuid, path=path, igroup=igroup)
+
+    def _delete_map(self, lun_uuid: str, igroup_uuid: str, *, path: str, igroup: str) -> None:
+        """``DELETE /api/protocols/san/lun-maps/{lun.uuid}/{igroup.uuid}``. Not found, whichever of the
+        three (LUN, igroup, map), means no map of that LUN to that igroup is there to remove."""
+        try:
+            self.rest.delete(f"{LUN_MAPS}/{lun_uuid}/{igroup_uuid}")
+        except ArrayNotMapped:
+            raise
+        except ArrayApiError as exc:
+            if exc.http_status != 404:
+                raise
+            raise ArrayNotMapped(
+                exc.api, exc.array_code, f"{path} is not mapped to {igroup}: {exc.array_message}", 404
+            ) from exc
 
     def maps(self, *, path: str | None = None, igroup: str | None = None) -> tuple[LunMap, ...]:
         query = {}

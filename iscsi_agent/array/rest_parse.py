@@ -14,6 +14,7 @@ from iscsi_agent.array.model import (
     Lif,
     Lun,
     LunMap,
+    Mapped,
     Version,
 )
 from iscsi_agent.array.rest import field, int_field, optional_field
@@ -47,7 +48,17 @@ def parse_lun(record: Record) -> Lun:
         mapped=bool(field(record, "status.mapped", api)),
         online=optional_field(record, "status.state", "online") == "online",
         svm=str(optional_field(record, "svm.name", "")),
+        mapped_to=_mapped_to(record, api),
+        node=str(optional_field(record, "location.node.name", "")),
     )
+
+
+def _mapped_to(record: Record, api: str) -> frozenset[str] | None:
+    """The igroups of the LUN's ``lun_maps`` (``[{"igroup": {"name": "host1", "uuid": "…"},
+    "logical_unit_number": 0}]``); None when the record has none to say (the field not sent)."""
+    if "lun_maps" not in record:
+        return frozenset() if optional_field(record, "status.mapped") is False else None
+    return frozenset(str(field(m, "igroup.name", api)) for m in _objects(record, "lun_maps", api))
 
 
 def parse_igroup(record: Record) -> Igroup:
@@ -74,6 +85,18 @@ def parse_lun_map(record: Record) -> LunMap:
         lun_uuid=optional_field(record, "lun.uuid"),
         igroup_uuid=optional_field(record, "igroup.uuid"),
         reporting_nodes=tuple(str(field(n, "name", api)) for n in _objects(record, "reporting_nodes", api)),
+    )
+
+
+def parse_map_reply(record: Record) -> Mapped:
+    """The record a ``POST /api/protocols/san/lun-maps?return_records=true`` echoes: at least its
+    ``logical_unit_number``; ``igroup.uuid`` and ``reporting_nodes`` are read when it carries them."""
+    api = "POST /api/protocols/san/lun-maps"
+    nodes = _objects(record, "reporting_nodes", api) if "reporting_nodes" in record else None
+    return Mapped(
+        int_field(record, "logical_unit_number", api),
+        optional_field(record, "igroup.uuid"),
+        tuple(str(field(n, "name", api)) for n in nodes) if nodes is not None else None,
     )
 
 

@@ -20,6 +20,7 @@ from iscsi_agent.array.model import (
     Lif,
     Lun,
     LunMap,
+    Mapped,
     Svm,
     Version,
 )
@@ -49,7 +50,7 @@ INITIATOR_HAS_NO_AUTH = "13112"  # "Initiator … not found, please use default 
 
 LUN_FIELDS: Args = {
     "lun-info": dict.fromkeys(
-        ("path", "uuid", "size", "serial-number", "multiprotocol-type", "mapped", "online", "vserver")
+        ("path", "uuid", "size", "serial-number", "multiprotocol-type", "mapped", "online", "vserver", "node")
     )
 }
 IGROUP_FIELDS: Args = {
@@ -143,12 +144,13 @@ class ZapiOps:
                 raise ArrayNotFound("igroup", igroup, array_code=exc.array_code) from exc
             raise
 
-    def map_lun(self, path: str, igroup: str, lun_id: int | None) -> int:
+    def map_lun(self, path: str, igroup: str, lun_id: int | None) -> Mapped:
         args: dict[str, ArgValue] = {"path": path, "initiator-group": igroup}
         if lun_id is not None:
             args["lun-id"] = lun_id
         try:
-            return parse_assigned_lun_id(self.zapi.invoke("lun-map", args, idempotent=False))
+            # lun-map answers only <lun-id-assigned>
+            return Mapped(parse_assigned_lun_id(self.zapi.invoke("lun-map", args, idempotent=False)))
         except ArrayApiError as exc:
             if exc.array_code in NO_SUCH_LUN:
                 raise ArrayNotFound("lun", path, array_code=exc.array_code) from exc
@@ -156,7 +158,8 @@ class ZapiOps:
                 raise ArrayNotFound("igroup", igroup, array_code=exc.array_code) from exc
             raise
 
-    def unmap_lun(self, path: str, igroup: str) -> None:
+    def unmap_lun(self, path: str, igroup: str, uuids: tuple[str, str] | None = None) -> None:
+        """``lun-unmap`` names the map by path and igroup, in one request whether or not ``uuids`` are known."""
         # a resent lun-unmap only earns 9016 (no such map), which callers treat as done
         try:
             self.zapi.invoke("lun-unmap", {"path": path, "initiator-group": igroup}, idempotent=True)

@@ -71,15 +71,18 @@ def parse_lun(info: etree._Element) -> Lun:
     """``lun-info``: ``<path>/vol/vol1/lun0</path><uuid>…</uuid><serial-number>2FfGI$APyN68</serial-number>
     <size>1073741824</size><multiprotocol-type>linux</multiprotocol-type><mapped>false</mapped><online>true</online>``."""
     api = "lun-get-iter"
+    mapped = required_text(info, "mapped", api).lower() == "true"
     return Lun(
         path=required_text(info, "path", api),
         uuid=required_text(info, "uuid", api),
         serial=required_text(info, "serial-number", api),
         size=required_int(info, "size", api),
         os_type=required_text(info, "multiprotocol-type", api),
-        mapped=required_text(info, "mapped", api).lower() == "true",
+        mapped=mapped,
         online=optional_bool(info, "online", True),
         svm=optional_text(info, "vserver") or "",
+        mapped_to=None if mapped else frozenset(),  # lun-info does not say to which igroups
+        node=optional_text(info, "node") or "",
     )
 
 

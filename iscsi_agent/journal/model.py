@@ -134,6 +134,8 @@ class Attachment:
 
     ``map_created`` says whether the agent made the LUN map: detach unmaps only maps it made.
     ``volume`` is the name the client gave; ``lun_uuid`` is the key. No credential is kept here.
+    ``igroup_uuid`` is the map's igroup's UUID where the attach learnt it ("" otherwise): with the
+    LUN's UUID it names the map, so the detach needs no read to find it.
     """
 
     lun_uuid: str
@@ -150,6 +152,7 @@ class Attachment:
     multipath: bool
     state: AttachmentState
     device: str | None = None  # the path handed out, once it was
+    igroup_uuid: str = ""
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ ATTACHMENT_COLUMNS = (
     "multipath",
     "device",
     "state",
+    "igroup_uuid",
 )
 
 
@@ -68,6 +69,7 @@ def attachment_record(row: sqlite3.Row) -> AttachmentRecord:
         multipath=bool(row["multipath"]),
         state=AttachmentState(row["state"]),
         device=row["device"],
+        igroup_uuid=row["igroup_uuid"],
     )
     return AttachmentRecord(attachment, parse_time(row["created_at"]), parse_time(row["updated_at"]))
 

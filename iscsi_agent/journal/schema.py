@@ -104,8 +104,16 @@ def _allow_reconcile_operations(db: sqlite3.Connection) -> None:
     """
 
 
+def _keep_igroup_uuids(db: sqlite3.Connection) -> None:
+    """Version 3: an attachment keeps its map's igroup UUID, so the detach names the map without a read.
+
+    Attachments recorded before have none (""): their detach reads the map, as it did.
+    """
+    db.execute("ALTER TABLE attachment ADD COLUMN igroup_uuid TEXT NOT NULL DEFAULT ''")
+
+
 Migration = Callable[[sqlite3.Connection], None]
-MIGRATIONS: Sequence[Migration] = (_create_version_1, _allow_reconcile_operations)
+MIGRATIONS: Sequence[Migration] = (_create_version_1, _allow_reconcile_operations, _keep_igroup_uuids)
 """``MIGRATIONS[n]`` turns a version-n journal into version n+1; append, never edit a released one."""
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -2,9 +2,10 @@
 
 This host's igroup, the SVM's target IQN and its iSCSI LIFs change rarely; each is read once and
 kept until an error proves it wrong (``forget``). The Selective LUN Map reporting nodes are those
-of the LUN's owning HA pair, shared by every LUN of one volume, so they are kept per volume; a
-volume move to another HA pair makes them stale, and the LUN then shows on none of the LIFs chosen
-from them: an attach whose device does not show forgets them, so the next attach reads the map's.
+of the LUN's owning HA pair, shared by every LUN of one volume, so they are kept per volume, and so
+is the node hosting the volume's LUNs; a volume move to another HA pair makes both stale, and the
+LUN then shows on none of the LIFs chosen from them: an attach whose device does not show forgets
+them, so the next attach reads them again.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import threading
 
 from iscsi_agent.array.client import ArrayClient
-from iscsi_agent.array.model import ChapCredentials, Igroup, Lif
+from iscsi_agent.array.model import ChapCredentials, Igroup, Lif, Lun
 from iscsi_agent.service.igroup import check_created, choose_igroup
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class ArrayView:
         self._target_iqn: str | None = None
         self._lifs: tuple[Lif, ...] | None = None
         self._reporting: dict[str, tuple[str, ...]] = {}
+        self._hosts: dict[str, str] = {}  # volume -> the node hosting its LUNs
 
     @property
     def own_igroup_name(self) -> str:
@@ -64,6 +66,14 @@ class ArrayView:
                     self._array.set_chap_credentials(self._chap)
                 self._igroup = self._find_or_create_igroup()
             return self._igroup
+
+    def prepare(self) -> None:
+        """Read the SVM's target and LIFs, which no host or LUN changes, before an attach waits for them.
+
+        The igroup is not: reading it ahead would answer an attach with what the array held at start,
+        and making it would leave an igroup on the array for a host that may never attach."""
+        self.target_iqn()
+        self.lifs()
 
     def target_iqn(self) -> str:
         with self._lock:
@@ -90,6 +100,21 @@ class ArrayView:
             self._reporting[volume] = nodes
         return nodes
 
+    def hosting_node(self, lun: Lun) -> str:
+        """The node hosting the LUN: as its lookup read it (kept for its volume from then on: all
+        LUNs of a volume are hosted by one node), else as kept for its volume; "" when unknown."""
+        volume = volume_of(lun.path)
+        with self._lock:
+            if lun.node:
+                self._hosts[volume] = lun.node
+            return self._hosts.get(volume, "")
+
+    def learn_reporting_nodes(self, lun_path: str, nodes: tuple[str, ...]) -> None:
+        """The reporting nodes a map's own answer gave: those of the LUN's volume, as ``reporting_nodes``
+        would have read them."""
+        with self._lock:
+            self._reporting[volume_of(lun_path)] = nodes
+
     def forget(self, *, igroup: bool = False, target: bool = False, lun_path: str | None = None) -> None:
         """Drop what an error proved stale; the next attach reads it again."""
         with self._lock:
@@ -100,6 +125,7 @@ class ArrayView:
                 self._lifs = None
             if lun_path is not None:
                 self._reporting.pop(volume_of(lun_path), None)
+                self._hosts.pop(volume_of(lun_path), None)
 
     def _find_or_create_igroup(self) -> Igroup:
         choice = choose_igroup(

@@ -3,7 +3,8 @@
 Every step that changes the array or the host is written to the journal before it is taken, and
 an attach that fails after changing anything undoes what *it* did (never what it found: a map that
 was there, a session another attach uses, a device scanned in by hand) in reverse order. A steady
-attach (igroup, target and LIFs known, session logged in) costs one array call: the map.
+attach (igroup, target and LIFs known, session logged in) costs one array call: the map; a LUN
+never attached before adds its lookup.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from iscsi_agent.array.client import ArrayClient
 from iscsi_agent.array.errors import ArrayNotFound
-from iscsi_agent.array.model import Lif, Lun, MapOutcome
+from iscsi_agent.array.model import Igroup, Lif, Lun, MapOutcome
 from iscsi_agent.config import Network
 from iscsi_agent.errors import AgentError
 from iscsi_agent.host.devices import BlockDevice
@@ -99,10 +100,10 @@ class Attacher:
     def _attach(
         self, volume: str, lun: Lun, steps: StepRecorder, rollback: Rollback, uses: ExitStack
     ) -> Attachment:
-        igroup = steps.run(Step.IGROUP, self._view.igroup, igroup=self._view.own_igroup_name).name
+        igroup = steps.run(Step.IGROUP, self._view.igroup, igroup=self._view.own_igroup_name)
         mapping = self._map(lun, igroup, steps, rollback)
         target_iqn = self._view.target_iqn()
-        lifs = self._lifs(lun, mapping.igroup)
+        lifs = self._lifs(lun, mapping)
         try:
             sessions = self._log_in(target_iqn, lifs, steps, rollback, uses)
         except (TargetMismatch, IscsiadmError):
@@ -124,6 +125,7 @@ class Attacher:
             lun_id=mapping.lun_id,
             igroup=mapping.igroup,
             map_created=mapping.created or self._map_was_ours(lun, mapping),
+            igroup_uuid=_igroup_uuid(mapping, igroup),
             target_iqn=target_iqn,
             portals=tuple(path.session.portal for path in paths if path.session.portal is not None),
             multipath=self._settings.multipath,
@@ -134,29 +136,34 @@ class Attacher:
         log.info("attached %s (%s) as %s, LUN %s of %s", volume, lun.path, device, mapping.lun_id, target_iqn)
         return attachment
 
-    def _map(self, lun: Lun, igroup: str, steps: StepRecorder, rollback: Rollback) -> MapOutcome:
+    def _map(self, lun: Lun, igroup: Igroup, steps: StepRecorder, rollback: Rollback) -> MapOutcome:
         """Map the LUN to ``igroup`` (or use the map through which this host sees it already).
 
-        Whether a map to ``igroup`` was there before is read first and written into the intent: if
+        Whether a map to ``igroup`` was there before is known first and written into the intent: if
         the agent dies before it learns the outcome, recovery removes a map of this igroup only
         when it was not there before (an operator may have made it), and does remove one the lost
-        request made. When the journal shows that this agent's last change to the map was to remove
-        it, that is known without asking the array, which keeps a steady attach at one request."""
+        request made. It is known without a request of its own when the journal shows that this
+        agent's last change to the map was to remove it, or when the LUN's lookup in this attach
+        read that the LUN was not mapped to ``igroup`` (``Lun.mapped_to``); a steady attach then
+        costs one request, the map. A lookup that saw a map to ``igroup`` is not trusted with its
+        LUN id (a detach may have removed it since): the map is read."""
+        name = igroup.name
         try:
             before = (
                 None
-                if self._journal.last_left_unmapped(lun.uuid, igroup, asking=steps.op)
-                else self._array.lun_map(lun.path, igroup)
+                if self._journal.last_left_unmapped(lun.uuid, name, asking=steps.op)
+                or (lun.mapped_to is not None and name not in lun.mapped_to)
+                else self._array.lun_map(lun.path, name)
             )
             mapping = steps.run(
                 Step.MAP,
                 lambda: (
-                    MapOutcome(before.lun_id, igroup, created=False)
+                    MapOutcome(before.lun_id, name, created=False, igroup_uuid=before.igroup_uuid)
                     if before is not None
-                    else self._array.ensure_mapped(lun.path, igroup)
+                    else self._array.ensure_mapped(lun.path, name)
                 ),
                 lun_path=lun.path,
-                igroup=igroup,
+                igroup=name,
                 mapped_before=before is not None,
                 result=lambda m: {"lun_id": m.lun_id, "created": m.created, "igroup": m.igroup},
             )
@@ -165,8 +172,9 @@ class Attacher:
                 self._view.forget(igroup=True)
             raise
         if mapping.created:
-            rollback.push("unmap", lambda: self._unmap(lun, mapping.igroup, steps))
-        elif mapping.igroup != igroup:
+            uuid = mapping.igroup_uuid or igroup.uuid or ""
+            rollback.push("unmap", lambda: self._unmap(lun, name, uuid, steps))
+        elif mapping.igroup != name:
             log.info(
                 "%s is visible to this host through igroup %s as LUN %s; using that map",
                 lun.path,
@@ -175,7 +183,7 @@ class Attacher:
             )
         return mapping
 
-    def _unmap(self, lun: Lun, igroup: str, steps: StepRecorder) -> None:
+    def _unmap(self, lun: Lun, igroup: str, igroup_uuid: str, steps: StepRecorder) -> None:
         """The map's undo; refused while a device of the LUN is still on the host (an undo before it
         failed): I/O to a LUN unmapped under its device fails, and the device would be stale. The
         operation then stays open, and recovery removes the device first."""
@@ -189,7 +197,7 @@ class Attacher:
             )
         steps.run(
             Step.UNMAP,
-            lambda: self._array.unmap_lun(lun.path, igroup),
+            lambda: self._array.unmap_lun(lun.path, igroup, lun_uuid=lun.uuid, igroup_uuid=igroup_uuid),
             lun_path=lun.path,
             igroup=igroup,
         )
@@ -205,8 +213,22 @@ class Attacher:
             and previous.attachment.igroup == mapping.igroup
         )
 
-    def _lifs(self, lun: Lun, igroup: str) -> tuple[Lif, ...]:
-        nodes = self._view.reporting_nodes(lun.path, igroup)
+    def _reporting_nodes(self, lun: Lun, mapping: MapOutcome) -> tuple[str, ...]:
+        """The nodes to log in through. A map ONTAP makes reports the LUN through the node hosting it
+        and that node's HA partner (Selective LUN Map's default), so for a map this attach made, one
+        path needs no read when that node is known (``ArrayView.hosting_node``). Otherwise (several
+        paths want the partner too; a map found in place may report other nodes) the map's own
+        reporting nodes, kept per volume. Those the map's own answer gave come first: they are the
+        freshest."""
+        if mapping.reporting_nodes is not None:
+            self._view.learn_reporting_nodes(lun.path, mapping.reporting_nodes)
+            return mapping.reporting_nodes
+        if mapping.created and not self._settings.multipath and (node := self._view.hosting_node(lun)):
+            return (node,)
+        return self._view.reporting_nodes(lun.path, mapping.igroup)
+
+    def _lifs(self, lun: Lun, mapping: MapOutcome) -> tuple[Lif, ...]:
+        nodes = self._reporting_nodes(lun, mapping)
         lifs = self._view.lifs()
         routes = self._routes.lookup_all(lif.address for lif in lifs)
         chosen = choose_lifs(lifs, nodes, routes, self._settings.portal_networks)
@@ -356,3 +378,10 @@ class Attacher:
         found = multipath.find(wwid)
         if found is not None:
             multipath.flush(found)
+
+
+def _igroup_uuid(mapping: MapOutcome, igroup: Igroup) -> str:
+    """The UUID of the map's igroup where the map's answer or the igroup's record gave it, else ""."""
+    if mapping.igroup_uuid:
+        return mapping.igroup_uuid
+    return igroup.uuid or "" if mapping.igroup == igroup.name else ""

@@ -154,7 +154,12 @@ class Detacher:
         if attachment.map_created:
             steps.run(
                 Step.UNMAP,
-                lambda: self._array.unmap_lun(attachment.lun_path, attachment.igroup),
+                lambda: self._array.unmap_lun(
+                    attachment.lun_path,
+                    attachment.igroup,
+                    lun_uuid=attachment.lun_uuid,
+                    igroup_uuid=attachment.igroup_uuid,
+                ),
                 lun_path=attachment.lun_path,
                 igroup=attachment.igroup,
                 result=lambda removed: {"removed": removed},

@@ -92,6 +92,11 @@ class VolumeService:
                     return again, False  # attached meanwhile by another name
                 return self.answer(self._attacher.attach(volume, lun)), True
 
+    def prepare(self) -> None:
+        """Read what every attach needs and no attach changes (the SVM's target and LIFs), so that the
+        first attach waits only for its own requests; the daemon calls it once it serves."""
+        self._view.prepare()
+
     def detach(self, volume: str, *, force: bool) -> Detachment:
         with self._slots, self._gate.operation():
             known, lun = self._known_attached(volume)

@@ -89,6 +89,41 @@ def test_unmap_is_true_once_then_false(client, ontap_sim):
     assert array_maps(ontap_sim, LUN0) == []
 
 
+def uuids(ontap_sim, path: str, igroup: str) -> dict[str, str]:
+    with ontap_sim.state.lock:
+        state = ontap_sim.state
+        return {
+            "lun_uuid": state.lun("svm1", path=path).uuid,
+            "igroup_uuid": state.igroup("svm1", name=igroup).uuid,
+        }
+
+
+def test_an_unmap_named_by_uuids_is_one_request(client, ontap_sim, wire):
+    array_igroup(ontap_sim, IGROUP, IQN)
+    array_map(ontap_sim, LUN0, IGROUP)
+    ontap_sim.reset_counts()
+    assert client.unmap_lun(LUN0, IGROUP, **uuids(ontap_sim, LUN0, IGROUP)) is True
+    assert ontap_sim.total(wire.api.value) == 1
+    assert array_maps(ontap_sim, LUN0) == []
+
+
+def test_an_unmap_by_uuids_leaves_the_map_of_an_igroup_made_again_under_the_same_name(
+    client, ontap_sim, wire
+):
+    if wire.api.value != "rest":
+        pytest.skip("ZAPI's lun-unmap names a map by path and igroup name only")
+    array_igroup(ontap_sim, IGROUP, IQN)
+    array_map(ontap_sim, LUN0, IGROUP)
+    old = uuids(ontap_sim, LUN0, IGROUP)
+    with ontap_sim.state.lock:
+        state = ontap_sim.state
+        state.destroy_igroup(state.igroup("svm1", name=IGROUP), allow_mapped=True)
+    array_igroup(ontap_sim, IGROUP, IQN)
+    array_map(ontap_sim, LUN0, IGROUP, 3)  # someone else's map, to the new igroup of that name
+    assert client.unmap_lun(LUN0, IGROUP, **old) is False
+    assert array_maps(ontap_sim, LUN0) == [(IGROUP, 3)]
+
+
 def test_a_map_reports_its_selective_lun_map_nodes(client, ontap_sim):
     array_igroup(ontap_sim, IGROUP, IQN)
     array_map(ontap_sim, LUN0, IGROUP, 2)

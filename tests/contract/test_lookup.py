@@ -5,7 +5,7 @@ import pytest
 from iscsi_agent.array.client import find_lun
 from iscsi_agent.array.errors import ArrayNotFound
 from tests.contract.conftest import make_client
-from tests.contract.helpers import LUN0, LUN1, LUN2, array_lun
+from tests.contract.helpers import IGROUP, IQN, LUN0, LUN1, LUN2, array_igroup, array_lun, array_map
 
 
 def test_the_client_speaks_the_api_it_was_asked_for(client, wire):
@@ -64,6 +64,27 @@ def test_a_cache_miss_costs_one_request_and_a_hit_none(client, ontap_sim, wire):
     client.lun_by_path(LUN0)
     client.lun_by_uuid(client.lun_by_path(LUN0).uuid)
     assert ontap_sim.total(wire.api.value) == 0
+
+
+def test_a_lookup_that_reads_the_array_says_whether_the_lun_is_mapped_and_a_cached_one_does_not(
+    client, ontap_sim, wire
+):
+    array_igroup(ontap_sim, IGROUP, IQN)
+    array_map(ontap_sim, LUN0, IGROUP)
+    mapped, unmapped = client.lun_by_path(LUN0, fresh=True), client.lun_by_path(LUN1, fresh=True)
+    assert unmapped.mapped_to == frozenset()
+    # REST's lookup names the igroups; ZAPI's lun-info says only that there are some
+    assert mapped.mapped_to == ({IGROUP} if wire.api.value == "rest" else None)
+    assert client.lun_by_path(LUN1).mapped_to is None  # maps change behind the cache: it keeps none
+
+
+def test_a_lookup_that_reads_the_array_names_the_node_hosting_the_lun_and_a_cached_one_does_not(
+    client, ontap_sim
+):
+    with ontap_sim.state.lock:
+        node = ontap_sim.state.lun("svm1", path=LUN0).node
+    assert client.lun_by_path(LUN0, fresh=True).node == node
+    assert client.lun_by_path(LUN0).node == ""  # a volume move changes it behind the cache
 
 
 def test_a_name_costs_one_request_until_the_array_said_it_is_unique(client, ontap_sim, wire):

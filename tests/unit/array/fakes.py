@@ -24,6 +24,7 @@ from iscsi_agent.array.model import (
     Lif,
     Lun,
     LunMap,
+    Mapped,
     Svm,
     Version,
 )
@@ -184,16 +185,16 @@ class FakeOps:
         self.igroups[igroup] = dataclasses.replace(found, initiators=found.initiators | {initiator})
         self._reply("add_initiator", None)
 
-    def map_lun(self, path: str, igroup: str, lun_id: int | None) -> int:
+    def map_lun(self, path: str, igroup: str, lun_id: int | None) -> Mapped:
         self._call("map_lun")
         if (path, igroup) in self.maps_:
             raise ArrayAlreadyMapped("lun-map", "9023", "LUN already mapped to this group")
         used = {i for (_, g), i in self.maps_.items() if g == igroup}
         assigned = lun_id if lun_id is not None else min(set(range(len(used) + 1)) - used)
         self.maps_[(path, igroup)] = assigned
-        return self._reply("map_lun", assigned)
+        return self._reply("map_lun", Mapped(assigned))
 
-    def unmap_lun(self, path: str, igroup: str) -> None:
+    def unmap_lun(self, path: str, igroup: str, uuids: tuple[str, str] | None = None) -> None:
         self._call("unmap_lun")
         if self.maps_.pop((path, igroup), None) is None:
             raise ArrayNotMapped("lun-unmap", "9016", "no such map")

@@ -40,7 +40,7 @@ def test_a_zapi_name_lookup_matches_the_last_path_component_in_any_volume():
 
 def test_a_zapi_map_is_sent_once_and_not_marked_retryable():
     transport = ScriptedTransport(xml_reply("<lun-id-assigned>2</lun-id-assigned>"))
-    assert ZapiOps(ZapiConnection(transport, "svm1")).map_lun("/vol/vol1/lun0", "ig", None) == 2
+    assert ZapiOps(ZapiConnection(transport, "svm1")).map_lun("/vol/vol1/lun0", "ig", None).lun_id == 2
     (sent,) = transport.requests
     assert sent.idempotent is False
     assert sent_xml(transport).find("n:lun-map/n:lun-id", namespaces=NS) is None
@@ -128,7 +128,7 @@ def test_a_rest_map_names_the_svm_lun_and_igroup_and_reads_the_echoed_id():
             201,
         )
     )
-    assert RestOps(RestConnection(transport, "svm1")).map_lun("/vol/vol1/lun0", "ig", 4) == 4
+    assert RestOps(RestConnection(transport, "svm1")).map_lun("/vol/vol1/lun0", "ig", 4).lun_id == 4
     (sent,) = transport.requests
     assert sent.json == {
         "svm": {"name": "svm1"},

@@ -12,6 +12,7 @@ from iscsi_agent.array.rest_parse import (
     parse_iscsi_service,
     parse_lun,
     parse_lun_map,
+    parse_map_reply,
     parse_portal,
     parse_version,
 )
@@ -47,6 +48,39 @@ def test_a_lun_record_gives_identity_size_os_type_and_mapped_state():
         "svm1",
     )
     assert lun.name == "lun1" and lun.naa_id == "600a09805a6c4146413f514d6e426458"
+
+
+def test_a_lun_record_with_its_lun_maps_says_to_which_igroups_it_is_mapped():
+    maps = [
+        {"igroup": {"name": "host1", "uuid": "4ea7"}, "logical_unit_number": 0},
+        {"igroup": {"name": "cluster", "uuid": "5fb8"}, "logical_unit_number": 3},
+    ]
+    assert parse_lun({**LUN_RECORD, "lun_maps": maps}).mapped_to == {"host1", "cluster"}
+    unmapped = {**LUN_RECORD, "status": {"state": "online", "mapped": False}, "lun_maps": []}
+    assert parse_lun(unmapped).mapped_to == frozenset()
+
+
+def test_a_lun_record_names_the_node_hosting_it():
+    assert parse_lun(LUN_RECORD).node == "node-01"
+    assert parse_lun({k: v for k, v in LUN_RECORD.items() if k != "location"}).node == ""
+
+
+def test_a_mapped_lun_record_without_its_lun_maps_does_not_say_to_which_igroups():
+    assert parse_lun(LUN_RECORD).mapped_to is None
+
+
+def test_a_map_reply_gives_the_lun_id_and_what_else_it_carries():
+    echoed = {
+        "svm": {"name": "svm1", "uuid": "fcb8"},
+        "lun": {"name": "/vol/vol1/lun1", "uuid": "bd6b"},
+        "igroup": {"name": "host1", "uuid": "4ea7"},
+        "logical_unit_number": 2,
+        "reporting_nodes": [{"name": "node-01", "uuid": "9a3e"}, {"name": "node-02", "uuid": "9a3f"}],
+    }
+    mapped = parse_map_reply(echoed)
+    assert (mapped.lun_id, mapped.igroup_uuid, mapped.reporting_nodes) == (2, "4ea7", ("node-01", "node-02"))
+    bare = parse_map_reply({"logical_unit_number": 2})
+    assert (bare.lun_id, bare.igroup_uuid, bare.reporting_nodes) == (2, None, None)
 
 
 def test_an_offline_lun_is_not_online():

@@ -57,6 +57,16 @@ def test_a_lun_info_record_gives_identity_size_os_type_and_mapped_state():
     )
 
 
+def test_a_lun_info_names_the_node_hosting_it():
+    assert parse_lun(record(LUN_INFO)).node == "node-01"
+
+
+def test_a_lun_info_says_to_which_igroups_only_of_an_unmapped_lun():
+    assert parse_lun(record(LUN_INFO)).mapped_to is None  # mapped, but lun-info names no igroup
+    unmapped = LUN_INFO.replace("<mapped>true</mapped>", "<mapped>false</mapped>")
+    assert parse_lun(record(unmapped)).mapped_to == frozenset()
+
+
 @pytest.mark.parametrize("missing", ["serial-number", "uuid", "size", "path", "mapped"])
 def test_a_lun_info_without_an_essential_field_names_it(missing):
     broken = re.sub(rf"<{missing}>[^<]*</{missing}>", "", LUN_INFO)

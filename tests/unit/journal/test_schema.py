@@ -170,7 +170,16 @@ def seed_version_1(db: sqlite3.Connection) -> set[str]:
     return {"uuid-1"}
 
 
-SEEDS: dict[int, Callable[[sqlite3.Connection], set[str]]] = {0: seed_version_0, 1: seed_version_1}
+def seed_version_2(db: sqlite3.Connection) -> set[str]:
+    """Version 2 wrote the rows version 1 did (its attachments without an igroup UUID)."""
+    return seed_version_1(db)
+
+
+SEEDS: dict[int, Callable[[sqlite3.Connection], set[str]]] = {
+    0: seed_version_0,
+    1: seed_version_1,
+    2: seed_version_2,
+}
 
 
 def test_every_earlier_version_has_a_seed():
@@ -205,6 +214,7 @@ def test_a_journal_of_every_earlier_version_migrates_and_keeps_its_attachments(t
 
     with Journal.open(old, clock) as migrated:
         assert {record.attachment.lun_uuid for record in migrated.attachments()} == kept
+        assert {record.attachment.igroup_uuid for record in migrated.attachments()} <= {""}
         assert [op.lun_uuid for op in migrated.in_flight()] == (["uuid-2"] if version else [])
         op = migrated.begin(Kind.ATTACH, "lun0")  # and it takes new records
         migrated.intend(op, Step.LOOKUP)
