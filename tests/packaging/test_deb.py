@@ -92,6 +92,22 @@ def test_the_package_installs_the_programs_the_units_and_the_configuration(deb: 
     assert not [name for name in files if "ontap_sim" in name or "/tests/" in name]
 
 
+def test_the_libvirt_hook_is_installed_executable_where_libvirt_looks_for_it(deb: Path, tmp_path: Path):
+    run("dpkg-deb", "--extract", deb, tmp_path, check=True)
+    hook = tmp_path / "etc/libvirt/hooks/qemu.d/iscsi-agent"
+    assert hook.read_text() == (ROOT / "libvirt/qemu.d/iscsi-agent").read_text()
+    assert hook.stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "usr/bin/iscsi-agent-libvirt-hook").is_file()
+
+
+def test_a_first_installation_restarts_a_running_libvirtd_so_that_it_finds_the_hook(scripts: Path):
+    """libvirtd looks for hook scripts only when it starts; running domains survive its restart."""
+    postinst = (scripts / "postinst").read_text()
+    restart = "deb-systemd-invoke try-restart libvirtd.service"
+    assert restart in postinst
+    assert '-z "$2"' in _enclosing_if(postinst, restart)
+
+
 def test_the_units_are_installed_exactly_as_the_tree_has_them(deb: Path, tmp_path: Path):
     run("dpkg-deb", "--extract", deb, tmp_path, check=True)
     for name in ("iscsi-agent.service", "iscsi-agent.socket"):
@@ -101,7 +117,10 @@ def test_the_units_are_installed_exactly_as_the_tree_has_them(deb: Path, tmp_pat
 def test_agent_conf_is_a_conffile_only_root_reads_made_from_the_example(
     deb: Path, scripts: Path, tmp_path: Path
 ):
-    assert (scripts / "conffiles").read_text().split() == ["/etc/iscsi-agent/agent.conf"]
+    assert set((scripts / "conffiles").read_text().split()) == {
+        "/etc/iscsi-agent/agent.conf",
+        "/etc/libvirt/hooks/qemu.d/iscsi-agent",  # what is under /etc is the operator's to change
+    }
     listing = run("dpkg-deb", "--contents", deb, check=True).stdout
     (entry,) = [line for line in listing.splitlines() if line.endswith("./etc/iscsi-agent/agent.conf")]
     assert entry.split()[:2] == ["-rw-------", "root/root"]
