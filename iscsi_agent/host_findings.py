@@ -185,8 +185,8 @@ def _dev_loss(config: Section) -> Step:
         "dev_loss_tmo",
         Status.WARNING,
         f"{setting.value or 'unset'} ({setting.source}): NetApp's guide: infinity (multipathd sets it on "
-        "FC and SAS remote ports, so a lost path is kept for its return; an iSCSI session's own limit is "
-        "its replacement_timeout)",
+        "FC and SAS remote ports, so a lost path is kept for its return; it ignores it on iSCSI paths, "
+        "whose session recovery_tmo it sets from fast_io_fail_tmo)",
         _config_fix("dev_loss_tmo", "infinity", where),
     )
 

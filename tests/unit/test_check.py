@@ -264,3 +264,15 @@ def test_a_placeholder_initiator_name_fails_the_check(ontap_sim, tmp_path):
         config_for(ontap_sim)
     )
     assert by_name(steps)["initiator name"].status is Status.FAILED and not passed(steps)
+
+
+def test_a_multipathd_that_answers_but_shows_no_configuration_fails_with_multipath_on(ontap_sim, tmp_path):
+    runner = FakeRunner()
+    runner.reply(["iscsiadm", "--version"], stdout="iscsiadm version 2.1.8\n")
+    runner.reply(["multipathd", "show", "daemon"], stdout="pid 412 idle\n")
+    runner.reply(["multipathd", "show", "config"], exit_code=1, stderr="timeout receiving packet\n")
+    steps = by_name(checker(host_root(tmp_path), runner).run(config_for(ontap_sim, iscsi="multipath = true")))
+    step = steps["multipath conf"]
+    assert step.status is Status.FAILED
+    assert step.detail == "multipathd show config: exit 1: timeout receiving packet"
+    assert "mpath names" not in steps
