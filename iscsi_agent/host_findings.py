@@ -17,6 +17,7 @@ from iscsi_agent.host.command import CommandError, CommandResult
 from iscsi_agent.host.errors import InitiatorNameError
 from iscsi_agent.host.initiator import placeholder_problem
 from iscsi_agent.host.multipath_config import NOT_SET, Section, blacklisting, effective, parse_config
+from iscsi_agent.portal import bracketed
 
 # How an ONTAP LUN answers INQUIRY; the hardware table matches these.
 VENDOR, PRODUCT = "NETAPP", "LUN C-Mode"
@@ -211,8 +212,7 @@ _AGENTS = (("node.startup", "manual"), ("node.session.scan", "manual"))
 
 
 def _portal(record: Mapping[str, str]) -> str:
-    address = record.get("node.conn[0].address", "?")
-    return f"{f'[{address}]' if ':' in address else address}:{record.get('node.conn[0].port', '?')}"
+    return f"{bracketed(record.get('node.conn[0].address', '?'))}:{record.get('node.conn[0].port', '?')}"
 
 
 def node_records_step(records: Sequence[Mapping[str, str]], target_iqn: str | None) -> Step:
