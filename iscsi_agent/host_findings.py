@@ -16,7 +16,15 @@ from iscsi_agent.findings import Status, Step
 from iscsi_agent.host.command import CommandError, CommandResult
 from iscsi_agent.host.errors import InitiatorNameError
 from iscsi_agent.host.initiator import placeholder_problem
-from iscsi_agent.host.multipath_config import NOT_SET, Section, blacklisting, effective, parse_config
+from iscsi_agent.host.multipath_config import (
+    NOT_SET,
+    Section,
+    aliases,
+    blacklisting,
+    effective,
+    parse_config,
+)
+from iscsi_agent.naa import NETAPP_NAA_PREFIX, normalize_wwid
 from iscsi_agent.portal import bracketed
 
 # How an ONTAP LUN answers INQUIRY; the hardware table matches these.
@@ -106,6 +114,18 @@ def _claims(config: Section) -> Step:
 
 def _names(config: Section) -> Step:
     setting = effective(config, "user_friendly_names", VENDOR, PRODUCT)
+    aliased = [
+        (wwid, alias) for wwid, alias in aliases(config) if normalize_wwid(wwid).startswith(NETAPP_NAA_PREFIX)
+    ]
+    if setting.value in (None, "no") and aliased:
+        wwid, alias = aliased[0]
+        return Step(
+            "mpath names",
+            Status.FAILED,
+            f"multipaths {{ multipath {{ wwid {wwid} alias {alias} }} }}: that LUN's map is /dev/mapper/{alias}, "
+            f"not /dev/mapper/{wwid} as the agent answers",
+            f"remove alias {alias} from multipaths in /etc/multipath.conf, then multipathd reconfigure",
+        )
     if setting.value in (None, "no"):
         return Step(
             "mpath names",

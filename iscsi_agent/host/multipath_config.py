@@ -146,3 +146,12 @@ def blacklisting(config: Section, vendor: str, product: str) -> str | None:
         return None
     entries = _entries(config.section("blacklist"), vendor, product)
     return _named("blacklist", entries[0]) if entries else None
+
+
+def aliases(config: Section) -> tuple[tuple[str, str], ...]:
+    """(wwid, alias) of every ``multipaths`` entry that names its map itself; it wins over any other setting."""
+    return tuple(
+        (entry.get("wwid") or "", alias)
+        for entry in config.section("multipaths").sections("multipath")
+        if (alias := entry.get("alias"))
+    )

@@ -210,3 +210,16 @@ def test_without_the_arrays_target_every_netapp_targets_records_are_judged():
     records = parse_records(record_text(OTHER_TARGET, startup="automatic"))
     step = node_records_step(records, None)
     assert step.status is Status.WARNING and step.detail.startswith(f"{OTHER_TARGET} at 127.0.0.1:3260")
+
+
+def test_an_alias_for_an_ontap_wwid_fails_the_names_step_naming_the_lun():
+    text = captured("multipath-config-stock.txt") + (
+        'multipaths {\n\tmultipath {\n\t\twwid "3600a098038314461522451712f316969"\n\t\talias "db1"\n\t}\n}\n'
+    )
+    step = by_name(multipath_steps(text, multipath=True))["mpath names"]
+    assert step.status is Status.FAILED
+    assert step.detail == (
+        "multipaths { multipath { wwid 3600a098038314461522451712f316969 alias db1 } }: that LUN's map is "
+        "/dev/mapper/db1, not /dev/mapper/3600a098038314461522451712f316969 as the agent answers"
+    )
+    assert step.fix == "remove alias db1 from multipaths in /etc/multipath.conf, then multipathd reconfigure"
