@@ -18,10 +18,11 @@ from typing import TextIO
 import sdnotify
 
 from iscsi_agent.array.connect import connect
-from iscsi_agent.check import Checker, Status, Step, passed, render
+from iscsi_agent.check import Checker, passed, render
 from iscsi_agent.config import DEFAULT_PATH, Config, ConfigError, load_config
 from iscsi_agent.daemon import Daemon, install_signal_handlers
 from iscsi_agent.errors import AgentError
+from iscsi_agent.findings import Status, Step
 from iscsi_agent.host.command import SubprocessRunner
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.routes import KernelRoutes

@@ -53,6 +53,34 @@ def _iqn_problem(name: str) -> str | None:
     return None
 
 
+# Prefixes open-iscsi's iscsi-iname and the distributions' packages put before the part they generate.
+GENERATOR_PREFIXES = (
+    "iqn.2005-03.org.open-iscsi",
+    "iqn.1993-08.org.debian",
+    "iqn.1993-08.org.debian:01",
+    "iqn.2004-10.com.ubuntu",
+    "iqn.1994-05.com.redhat",
+)
+# RFC 2606's documentation domains, reversed as an iqn. name spells them.
+_EXAMPLE_DOMAIN = re.compile(r"iqn\.\d{4}-\d{2}\.(com|org|net)\.example(?:[.:]|$)")
+
+
+def placeholder_problem(name: str) -> str | None:
+    """Why a valid name is still a template rather than this host's own, or None.
+
+    Hosts cloned from one image, or a name file never generated, give the array the same name for
+    many hosts: an igroup meant for one then admits them all.
+    """
+    if name.endswith(":"):
+        return "the part after the last ':' is empty (a template whose unique part was never generated)"
+    if name in GENERATOR_PREFIXES:
+        return "it is only open-iscsi's or a distribution's prefix, with no part of this host's own"
+    match = _EXAMPLE_DOMAIN.match(name)
+    if match:
+        return f"example.{match.group(1)} is a documentation domain (a name copied from an example)"
+    return None
+
+
 def parse_initiator_name(text: str, source: str) -> str:
     """The InitiatorName in an open-iscsi name file. Parses::
 

@@ -14,6 +14,7 @@ from iscsi_agent.host.routes import Route
 from ontap_sim import Simulator
 from ontap_sim.seed import DEFAULT_SEED
 from tests.fakes import FakeRunner
+from tests.unit.test_host_findings import UNIX_WITH_ISCSID, UNIX_WITHOUT, captured, record_text
 
 IQN = "iqn.1994-05.com.redhat:compute-7"
 UNROUTED = "192.0.2.1"
@@ -31,18 +32,23 @@ class FakeRoutes:
         }
 
 
-def host_root(tmp_path: Path, initiator_line: str = f"InitiatorName={IQN}\n") -> Path:
+def host_root(tmp_path: Path, initiator_line: str = f"InitiatorName={IQN}\n", iscsid: bool = True) -> Path:
     name_file = tmp_path / "etc/iscsi/initiatorname.iscsi"
     name_file.parent.mkdir(parents=True)
     name_file.write_text(initiator_line)
+    unix = tmp_path / "proc/net/unix"
+    unix.parent.mkdir(parents=True)
+    unix.write_text(UNIX_WITH_ISCSID if iscsid else UNIX_WITHOUT)
     return tmp_path
 
 
-def config_for(sim: Simulator, api: str = "rest", password: str = "netapp1!", vserver: str = "svm1"):
+def config_for(
+    sim: Simulator, api: str = "rest", password: str = "netapp1!", vserver: str = "svm1", iscsi: str = ""
+):
     url = urlsplit(sim.base_url)
     return parse_config(
         f"[array]\nhostname = {url.hostname}\nport = {url.port}\nscheme = http\napi = {api}\n"
-        f"username = admin\npassword = {password}\nvserver = {vserver}\n",
+        f"username = admin\npassword = {password}\nvserver = {vserver}\n[iscsi]\n{iscsi}\n",
         Path("agent.conf"),
     )
 
@@ -51,6 +57,8 @@ def checker(root: Path, runner: FakeRunner | None = None) -> Checker:
     if runner is None:
         runner = FakeRunner()
         runner.reply(["iscsiadm", "--version"], stdout="iscsiadm version 2.1.8\n")
+        runner.reply(["iscsiadm", "-m", "node"], exit_code=21, stderr="iscsiadm: No records found\n")
+        runner.reply(["multipathd"], exit_code=1)  # not running: a host without multipath
     return Checker(HostPaths(root), runner, connect, FakeRoutes())
 
 
@@ -181,3 +189,90 @@ def test_certificate_authentication_configured_in_the_file_reaches_an_array_that
         f"HTTPS, certificate checked against {cert_sim.ca_cert_path}; "
         f"authenticated by the client certificate {client_certs.trusted.cert}"
     )
+
+
+def multipath_runner(config_name: str = "multipath-config-stock.txt", nodes: str = "") -> FakeRunner:
+    runner = FakeRunner()
+    runner.reply(["iscsiadm", "--version"], stdout="iscsiadm version 2.1.8\n")
+    runner.reply(["iscsiadm", "-m", "node", "-o", "show"], stdout=nodes, exit_code=0 if nodes else 21)
+    runner.reply(["multipathd", "show", "daemon"], stdout="pid 412 idle\n")
+    runner.reply(["multipathd", "show", "config"], stdout=captured(config_name))
+    return runner
+
+
+def test_a_healthy_multipath_host_passes_the_host_steps_in_order(ontap_sim, tmp_path):
+    runner = multipath_runner()
+    steps = checker(host_root(tmp_path), runner).run(config_for(ontap_sim, iscsi="multipath = true"))
+    print(render(steps))
+    assert passed(steps)
+    names = [step.name for step in steps]
+    assert names == [
+        "initiator name",
+        "iscsiadm",
+        "iscsid",
+        "multipathd",
+        "mpath claims",
+        "mpath names",
+        "find_multipaths",
+        "no_path_retry",
+        "dev_loss_tmo",
+        "array security",
+        "array",
+        "svm",
+        "iscsi service",
+        "portals",
+        "node records",
+    ]
+    assert by_name(steps)["node records"].detail.startswith("none of iqn.1992-08.com.netapp:sn.")
+    # reads only: nothing that changes multipathd or a node record runs
+    assert ("multipathd", "show", "config") in runner.argvs
+    assert all(
+        argv[:2] in (("iscsiadm", "--version"), ("iscsiadm", "-m"), ("multipathd", "show"))
+        for argv in runner.argvs
+    )
+
+
+def test_a_wrongly_configured_host_fails_and_each_finding_carries_its_fix(ontap_sim, tmp_path):
+    runner = multipath_runner("multipath-config-overridden.txt")
+    steps = checker(host_root(tmp_path, iscsid=False), runner).run(
+        config_for(ontap_sim, iscsi="multipath = true")
+    )
+    found = by_name(steps)
+    assert not passed(steps)
+    assert found["iscsid"].status is Status.FAILED and found["mpath names"].status is Status.FAILED
+    shown = render(steps)
+    print(shown)
+    assert (
+        "FAILED   mpath names     user_friendly_names yes (overrides): maps are named mpathN" in shown
+        and "\n         fix: user_friendly_names no in overrides of /etc/multipath.conf, then multipathd reconfigure"
+        in shown
+    )
+
+
+def test_node_records_of_the_svms_target_are_judged_after_the_array_names_it(ontap_sim, tmp_path):
+    steps = checker(host_root(tmp_path)).run(config_for(ontap_sim))
+    iqn = by_name(steps)["iscsi service"].detail.removeprefix("target ")
+    runner = multipath_runner(nodes=record_text(iqn, startup="automatic"))
+    steps = by_name(checker(host_root(tmp_path / "again"), runner).run(config_for(ontap_sim)))
+    assert steps["node records"].status is Status.WARNING
+    assert steps["node records"].detail.startswith(f"{iqn} at 127.0.0.1:3260 node.startup = automatic")
+    assert steps["node records"].fix.startswith(f"iscsiadm -m node -T {iqn} -o update")
+
+
+def test_a_placeholder_initiator_name_fails_the_check(ontap_sim, tmp_path):
+    steps = checker(host_root(tmp_path, "InitiatorName=iqn.1993-08.org.debian:01:\n")).run(
+        config_for(ontap_sim)
+    )
+    assert by_name(steps)["initiator name"].status is Status.FAILED and not passed(steps)
+
+
+def test_a_multipathd_that_answers_but_shows_no_configuration_fails_with_multipath_on(ontap_sim, tmp_path):
+    runner = FakeRunner()
+    runner.reply(["iscsiadm", "--version"], stdout="iscsiadm version 2.1.8\n")
+    runner.reply(["multipathd", "show", "daemon"], stdout="pid 412 idle\n")
+    runner.reply(["multipathd", "show", "config"], exit_code=1, stderr="timeout receiving packet\n")
+    steps = by_name(checker(host_root(tmp_path), runner).run(config_for(ontap_sim, iscsi="multipath = true")))
+    step = steps["multipath conf"]
+    assert step.status is Status.FAILED
+    assert step.detail == "multipathd show config: exit 1: timeout receiving packet"
+    assert "mpath names" not in steps

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from iscsi_agent.check import Status, Step
 from iscsi_agent.cli import main
+from iscsi_agent.findings import Status, Step
 
 
 class StubChecker:
