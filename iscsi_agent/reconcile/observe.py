@@ -157,30 +157,21 @@ class StateReader:
             del self._down_since[sid]
 
     def _device_states(self, sessions: list[Session]) -> list[DeviceState]:
-        return [
+        """The disks of these sessions, in session order, each found by its SCSI host (a session's own)."""
+        sid_of = {session.host_number: session.sid for session in sessions}
+        found = [
             DeviceState(
-                address=address,
-                sid=session.sid,
-                name=name,
-                serial=serial if readable else None,
+                address=address, sid=sid_of[address.host], name=name, serial=serial if readable else None
             )
-            for session in sessions
-            for address, name, serial, readable in self._devices.disks(self._sessions.devices(session))
+            for address, name, serial, readable in self._devices.disks(sid_of)
         ]
+        return sorted(found, key=lambda device: device.sid)
 
     def _dangling_links(self) -> tuple[Path, ...]:
         dangling = []
-        for folder in (self._paths.by_path(), self._paths.by_id()):
-            for name in entry_names(folder):
-                if not any(mark in name for mark in _OWN_LINK_MARKS):
-                    continue
-                link = os.path.join(folder, name)
-                try:
-                    target = self._paths.link_target(link)
-                except OSError:
-                    continue  # not a link, or gone meanwhile
-                if not os.path.exists(target):
-                    dangling.append(Path(link))
+        for folder in (os.fspath(self._paths.by_path()), os.fspath(self._paths.by_id())):
+            ours = [name for name in entry_names(folder) if any(mark in name for mark in _OWN_LINK_MARKS)]
+            dangling += [Path(folder, name) for name in self._paths.dangling(folder, ours)]
         return tuple(sorted(dangling))
 
     def _multipath_maps(self) -> tuple[MultipathState, ...]:
