@@ -21,6 +21,7 @@ turn; the host reads do not depend on the answer, and nothing is judged before b
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
@@ -50,6 +51,7 @@ from iscsi_agent.service.array_view import ArrayView
 IGROUP_CHECK_EVERY = 10
 # links udev makes for iSCSI paths and ONTAP LUNs; a dangling link of any other kind is not ours
 _OWN_LINK_MARKS = ("-iscsi-", NETAPP_NAA_PREFIX, "NETAPP")
+_OWN_LINK = re.compile("|".join(map(re.escape, _OWN_LINK_MARKS)))  # one search per name, of thousands
 
 
 class StateReader:
@@ -178,7 +180,7 @@ class StateReader:
     def _dangling_links(self) -> tuple[Path, ...]:
         dangling = []
         for folder in (os.fspath(self._paths.by_path()), os.fspath(self._paths.by_id())):
-            ours = [name for name in entry_names(folder) if any(mark in name for mark in _OWN_LINK_MARKS)]
+            ours = [name for name in entry_names(folder) if _OWN_LINK.search(name)]
             dangling += [Path(folder, name) for name in self._paths.dangling(folder, ours)]
         return tuple(sorted(dangling))
 
