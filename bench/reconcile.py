@@ -3,10 +3,13 @@
 Run: ``python -m bench reconcile`` (or ``python bench/reconcile.py``). Two figures, each with its goal:
 
 1. One host with 2,000 SCSI devices (1,000 LUNs over two sessions, each LUN under a multipath map)
-   on a synthetic sysfs tree, the LUNs mapped to the host's igroup on the simulator and recorded as
+   on a synthetic sysfs and /dev tree laid out as Linux 6.1 and udev lay them out (each disk's
+   block entry linking into its SCSI device's folder; by-path and by-id links, the maps' among
+   them), read by the agent's own host layer, the LUNs mapped to the host's igroup on the simulator and recorded as
    attachments in the journal. A handful are stale (their LUNs unmapped, left on the host) and
    two links dangle, so the first pass does real work; then steady passes are timed, and the
-   simulator counts the array requests of each.
+   simulator counts the array requests of each. The simulator answers from a process of its own
+   (``ArrayProcess``), as an array does from a machine of its own.
 2. A fleet of agents restarted at one instant, each on the reconciler's real trigger, over
    simulated minutes; every fire makes the steady pass's one array request for real, and the
    simulator counts them per simulated second.
@@ -113,6 +116,8 @@ def remove_multipath(tree: HostTree, name: str) -> None:
         folder.rmdir()
         dm.unlink()
         (tree.root / f"dev/mapper/{name}").unlink(missing_ok=True)
+        for node in (dm.name, f"disk/by-id/dm-name-{name}", f"disk/by-id/dm-uuid-{DM_UUID_PREFIX}{name}"):
+            (tree.root / "dev" / node).unlink(missing_ok=True)  # udev's work on the map's removal
         return
 
 
@@ -141,6 +146,15 @@ def add_path(
     tree.udev_db(name).parent.mkdir(parents=True, exist_ok=True)
     tree.udev_db(name).write_text("".join(f"S:{link}\n" for link in links) + "E:ID_BUS=scsi\n")
     return name
+
+
+def add_map(tree: HostTree, dm: str, wwid: str, paths: Sequence[str]) -> None:
+    """A multipath map as udev leaves it on a host: its node in /dev and its by-id links (the
+    reconciler's dangling-link check reads them with the paths' links)."""
+    tree.add_multipath(dm, wwid, DM_UUID_PREFIX + wwid, paths)
+    (tree.root / f"dev/{dm}").write_text("")
+    for link in (f"dm-name-{wwid}", f"dm-uuid-{DM_UUID_PREFIX}{wwid}"):
+        (tree.root / f"dev/disk/by-id/{link}").symlink_to(f"../../{dm}")
 
 
 def config_for(base_url: str, root: Path, state: Path) -> Config:
@@ -287,7 +301,7 @@ def populate_host(
             for n, (sid, host, portal) in enumerate(sessions)
         ]
         wwid = multipath_wwid(serial)
-        tree.add_multipath(f"dm-{lun_id}", wwid, DM_UUID_PREFIX + wwid, names)
+        add_map(tree, f"dm-{lun_id}", wwid, names)
         if mapped:
             journal.put_attachment(
                 Attachment(
