@@ -100,7 +100,8 @@ class HostPaths:
                 target = os.readlink(link)
             except OSError:
                 continue
-            where, _, node = target.rpartition("/")
+            where, slash, node = target.rpartition("/")
+            where += slash  # "../../", "/" (the root) or "" (this folder)
             present = listed.get(where)
             if present is None:
                 present = listed[where] = frozenset(entry_names(self._target(folder, where or ".")))
