@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -171,20 +171,40 @@ class Devices:
             unreadable=tuple(unreadable),
         )
 
-    def disks(self, addresses: Iterable[ScsiAddress]) -> list[tuple[ScsiAddress, str, str | None, bool]]:
-        """For each address that has a block device: its name, the serial sysfs holds (VPD page 0x80,
-        cached since the last probe or rescan) and whether it could be read. One listing and one
-        read per device, on plain strings: a reconciler pass reads thousands of them."""
-        base = os.fspath(self._paths.scsi_devices())
+    def disks(self, hosts: Collection[int]) -> list[tuple[ScsiAddress, str, str | None, bool]]:
+        """Every SCSI disk on the SCSI hosts ``hosts`` (an iSCSI session's host carries its LUNs), in
+        address order: its block device ("sda"), the serial sysfs holds (VPD page 0x80, cached since
+        the last probe or rescan) and whether it could be read.
+
+        One listing of ``block/`` and a readlink per entry find them: each links into its SCSI
+        device's folder (``../devices/platform/host6/session1/target6:0:0/6:0:0:1/block/sda``),
+        which names the address and holds the page. A listing of each device's ``block/`` folder,
+        or a path through its class links, would cost a directory open or a symlink walk per disk,
+        and a reconciler pass reads thousands. Where a device had two names, the first in order is
+        kept, as ``block_name`` keeps it."""
+        block = os.fspath(self._paths.block())
+        folders: dict[ScsiAddress, tuple[str, str]] = {}
+        for name in entry_names(block):
+            if name.startswith("dm-"):
+                continue  # a device-mapper map (multipath's over these disks): never a SCSI device's
+            try:
+                target = os.readlink(f"{block}/{name}")
+            except OSError:
+                continue  # gone meanwhile
+            folder, _, own = target.rpartition("/block/")
+            if own != name or folder.startswith("/"):
+                continue  # not a SCSI disk's entry (nvme, loop), or not linked as the kernel links
+            address = ScsiAddress.named(folder.rpartition("/")[2])
+            if address is None or address.host not in hosts:
+                continue
+            if address not in folders or name < folders[address][0]:
+                folders[address] = (name, f"{block}/{folder}")
         found = []
-        for address in addresses:
-            folder = f"{base}/{address}/device"
-            names = sorted(entry_names(f"{folder}/block"))
-            if not names:
-                continue  # not a disk (a controller LU), or its block device is not bound yet
+        for address in sorted(folders, key=ScsiAddress.key):
+            name, folder = folders[address]
             unreadable: list[str] = []
             serial = self._serial(f"{folder}/vpd_pg80", unreadable)
-            found.append((address, names[0], serial, not unreadable))
+            found.append((address, name, serial, not unreadable))
         return found
 
     @staticmethod

@@ -69,6 +69,14 @@ class Multipath:
         self._timeout = timeout
 
     def maps(self) -> tuple[MultipathMap, ...]:
+        return tuple(
+            MultipathMap(name, dm, wwid, slaves, self._paths.mapper(name))
+            for name, dm, wwid, slaves in self.listed()
+        )
+
+    def listed(self) -> list[tuple[str, str, str, tuple[str, ...]]]:
+        """Every multipath map as (name, dm, wwid, slaves), from sysfs: ``maps`` without a Path for
+        each node, which a reconciler pass over a thousand maps does not use."""
         block = os.fspath(self._paths.block())
         found = []
         for dm in sorted(name for name in entry_names(block) if name.startswith("dm-")):
@@ -76,16 +84,9 @@ class Multipath:
             if not uuid.startswith(DM_UUID_PREFIX):
                 continue  # LVM, crypt and other dm targets
             name = read_attr(f"{block}/{dm}/dm/name")
-            found.append(
-                MultipathMap(
-                    name=name,
-                    dm=dm,
-                    wwid=uuid[len(DM_UUID_PREFIX) :],
-                    slaves=tuple(sorted(entry_names(f"{block}/{dm}/slaves"))),
-                    node=self._paths.mapper(name),
-                )
-            )
-        return tuple(found)
+            slaves = tuple(sorted(entry_names(f"{block}/{dm}/slaves")))
+            found.append((name, dm, uuid[len(DM_UUID_PREFIX) :], slaves))
+        return found
 
     def find(self, wwid: str) -> MultipathMap | None:
         """The map for a WWID in any spelling ("naa.600a...", "3600a...")."""

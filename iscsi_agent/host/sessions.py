@@ -13,12 +13,13 @@ it gives the SCSI host number directly. Layout on Linux 6.1 (seen in the test VM
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from iscsi_agent.host.paths import HostPaths
-from iscsi_agent.host.sysfs import entries, read_attr, write_attr
+from iscsi_agent.host.sysfs import entries, entry_names, read_attr, write_attr
 from iscsi_agent.portal import Portal
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,21 @@ class ScsiAddress:
 
     @classmethod
     def parse(cls, text: str) -> ScsiAddress:
-        match = _SCSI_ADDRESS.fullmatch(text)
-        if not match:
+        address = cls.named(text)
+        if address is None:
             raise ValueError(f"not a SCSI address: {text!r}")
-        return cls(*(int(part) for part in match.groups()))
+        return address
+
+    @classmethod
+    def named(cls, text: str) -> ScsiAddress | None:
+        """The address a sysfs entry is named after ("6:0:0:1"); None for any other name (no
+        exception: listings of thousands of entries hold many other names)."""
+        match = _SCSI_ADDRESS.fullmatch(text)
+        return cls(int(match[1]), int(match[2]), int(match[3]), int(match[4])) if match else None
+
+    def key(self) -> tuple[int, int, int, int]:
+        """The order of addresses as a plain tuple: sorting thousands compares tuples, not dataclasses."""
+        return (self.host, self.channel, self.target, self.lun)
 
     def __str__(self) -> str:
         return f"{self.host}:{self.channel}:{self.target}:{self.lun}"
@@ -90,13 +102,13 @@ class Sessions:
 
     def devices(self, session: Session) -> tuple[ScsiAddress, ...]:
         """The SCSI devices (LUNs) the kernel has on this session, whatever their state."""
-        device = self._device_dir(session.sid)
+        device = os.fspath(self._device_dir(session.sid))
         found = []
-        for target in device.glob("target*"):
-            for entry in entries(target):
-                if _SCSI_ADDRESS.fullmatch(entry.name):
-                    found.append(ScsiAddress.parse(entry.name))
-        return tuple(sorted(found))
+        for target in entry_names(device):
+            if target.startswith("target"):
+                named = map(ScsiAddress.named, entry_names(f"{device}/{target}"))
+                found += [address for address in named if address is not None]
+        return tuple(sorted(found, key=ScsiAddress.key))
 
     def scan_lun(self, host: int, lun: int, channel: int = 0, target: int = 0) -> None:
         """Ask the kernel to probe exactly one LUN; never the "- - -" wildcard, which maps every LUN."""

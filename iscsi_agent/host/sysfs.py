@@ -14,15 +14,19 @@ from pathlib import Path
 
 from iscsi_agent.host.errors import SysfsError
 
+_CHUNK = 65536
+
 
 def read_bytes(path: str | os.PathLike[str]) -> bytes:
     """The whole attribute, raw; plain descriptor reads, a fraction of ``open()``'s cost per file,
-    which counts in a pass over thousands of devices. Raises the OSError."""
+    which counts in a pass over thousands of devices. A read shorter than asked is the end (files
+    and kernel attributes answer whole), so a small attribute costs one read, not a second one
+    that finds the end. Raises the OSError."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
+        chunks = [os.read(fd, _CHUNK)]
+        while len(chunks[-1]) == _CHUNK:
+            chunks.append(os.read(fd, _CHUNK))
         return b"".join(chunks)
     finally:
         os.close(fd)

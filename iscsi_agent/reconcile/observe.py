@@ -12,13 +12,19 @@ passes, and in any pass where a device or an attachment sits at a LUN id the map
 maps are read by initiator, so an initiator taken out of the igroup hides the igroup's maps, and
 the planner must know that before it calls a device unmapped. A steady pass costs one request.
 A read that fails fails the pass: no decision is taken on part of the view.
+
+The maps are asked for on a thread of their own while the host is read, so a pass waits for the
+array's answer or for the host's thousands of sysfs reads, whichever is longer, not for both in
+turn; the host reads do not depend on the answer, and nothing is judged before both are in.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
+import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from pathlib import Path
 
 from iscsi_agent.array.client import ArrayClient
@@ -45,6 +51,7 @@ from iscsi_agent.service.array_view import ArrayView
 IGROUP_CHECK_EVERY = 10
 # links udev makes for iSCSI paths and ONTAP LUNs; a dangling link of any other kind is not ours
 _OWN_LINK_MARKS = ("-iscsi-", NETAPP_NAA_PREFIX, "NETAPP")
+_OWN_LINK = re.compile("|".join(map(re.escape, _OWN_LINK_MARKS)))  # one search per name, of thousands
 
 
 class StateReader:
@@ -77,13 +84,17 @@ class StateReader:
         attachments = tuple(record.attachment for record in self._journal.attachments())
         igroup = self._view.igroup().name
         target_iqn = self._view.target_iqn()
-        found = self._array.maps_of_initiator(self._initiator)
-        now = self._clock.monotonic()
-        targets = {target_iqn} | {a.target_iqn for a in attachments if a.target_iqn}
-        current = [s for s in self._sessions.current() if s.target_iqn in targets]
-        sessions = tuple(self._session_state(s, now) for s in current)
-        self._forget_sessions_gone({s.sid for s in sessions})
-        devices = tuple(self._device_states(current))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-maps") as pool:
+            asked = pool.submit(copy_context().run, self._array.maps_of_initiator, self._initiator)
+            now = self._clock.monotonic()
+            targets = {target_iqn} | {a.target_iqn for a in attachments if a.target_iqn}
+            current = [s for s in self._sessions.current() if s.target_iqn in targets]
+            sessions = tuple(self._session_state(s, now) for s in current)
+            self._forget_sessions_gone({s.sid for s in sessions})
+            devices = tuple(self._device_states(current))
+            dangling_links = self._dangling_links()
+            multipath_maps = self._multipath_maps()
+            found = asked.result()  # a failed read fails the pass, as it would have in line
         occupied = {device.lun_id for device in devices}
         named = {a.lun_id for a in attachments if a.lun_id >= 0}
         igroup_state = self._igroup_state(
@@ -101,8 +112,8 @@ class StateReader:
             maps=maps,
             sessions=sessions,
             devices=devices,
-            dangling_links=self._dangling_links(),
-            multipath_maps=self._multipath_maps(),
+            dangling_links=dangling_links,
+            multipath_maps=multipath_maps,
             attachments=attachments,
             now=now,
         )
@@ -124,18 +135,17 @@ class StateReader:
         cached). Its UUID: the map's, or, at an id a device sits at (``occupied``) or an attachment
         names (``named``), the LUN's by path. Its serial: the journal's when it attached it; else, only
         at an occupied id (the serial is what that device is judged against), the array's."""
-        lun = MappedLun(found.lun_path, found.lun_uuid, found.igroup)
-        if lun.lun_uuid is None and (occupied or named):
+        uuid = found.lun_uuid
+        if uuid is None and (occupied or named):
             by_path = self._lun(lambda: self._array.lun_by_path(found.lun_path))
-            lun = dataclasses.replace(lun, lun_uuid=by_path.uuid if by_path else None)
-        if lun.lun_uuid is None:
-            return lun
-        uuid = lun.lun_uuid
+            uuid = by_path.uuid if by_path else None
+        if uuid is None:
+            return MappedLun(found.lun_path, None, found.igroup)
         serial = known.get(uuid)
         if serial is None and occupied:
             by_uuid = self._lun(lambda: self._array.lun_by_uuid(uuid))
             serial = by_uuid.serial if by_uuid else None
-        return dataclasses.replace(lun, serial=serial)
+        return MappedLun(found.lun_path, uuid, found.igroup, serial)
 
     @staticmethod
     def _lun(lookup: Callable[[], Lun]) -> Lun | None:
@@ -157,35 +167,27 @@ class StateReader:
             del self._down_since[sid]
 
     def _device_states(self, sessions: list[Session]) -> list[DeviceState]:
-        return [
+        """The disks of these sessions, in session order, each found by its SCSI host (a session's own)."""
+        sid_of = {session.host_number: session.sid for session in sessions}
+        found = [
             DeviceState(
-                address=address,
-                sid=session.sid,
-                name=name,
-                serial=serial if readable else None,
+                address=address, sid=sid_of[address.host], name=name, serial=serial if readable else None
             )
-            for session in sessions
-            for address, name, serial, readable in self._devices.disks(self._sessions.devices(session))
+            for address, name, serial, readable in self._devices.disks(sid_of)
         ]
+        return sorted(found, key=lambda device: device.sid)
 
     def _dangling_links(self) -> tuple[Path, ...]:
         dangling = []
-        for folder in (self._paths.by_path(), self._paths.by_id()):
-            for name in entry_names(folder):
-                if not any(mark in name for mark in _OWN_LINK_MARKS):
-                    continue
-                link = os.path.join(folder, name)
-                try:
-                    target = self._paths.link_target(link)
-                except OSError:
-                    continue  # not a link, or gone meanwhile
-                if not os.path.exists(target):
-                    dangling.append(Path(link))
+        for folder in (os.fspath(self._paths.by_path()), os.fspath(self._paths.by_id())):
+            ours = [name for name in entry_names(folder) if _OWN_LINK.search(name)]
+            dangling += [Path(folder, name) for name in self._paths.dangling(folder, ours)]
         return tuple(sorted(dangling))
 
     def _multipath_maps(self) -> tuple[MultipathState, ...]:
         if self._multipath is None:
             return ()
         return tuple(
-            MultipathState(m.name, m.dm, normalize_wwid(m.wwid), m.slaves) for m in self._multipath.maps()
+            MultipathState(name, dm, normalize_wwid(wwid), slaves)
+            for name, dm, wwid, slaves in self._multipath.listed()
         )

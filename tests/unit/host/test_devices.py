@@ -264,3 +264,27 @@ def test_a_reused_link_name_pointing_elsewhere_is_not_a_leftover(tree, devices):
 
 def test_identity_of_a_padded_page_built_by_the_fake_matches_the_captured_one():
     assert vpd_pg80("ab?$/Cd3fGh1") == CAPTURED_PG80
+
+
+def test_the_disks_of_a_sessions_scsi_host_are_found_with_their_cached_serials_in_address_order(
+    tree, devices
+):
+    tree.add_disk(ScsiAddress(6, 0, 0, 2), "sdc", "serial2", sid=1)
+    tree.add_disk(ScsiAddress(6, 0, 0, 1), "sdb", "serial1", sid=1)
+    tree.add_disk(ScsiAddress(7, 0, 0, 1), "sdd", "other", sid=2)  # another session's host
+    tree.add_multipath("dm-0", "3600a0980", "mpath-3600a0980", ["sdb"])
+    assert devices.disks({6}) == [
+        (ScsiAddress(6, 0, 0, 1), "sdb", "serial1", True),
+        (ScsiAddress(6, 0, 0, 2), "sdc", "serial2", True),
+    ]
+
+
+def test_a_disk_whose_serial_page_cannot_be_parsed_is_found_with_its_serial_unreadable(tree, devices):
+    tree.add_disk(ADDRESS, "sdb", "serial1", sid=1, pg80=b"\x00\x80")
+    assert devices.disks({ADDRESS.host}) == [(ADDRESS, "sdb", None, False)]
+
+
+def test_a_disk_without_a_serial_page_is_found_without_a_serial(tree, devices):
+    tree.add_disk(ADDRESS, "sdb", "serial1", sid=1)
+    (tree.root / f"sys/class/scsi_device/{ADDRESS}/device/vpd_pg80").unlink()
+    assert devices.disks({ADDRESS.host}) == [(ADDRESS, "sdb", None, True)]

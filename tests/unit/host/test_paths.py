@@ -32,3 +32,18 @@ def test_links_resolve_inside_the_root_even_when_absolute(tmp_path):
     absolute.symlink_to("/dev/sdb")
     assert paths.resolve_link(relative) == tmp_path / "dev/sda"
     assert paths.resolve_link(absolute) == tmp_path / "dev/sdb"
+
+
+def test_links_whose_target_is_gone_are_dangling_judged_inside_the_root(tmp_path):
+    paths = HostPaths(tmp_path)
+    folder = tmp_path / "dev/disk/by-path"
+    folder.mkdir(parents=True)
+    (tmp_path / "dev/sda").write_text("")
+    for name, target in (("live", "../../sda"), ("gone", "../../sdb"), ("absolute", "/dev/sda")):
+        (folder / name).symlink_to(target)
+    (folder / "absolute-gone").symlink_to("/dev/sdz")
+    (folder / "sda").write_text("")  # a name in the link's own folder, not at the root
+    (folder / "at-the-root").symlink_to("/sda")
+    (folder / "plain").write_text("")  # not a link
+    names = ["live", "gone", "absolute", "absolute-gone", "at-the-root", "plain", "vanished"]
+    assert paths.dangling(str(folder), names) == ["gone", "absolute-gone", "at-the-root"]

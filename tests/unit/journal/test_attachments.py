@@ -84,3 +84,33 @@ def test_a_record_this_agent_did_not_write_is_reported_not_guessed(path, clock):
         journal.attachments()
     assert str(path) in str(caught.value)
     assert "half-attached" in str(caught.value)
+
+
+def test_attachments_read_again_show_every_change_made_through_the_journal(journal, clock):
+    journal.put_attachment(an_attachment(1))
+    assert [r.attachment.lun_id for r in journal.attachments()] == [1]
+    clock.advance(1)
+    journal.put_attachment(an_attachment(2))
+    assert [r.attachment.lun_id for r in journal.attachments()] == [1, 2]
+    journal.put_attachment(an_attachment(1, state=AttachmentState.DETACHING))
+    assert [r.attachment.state for r in journal.attachments()] == [
+        AttachmentState.DETACHING,
+        AttachmentState.ATTACHED,
+    ]
+    journal.remove_attachment(an_attachment(2).lun_uuid)
+    assert [r.attachment.lun_id for r in journal.attachments()] == [1]
+
+
+def test_attachments_read_again_show_a_change_another_connection_made_to_the_file(journal):
+    journal.put_attachment(ATTACHMENT)
+    assert journal.attachments()[0].attachment.lun_id == ATTACHMENT.lun_id
+    with sqlite3.connect(journal.path) as db:  # an operator's shell, past the agent's lock
+        db.execute("UPDATE attachment SET lun_id = 42")
+    db.close()
+    assert journal.attachments()[0].attachment.lun_id == 42
+
+
+def test_a_list_of_attachments_handed_out_is_the_callers_to_change(journal):
+    journal.put_attachment(ATTACHMENT)
+    journal.attachments().clear()
+    assert [r.attachment for r in journal.attachments()] == [ATTACHMENT]
