@@ -156,6 +156,19 @@ def session_states(target_iqn: str) -> dict[str, tuple[str, str]]:
     }
 
 
+def record_timeouts(target_iqn: str, portals: tuple[Portal, ...]) -> set[str]:
+    """node.session.timeo.replacement_timeout of the node records, as iscsiadm shows them."""
+    found = set()
+    for portal in portals:
+        shown = _run(["iscsiadm", "-m", "node", "-T", target_iqn, "-p", str(portal)], timeout=30).check()
+        found |= {
+            line.partition("=")[2].strip()
+            for line in shown.stdout.splitlines()
+            if line.startswith("node.session.timeo.replacement_timeout")
+        }
+    return found
+
+
 def path_states(dm: str) -> list[str]:
     """The dm-multipath path states (A active, F failed) of the map, from ``dmsetup status``::
 
@@ -207,8 +220,10 @@ def test_with_multipath_io_goes_on_over_the_surviving_path_within_seconds_of_a_p
         dm = attachment.device.name  # the map's name (its WWID), as dmsetup knows it
         assert wait_for(f"both paths of {dm} active", lambda: path_states(dm) == ["A", "A"], 60)
         before = session_states(attachment.target_iqn)
+        records = record_timeouts(attachment.target_iqn, attachment.portals)
         print(
-            f"{attachment.device} -> {attachment.device.resolve()}, sessions (state, recovery_tmo): {before}"
+            f"{attachment.device} -> {attachment.device.resolve()}, sessions (state, recovery_tmo): {before}, "
+            f"node records' replacement_timeout: {records}"
         )
         with Writer(attachment.device) as writer:
             assert writer.wait_completed_since(time.monotonic(), 20, 60), writer.errors
@@ -228,7 +243,8 @@ def test_with_multipath_io_goes_on_over_the_surviving_path_within_seconds_of_a_p
         assert writer.errors == [] and writer.verify() == []
         assert resumed and stall <= FAILOVER_BOUND, f"I/O stalled {stall:.1f}s after {gone} went away"
         assert failed_over  # it went on over the surviving path
-        assert {tmo for _, tmo in before.values()} == {"5"} and len(before) == 2
+        # multipathd also writes its fast_io_fail_tmo (5 by default) into the sessions of a map's paths
+        assert {tmo for _, tmo in before.values()} == {"5"} and len(before) == 2 and records == {"5"}
         agent.service.detach(VOLUME, force=False)
 
 
@@ -239,6 +255,7 @@ def test_without_multipath_io_waits_through_a_portal_outage_shorter_than_the_tim
         attachment, _ = agent.service.attach(VOLUME)
         [portal] = attachment.portals
         before = session_states(attachment.target_iqn)
+        records = record_timeouts(attachment.target_iqn, attachment.portals)
         print(f"{attachment.device} -> {attachment.device.resolve()}, sessions: {before}; {OUTAGE:g}s outage")
         with Writer(attachment.device) as writer:
             assert writer.wait_completed_since(time.monotonic(), 20, 60), writer.errors
@@ -262,7 +279,7 @@ def test_without_multipath_io_waits_through_a_portal_outage_shorter_than_the_tim
         print(f"{writer.completed_since(0)} I/Os, errors: {writer.errors}")
         assert failed and during == (0, [])  # I/O was held, not failed, while the portal was away
         assert resumed and writer.errors == [] and writer.verify() == []
-        assert {tmo for _, tmo in before.values()} == {"120"}
+        assert {tmo for _, tmo in before.values()} == {"120"} and records == {"120"}
         agent.service.detach(VOLUME, force=False)
 
 
