@@ -98,6 +98,7 @@ class IscsiConfig:
     multipath: bool
     login_timeout: float
     device_timeout: float
+    replacement_timeout: int  # seconds; resolved by mode when the file leaves it empty
     chap_username: str
     chap_secret_file: Path | None
     chap_secret: str = field(repr=False)
@@ -176,6 +177,36 @@ def _positive(number: Callable[[str], Any], name: str) -> Callable[[str], Any]:
 
 
 _seconds = _positive(float, "a number of seconds")
+
+# How long a session holds I/O while it reconnects before failing it (open-iscsi's
+# node.session.timeo.replacement_timeout, the kernel's recovery_tmo). One path must ride out an
+# outage (open-iscsi's default); with multipath a dead path must fail soon so that dm-multipath
+# retries on another (NetApp's host guide: 5 s).
+SINGLE_PATH_REPLACEMENT_TIMEOUT = 120
+MULTIPATH_REPLACEMENT_TIMEOUT = 5
+MAX_REPLACEMENT_TIMEOUT = 3600
+
+
+def _replacement_timeout(raw: str) -> int | None:
+    """Whole seconds from 1 to an hour; empty: by mode (see ``parse_config``).
+
+    open-iscsi takes any integer, but below 1 I/O fails at the first dropped connection (0) or
+    waits for ever on a dead path (negative), and with it every flush and removal of the device;
+    beyond an hour no application is still waiting, and such a number is most likely milliseconds.
+    """
+    if not raw:
+        return None
+    try:
+        seconds = int(raw)
+    except ValueError:
+        raise ValueError("is not a whole number of seconds") from None
+    if seconds < 1:
+        raise ValueError("must be at least 1 (0 fails I/O at the first dropped connection, below 0 never)")
+    if seconds > MAX_REPLACEMENT_TIMEOUT:
+        raise ValueError(
+            f"must be at most {MAX_REPLACEMENT_TIMEOUT} (an hour); milliseconds given for seconds?"
+        )
+    return seconds
 
 
 def _optional_port(raw: str) -> int | None:
@@ -272,6 +303,7 @@ SCHEMA: Mapping[str, Mapping[str, tuple[Callable[[str], Any], str]]] = {
         "multipath": (_bool, "false"),
         "login_timeout": (_seconds, "15"),
         "device_timeout": (_seconds, "30"),
+        "replacement_timeout": (_replacement_timeout, ""),
         "chap_username": (_text, ""),
         "chap_secret_file": (_optional_path, ""),
         "portal_networks": (_networks, ""),
@@ -317,6 +349,10 @@ def parse_config(text: str, path: Path) -> Config:
     if iscsi["chap_username"] and not chap_secret:
         raise _error(path, "iscsi", "chap_secret_file", "is required when chap_username is set")
     _check_client_certificate(path, array["client_cert"], array["client_key"])
+    if iscsi["replacement_timeout"] is None:
+        iscsi["replacement_timeout"] = (
+            MULTIPATH_REPLACEMENT_TIMEOUT if iscsi["multipath"] else SINGLE_PATH_REPLACEMENT_TIMEOUT
+        )
     return Config(
         agent=AgentConfig(**values["agent"]),
         array=ArrayConfig(**{**array, "password": password}),

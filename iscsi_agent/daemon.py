@@ -38,7 +38,7 @@ from iscsi_agent.journal.store import FILE_NAME, Journal
 from iscsi_agent.metrics import HostCollector, MeteredRunner, Metrics
 from iscsi_agent.metrics_http import MetricsServer
 from iscsi_agent.reconcile.reconciler import Reconciler, Schedule
-from iscsi_agent.service.build import build_host, build_services
+from iscsi_agent.service.build import AgentServices, build_host, build_services
 from iscsi_agent.service.volumes import VolumeService
 from iscsi_agent.service_api import (
     ArrayHealth,
@@ -179,14 +179,7 @@ class Daemon:
             observer=metrics,
         )
         volumes = services.volumes
-        interrupted = services.recovery.interrupted()
-        if interrupted:  # removals and logins may take a while: more than systemd's start timeout
-            extend = int(len(interrupted) * RECOVERY_SECONDS_PER_OPERATION * 1e6)
-            self.notifier.notify(
-                f"EXTEND_TIMEOUT_USEC={extend}\nSTATUS=recovering {len(interrupted)} operation(s) "
-                "the last run left unfinished"
-            )
-        services.recovery.run(interrupted)
+        self._start_up(services)
         vitals = Vitals()  # health reports what its checks find; they need the servers, watched below
         service = AgentService(volumes, services.reconciler, ArrayProbe(array), host.sessions, vitals)
         metrics.registry.register(
@@ -216,6 +209,18 @@ class Daemon:
             array.close()
             log.info("iscsi-agent stopped")
         return 0
+
+    def _start_up(self, services: AgentServices) -> None:
+        """Finish what the last run left unfinished, then fit the sessions in use to this run's settings."""
+        interrupted = services.recovery.interrupted()
+        if interrupted:  # removals and logins may take a while: more than systemd's start timeout
+            extend = int(len(interrupted) * RECOVERY_SECONDS_PER_OPERATION * 1e6)
+            self.notifier.notify(
+                f"EXTEND_TIMEOUT_USEC={extend}\nSTATUS=recovering {len(interrupted)} operation(s) "
+                "the last run left unfinished"
+            )
+        services.recovery.run(interrupted)
+        services.fit_session_timeouts()
 
     def _api(self, listener: Listener, service: AgentService) -> ApiServer:
         agent = self.config.agent

@@ -223,14 +223,27 @@ class HostTree:
 
     # --- iSCSI sessions -------------------------------------------------------------
     def add_session(
-        self, sid: int, host: int, iqn: str, portal: str = "127.0.0.1:3260", state: str = "LOGGED_IN"
+        self,
+        sid: int,
+        host: int,
+        iqn: str,
+        portal: str = "127.0.0.1:3260",
+        *,
+        state: str = "LOGGED_IN",
+        recovery_tmo: int = 120,  # iscsid hands the node record's replacement_timeout over at login
     ) -> None:
         address, _, port = portal.rpartition(":")
         host_dir = self.root / f"sys/devices/platform/host{host}"
         session_dir = host_dir / f"session{sid}"
         attrs = session_dir / f"iscsi_session/session{sid}"
         attrs.mkdir(parents=True)
-        for name, value in (("targetname", iqn), ("state", state), ("tpgt", "1"), ("ifacename", "default")):
+        for name, value in (
+            ("targetname", iqn),
+            ("state", state),
+            ("tpgt", "1"),
+            ("ifacename", "default"),
+            ("recovery_tmo", str(recovery_tmo)),
+        ):
             (attrs / name).write_text(value + "\n")
         (attrs / "device").symlink_to(f"../../../session{sid}")
         connection = session_dir / f"connection{sid}:0/iscsi_connection/connection{sid}:0"
@@ -251,6 +264,17 @@ class HostTree:
         (self.root / f"sys/class/scsi_host/host{host}").symlink_to(
             f"../../devices/platform/host{host}/scsi_host/host{host}"
         )
+
+    def session_attr(self, sid: int, name: str) -> Path:
+        """A session's attribute file (class/iscsi_session/sessionN/NAME)."""
+        return self.root / f"sys/class/iscsi_session/session{sid}" / name
+
+    def refuse_session_attr(self, sid: int, name: str) -> None:
+        """Make writing a session attribute fail, as the kernel's EBUSY for recovery_tmo of a
+        session in recovery does (EISDIR stands for it)."""
+        path = self.session_attr(sid, name)
+        path.unlink(missing_ok=True)
+        path.mkdir()
 
     def remove_session(self, sid: int, host: int) -> None:
         """A logout: the session and its SCSI host go, with every disk on them."""

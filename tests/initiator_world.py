@@ -11,7 +11,9 @@ nodes only (Selective LUN Map: ONTAP reports a LUN through no other node's LIFs)
 
 from __future__ import annotations
 
+import errno
 import itertools
+import os
 import shutil
 import threading
 from collections.abc import Callable, Sequence
@@ -20,8 +22,9 @@ from pathlib import Path
 
 from iscsi_agent.host.command import CommandResult, CommandTimeout, mask
 from iscsi_agent.host.devices import DeviceIdentity, Devices, Watch
+from iscsi_agent.host.errors import SysfsError
 from iscsi_agent.host.paths import HostPaths
-from iscsi_agent.host.sessions import ScsiAddress, Sessions
+from iscsi_agent.host.sessions import ScsiAddress, Session, Sessions
 from iscsi_agent.host.waiting import Clock
 from ontap_sim import Simulator
 from tests.fakes import HostTree
@@ -46,6 +49,7 @@ class SimulatedInitiator:
     calls: list[tuple[str, ...]] = field(default_factory=list)
     unreachable: set[str] = field(default_factory=set)  # portals whose login times out
     hidden: set[str] = field(default_factory=set)  # serials the target never offers (a broken export)
+    recovering: set[int] = field(default_factory=set)  # session ids that go down once read as logged in
     on_step: list[Callable[[], None]] = field(default_factory=list)  # other programs acting meanwhile
     before_command: list[Callable[[tuple[str, ...]], None]] = field(
         default_factory=list
@@ -136,7 +140,9 @@ class SimulatedInitiator:
                 return CommandResult(args, EXIT_NO_RECORDS, "", "no records found")
             sid = next(self._ids)
             self.sessions[key] = LiveSession(sid, sid + 1)
-            self.tree.add_session(sid, sid + 1, key[0], key[1])
+            # iscsid hands the record's replacement_timeout to the kernel as the session's recovery_tmo
+            timeout = self.records[key].get("node.session.timeo.replacement_timeout", "120")
+            self.tree.add_session(sid, sid + 1, key[0], key[1], recovery_tmo=int(timeout))
             return CommandResult(
                 args, 0, f"Login to [iface: default, target: {key[0]}, portal: {key[1]}] successful.\n", ""
             )
@@ -285,6 +291,15 @@ class KernelSessions(Sessions):
         with self._world.kernel:
             super().scan_lun(host, lun, channel, target)
             self._world.kernel_step()
+
+    def set_recovery_timeout(self, session: Session, seconds: int) -> None:
+        if session.sid in self._world.recovering:  # the kernel refuses while the session is down
+            busy = OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+            raise SysfsError(
+                f"setting the recovery timeout of session{session.sid} to {seconds}s failed: {busy}",
+                sid=session.sid,
+            )
+        super().set_recovery_timeout(session, seconds)
 
 
 class KernelDevices(Devices):

@@ -4,7 +4,7 @@ sysfs, not ``iscsiadm -m session`` text, is the source: it is what the kernel ac
 it gives the SCSI host number directly. Layout on Linux 6.1 (seen in the test VM)::
 
     class/iscsi_session/session1 -> ../../devices/platform/host6/session1/iscsi_session/session1
-    class/iscsi_session/session1/{targetname,state,tpgt,ifacename}
+    class/iscsi_session/session1/{targetname,state,tpgt,ifacename,recovery_tmo}
     class/iscsi_session/session1/device -> ../../../session1        (its parent is host6)
     .../session1/device/connection1:0/iscsi_connection/connection1:0/{persistent_address,persistent_port}
     .../session1/device/target6:0:0/6:0:0:1                          (the session's SCSI devices)
@@ -120,6 +120,26 @@ class Sessions:
             lun=lun,
         )
         log.info("scanned host%s channel %s target %s LUN %s", host, channel, target, lun)
+
+    def recovery_timeout(self, session: Session) -> int | None:
+        """Seconds the kernel holds the session's I/O while it reconnects before failing it
+        (``recovery_tmo``; -1 when "off": held for ever), or None when the session is gone."""
+        text = read_attr(self._attrs(session.sid) / "recovery_tmo")
+        return -1 if text == "off" else _int_or_none(text)
+
+    def set_recovery_timeout(self, session: Session, seconds: int) -> None:
+        """Change it on the live session. The node record's replacement_timeout reaches the kernel
+        only at login; a value written here stays for the session's life (iscsid's reconnects do
+        not set it back), and the kernel refuses it (EBUSY) while the session is down."""
+        write_attr(
+            self._attrs(session.sid) / "recovery_tmo",
+            str(seconds),
+            f"setting the recovery timeout of session{session.sid} to {seconds}s",
+            sid=session.sid,
+        )
+
+    def _attrs(self, sid: int) -> Path:
+        return self._paths.iscsi_sessions() / f"session{sid}"
 
     def _read(self, sid: int, entry: Path) -> Session | None:
         """One session, or None when it vanished while being read (a logout racing us)."""

@@ -79,7 +79,11 @@ def build_host(
 
 def node_settings(config: Config) -> NodeSettings:
     chap = Chap(config.iscsi.chap_username, config.iscsi.chap_secret) if config.iscsi.chap_username else None
-    return NodeSettings(login_timeout=int(config.iscsi.login_timeout), chap=chap)
+    return NodeSettings(
+        login_timeout=int(config.iscsi.login_timeout),
+        replacement_timeout=config.iscsi.replacement_timeout,
+        chap=chap,
+    )
 
 
 def array_chap(config: Config, initiator: str) -> ChapCredentials | None:
@@ -102,6 +106,13 @@ class AgentServices:
     volumes: VolumeService
     recovery: Recovery
     reconciler: Reconciler
+    logins: Logins
+
+    def fit_session_timeouts(self) -> None:
+        """At start: the sessions the attachments use get this run's replacement timeout (the mode
+        may have changed since they logged in)."""
+        attachments = self.volumes.attachments()
+        self.logins.fit_timeouts((a.target_iqn, portal) for a in attachments for portal in a.portals)
 
 
 def build_services(
@@ -223,7 +234,7 @@ def build_services(
         observer=observer,
         busy_timeout=config.reconciler.interval,
     )
-    return AgentServices(volumes, recovery, reconciler)
+    return AgentServices(volumes, recovery, reconciler, logins)
 
 
 def reconcile_policy(config: Config) -> Policy:

@@ -5,6 +5,12 @@ sessions. A session already logged in costs no iscsiadm call at all; a missing o
 the first attach that needs it while the others wait for that login (single flight). Attaches in
 flight hold a *use* of each session, so one attach's rollback never logs out a session another
 attach is about to scan a LUN on.
+
+Every session handed to an attach carries the configured replacement timeout. The node record
+gives it to a new login; a session that logged in before the mode changed keeps its old one (120 s
+stalls a multipath volume for two minutes on a dead path), so it is changed in sysfs when an attach
+uses the session and, at start, for every session the attachments use. A session the kernel will
+not change (it is reconnecting) keeps its value and is still used: the next use tries again.
 """
 
 from __future__ import annotations
@@ -12,10 +18,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from iscsi_agent.host.errors import WaitTimeout
+from iscsi_agent.host.errors import SysfsError, WaitTimeout
 from iscsi_agent.host.iscsiadm import Iscsiadm, NodeSettings
 from iscsi_agent.host.sessions import Session, Sessions
 from iscsi_agent.host.waiting import Clock, wait_until
@@ -57,9 +63,31 @@ class Logins:
                     del self._uses[key]
 
     def existing(self, target_iqn: str, portal: Portal) -> Session | None:
-        """The logged-in session to the target through portal, read from sysfs (no iscsiadm call)."""
+        """The logged-in session to the target through portal, read from sysfs (no iscsiadm call),
+        with the configured replacement timeout."""
         found = self._sessions.find(target_iqn, portal)
-        return found if found is not None and found.logged_in else None
+        if found is None or not found.logged_in:
+            return None
+        self._fit_timeout(found)
+        return found
+
+    def fit_timeouts(self, used: Iterable[SessionKey]) -> None:
+        """Give each logged-in session of these (target, portal) pairs the configured replacement timeout."""
+        for target_iqn, portal in sorted(set(used), key=str):
+            self.existing(target_iqn, portal)
+
+    def _fit_timeout(self, session: Session) -> None:
+        wanted = self._settings.replacement_timeout
+        current = self._sessions.recovery_timeout(session)
+        if current is None or current == wanted:  # None: the session went meanwhile
+            return
+        where = f"session{session.sid} to {session.target_iqn} via {session.portal}"
+        try:
+            self._sessions.set_recovery_timeout(session, wanted)
+        except SysfsError as exc:
+            log.warning("%s keeps its recovery timeout of %ss, not %ss: %s", where, current, wanted, exc)
+            return
+        log.info("%s: recovery timeout %ss -> %ss (replacement_timeout)", where, current, wanted)
 
     def session(self, target_iqn: str, portal: Portal) -> tuple[Session, bool]:
         """A logged-in session to the target through portal, and whether this call logged it in."""
@@ -136,4 +164,5 @@ class Logins:
         except WaitTimeout:
             log.warning("logged in to %s via %s, but no logged-in session shows in sysfs", target_iqn, portal)
             raise
+        self._fit_timeout(session)  # the record gave it at login; a record another tool changed did not
         return session, logged_in

@@ -14,6 +14,7 @@ from tests.second_uid import NOBODY, folder_nobody_can_reach, python_as_nobody
 EXAMPLE = Path(__file__).resolve().parents[2] / "agent.conf.example"
 CONF = Path("/etc/iscsi-agent/agent.conf")
 MINIMAL = "[array]\nhostname = cluster1.example\nvserver = svm1\n"
+RT = "[iscsi] replacement_timeout"
 
 
 def test_a_minimal_file_gets_the_documented_defaults():
@@ -68,6 +69,21 @@ listen =
 
 
 @pytest.mark.parametrize(
+    ("iscsi", "seconds"),
+    [
+        ("", 120),  # one path: ride out an outage of up to two minutes (open-iscsi's default)
+        ("multipath = true\n", 5),  # NetApp's host guide: fail the path fast, dm-multipath fails over
+        ("replacement_timeout = 300\n", 300),
+        ("multipath = true\nreplacement_timeout = 20\n", 20),
+        ("multipath = true\nreplacement_timeout =\n", 5),
+    ],
+    ids=["single-path", "multipath", "single-path-given", "multipath-given", "multipath-empty"],
+)
+def test_the_replacement_timeout_fits_the_mode_unless_it_is_given(iscsi, seconds):
+    assert parse_config(MINIMAL + "[iscsi]\n" + iscsi, CONF).iscsi.replacement_timeout == seconds
+
+
+@pytest.mark.parametrize(
     ("text", "where", "why"),
     [
         (MINIMAL + "[agnet]\n", "[agnet]", "unknown section"),
@@ -83,6 +99,11 @@ listen =
         (MINIMAL + "[agent]\nworkers = 0\n", "[agent] workers", "must be greater than 0"),
         (MINIMAL + "[agent]\nworkers = many\n", "[agent] workers", "is not a whole number"),
         (MINIMAL + "[iscsi]\nportal_networks = 10.0.0.0/33\n", "[iscsi] portal_networks", "CIDR"),
+        (MINIMAL + "[iscsi]\nreplacement_timeout = 5s\n", RT, "'5s' is not a whole number of seconds"),
+        (MINIMAL + "[iscsi]\nreplacement_timeout = 2.5\n", RT, "is not a whole number of seconds"),
+        (MINIMAL + "[iscsi]\nreplacement_timeout = -1\n", RT, "must be at least 1"),
+        (MINIMAL + "[iscsi]\nreplacement_timeout = 0\n", RT, "must be at least 1"),
+        (MINIMAL + "[iscsi]\nreplacement_timeout = 120000\n", RT, "must be at most 3600"),
         (MINIMAL + "[metrics]\nlisten = 9713\n", "[metrics] listen", "host:port"),
         ("[array]\nusername = admin\nvserver = svm1\n", "[array] hostname", "is required"),
         ("[array]\nhostname = cluster1.example\n", "[array] vserver", "is required"),

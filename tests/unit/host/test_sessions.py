@@ -88,6 +88,35 @@ def test_a_scan_on_a_missing_host_is_a_sysfs_error_naming_it(paths):
     assert caught.value.details["host"] == 9
 
 
+def test_the_recovery_timeout_of_a_live_session_is_read_and_changed_in_sysfs(tree, paths):
+    tree.add_session(1, 6, IQN, recovery_tmo=120)
+    sessions = Sessions(paths)
+    [session] = sessions.current()
+    assert sessions.recovery_timeout(session) == 120
+    sessions.set_recovery_timeout(session, 5)
+    assert tree.session_attr(1, "recovery_tmo").read_text() == "5"
+    assert sessions.recovery_timeout(session) == 5
+
+
+def test_a_recovery_timeout_that_is_off_reads_as_minus_one_and_a_vanished_one_as_none(tree, paths):
+    tree.add_session(1, 6, IQN)
+    sessions = Sessions(paths)
+    [session] = sessions.current()
+    tree.session_attr(1, "recovery_tmo").write_text("off\n")  # the kernel's -1: I/O queued for ever
+    assert sessions.recovery_timeout(session) == -1
+    tree.remove_session(1, 6)
+    assert sessions.recovery_timeout(session) is None
+
+
+def test_a_recovery_timeout_the_kernel_refuses_is_a_sysfs_error_naming_the_session(tree, paths):
+    tree.add_session(3, 6, IQN)
+    [session] = Sessions(paths).current()
+    tree.refuse_session_attr(3, "recovery_tmo")
+    with pytest.raises(SysfsError, match="setting the recovery timeout of session3 to 5s failed") as caught:
+        Sessions(paths).set_recovery_timeout(session, 5)
+    assert caught.value.details["sid"] == 3
+
+
 def test_scsi_addresses_parse_and_print():
     assert ScsiAddress.parse("6:0:0:12") == ScsiAddress(6, 0, 0, 12)
     assert str(ScsiAddress(6, 0, 0, 12)) == "6:0:0:12"
