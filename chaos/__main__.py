@@ -23,6 +23,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=None, help="random when not given; printed either way")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--api", choices=("rest", "zapi"), help="drawn from the seed when not given")
+    parser.add_argument("--burst", default="8,16", help="the fewest and most calls of a burst, e.g. 3,6")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 1_000_000)
     print(
@@ -48,6 +49,7 @@ def main(argv: list[str]) -> int:
     ]
     if args.api:
         guest += ["--api", args.api]
+    guest += ["--burst", args.burst]
     began = time.monotonic()
     code = run_streaming(kernel, results, ROOT, guest, VM_TIMEOUT)
     if code is None:
