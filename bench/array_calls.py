@@ -9,12 +9,11 @@ client call, with and without the network (recorded replies replayed).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.simulated_host import simulated_services
 from iscsi_agent.array.budget import Budgets
 from iscsi_agent.array.client import ArrayClient
 from iscsi_agent.array.connect import connect
@@ -29,13 +29,11 @@ from iscsi_agent.array.settings import ApiChoice, ArraySettings
 from iscsi_agent.array.transport import HttpReply, HttpTransport
 from iscsi_agent.array.zapi import ZAPI_PATH
 from iscsi_agent.config import parse_config
-from iscsi_agent.host.routes import Route
 from iscsi_agent.journal.store import FILE_NAME, Journal
-from iscsi_agent.service.build import build_host, build_services
 from iscsi_agent.service.volumes import VolumeService
 from ontap_sim import Simulator, rest_apis, zapi
-from tests.fakes import FakeBlockOps, FakeClock, HostTree, polling
-from tests.initiator_world import KernelSessions, SimulatedInitiator
+from tests.fakes import HostTree
+from tests.initiator_world import SimulatedInitiator
 
 USERNAME, PASSWORD, SVM = "admin", "netapp1!", "svm1"
 INITIATOR = "iqn.1994-05.com.redhat:bench-host"
@@ -92,11 +90,6 @@ class Replayer:
         pass
 
 
-class AllRoutable:
-    def lookup_all(self, addresses: Sequence[str]) -> dict[str, Route]:
-        return {address: Route(address, True) for address in addresses}
-
-
 def settings_for(sim: Simulator, api: ApiChoice) -> ArraySettings:
     url = urlsplit(sim.base_url)
     return ArraySettings(
@@ -115,19 +108,9 @@ def service_for(sim: Simulator, client: ArrayClient, folder: Path) -> VolumeServ
         Path("agent.conf"),
     )
     world = SimulatedInitiator(tree, sim, INITIATOR)
-    clock = FakeClock(on_sleep=world.kernel_step)
-    layer = build_host(config, world, clock, watch=polling, block=FakeBlockOps(tree.root / "sys/block"))
-    layer = dataclasses.replace(layer, sessions=KernelSessions(layer.paths, world))
     journal = Journal.open(config.agent.state_dir / FILE_NAME)
-    services = build_services(
-        config,
-        array=client,
-        host=layer,
-        routes=AllRoutable(),
-        journal=journal,
-        initiator=INITIATOR,
-        hostname=HOSTNAME,
-        clock=clock,
+    services = simulated_services(
+        config, tree, world, client, journal, initiator=INITIATOR, hostname=HOSTNAME
     )
     return services.volumes
 

@@ -36,13 +36,13 @@ from urllib.parse import urlsplit
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.simulated_host import simulated_services
 from iscsi_agent.array.client import ArrayClient
 from iscsi_agent.array.connect import connect
 from iscsi_agent.array.settings import ApiChoice, ArraySettings
 from iscsi_agent.config import Config, parse_config
 from iscsi_agent.host.command import CommandResult
 from iscsi_agent.host.multipath import DM_UUID_PREFIX
-from iscsi_agent.host.routes import Route
 from iscsi_agent.host.sessions import ScsiAddress
 from iscsi_agent.journal.model import Attachment, AttachmentState
 from iscsi_agent.journal.store import FILE_NAME, Journal
@@ -50,12 +50,11 @@ from iscsi_agent.naa import multipath_wwid
 from iscsi_agent.portal import Portal
 from iscsi_agent.reconcile.plan import plan
 from iscsi_agent.reconcile.reconciler import JITTER_SHARE, Reconciler, pass_trigger
-from iscsi_agent.service.build import build_host, build_services
 from iscsi_agent.service.igroup import igroup_name
 from ontap_sim import Simulator
 from ontap_sim.model import State
-from tests.fakes import FakeBlockOps, FakeClock, HostTree, polling
-from tests.initiator_world import KernelSessions, SimulatedInitiator
+from tests.fakes import HostTree
+from tests.initiator_world import SimulatedInitiator
 
 USERNAME, PASSWORD, SVM = "admin", "netapp1!", "svm1"
 INITIATOR = "iqn.1994-05.com.redhat:bench-reconcile"
@@ -82,11 +81,6 @@ WINDOW = 10  # seconds averaged to show the spread without single-second noise
 
 
 # --- the world ------------------------------------------------------------------------
-
-
-class AllRoutable:
-    def lookup_all(self, addresses: Sequence[str]) -> dict[str, Route]:
-        return {address: Route(address, True) for address in addresses}
 
 
 class WithMultipath:
@@ -337,21 +331,16 @@ def build_big_host(sim: Simulator, folder: Path) -> BigHost:
     populate_host(tree, journal, populate_array(sim.state, igroup), igroup, target)
     array_process.start()
     world = SimulatedInitiator(tree, sim, INITIATOR)
-    clock = FakeClock(on_sleep=world.kernel_step)
-    layer = build_host(
-        config, WithMultipath(world, tree), clock, watch=polling, block=FakeBlockOps(tree.root / "sys/block")
-    )
-    layer = dataclasses.replace(layer, sessions=KernelSessions(layer.paths, world))
     array = client_for(array_process.base_url)
-    services = build_services(
+    services = simulated_services(
         config,
-        array=array,
-        host=layer,
-        routes=AllRoutable(),
-        journal=journal,
+        tree,
+        world,
+        array,
+        journal,
         initiator=INITIATOR,
         hostname=HOSTNAME,
-        clock=clock,
+        runner=WithMultipath(world, tree),
     )
     return BigHost(array_process, tree, journal, array, services.reconciler)
 
