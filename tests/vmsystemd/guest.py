@@ -21,17 +21,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from iscsi_agent.array.client import ArrayClient
+from iscsi_agent.array.connect import connect
+from iscsi_agent.config import parse_config
 from iscsi_agent.faults import FAULT_ENV
 from iscsi_agent.naa import netapp_wwid
 from ontap_sim import Simulator
 from ontap_sim.mirror import TgtMirror
 from ontap_sim.tgt import Tgtadm
-from tests.vmsystemd.boot import RESULTS_FILE, SIM_PORT, TRANSCRIPT
+from tests.vmsystemd.boot import AGENT_CONF, RESULTS_FILE, SIM_PORT, TRANSCRIPT
 
 SERVICE, SOCKET_UNIT = "iscsi-agent.service", "iscsi-agent.socket"
 SOCKET = "/run/iscsi-agent/agent.sock"
 VOLUME = "/vol/vol1/lun1"
 CRASH_VOLUME, CRASH_POINT = "/vol/vol1/lun2", "attach.scan.done"
+RECONCILE_VOLUME, MULTIPATH_VOLUME = "/vol/vol1/lun0", "/vol/vol1/lun3"
+INITIATOR_NAME_FILE = Path("/etc/iscsi/initiatorname.iscsi")
+# What the unit's sandbox says when it refuses something (a read-only path, a device, a system call).
+DENIED = "Operation not permitted|Permission denied|Read-only file system|EPERM|EACCES|EROFS|SECCOMP"
 CTL = str(Path(sys.executable).parent / "iscsi-agentctl")
 SERVICE_PROPS = "ActiveState,SubState,Result,StatusText,MainPID,NRestarts,ExecMainCode,ExecMainStatus,TriggeredBy,WatchdogUSec,FragmentPath,DropInPaths"
 SOCKET_PROPS = "ActiveState,SubState,Listen,Triggers"
@@ -228,6 +235,89 @@ def detach(guest: Guest, device: str) -> dict[str, Any]:
     return {"ctl": answer, "device_gone": not os.path.exists(device) if device else None}
 
 
+def disks() -> list[str]:
+    return sorted(p.name for p in Path("/sys/block").glob("sd*"))
+
+
+def multipath_maps() -> list[str]:
+    return sorted(
+        p.parent.name for p in Path("/sys/block").glob("dm-*/dm/uuid") if p.read_text().startswith("mpath-")
+    )
+
+
+def array_client() -> ArrayClient:
+    config = parse_config(Path(AGENT_CONF).read_text(), Path(AGENT_CONF))
+    return connect(config.array.to_settings())
+
+
+def reconcile(guest: Guest) -> dict[str, Any]:
+    """A backend unmap behind the agent's back leaves a stale disk; a reconciler pass run through the
+    socket removes it (flush, sysfs delete) under the unit's sandbox."""
+    attached = guest.ctl("attach", RECONCILE_VOLUME)
+    device = attached["answer"].get("device", "") if isinstance(attached["answer"], dict) else ""
+    stale = Path(os.path.realpath(device)).name if device else ""
+    initiator = INITIATOR_NAME_FILE.read_text().partition("InitiatorName=")[2].split()[0]
+    array = array_client()
+    try:
+        igroup = array.igroups_with_initiator(initiator)[0].name
+        array.unmap_lun(RECONCILE_VOLUME, igroup)
+    finally:
+        array.close()
+    guest.note(f"unmapped {RECONCILE_VOLUME} from {igroup} behind the agent's back; {stale} stays")
+    stale_before = stale in disks()
+    passed = guest.ctl("reconcile")
+    guest.sh("udevadm", "settle", "--timeout=30")
+    detached = guest.ctl("detach", RECONCILE_VOLUME)  # the attachment the unmap left, cleaned up
+    return {
+        "attach": attached,
+        "stale": stale,
+        "stale_before": stale_before,
+        "reconcile": passed,
+        "disks_after": disks(),
+        "detach": detached,
+    }
+
+
+def multipath(guest: Guest, sim: Simulator) -> dict[str, Any]:
+    """With ``multipath = true`` the agent builds and flushes a dm-multipath map over both portals
+    (device-mapper's control node and dm nodes through the unit's device list)."""
+    conf = Path(AGENT_CONF)
+    plain = conf.read_text()
+    conf.write_text(plain + "multipath = true\n")
+    try:
+        guest.sh("systemctl", "restart", SERVICE, timeout=RESTART_WAIT)
+        with sim.state.lock:
+            serial = sim.state.lun("svm1", path=MULTIPATH_VOLUME).serial
+        attached = guest.ctl("attach", MULTIPATH_VOLUME)
+        device = attached["answer"].get("device", "") if isinstance(attached["answer"], dict) else ""
+        resolved = os.path.realpath(device) if device else ""
+        slaves = (
+            sorted(p.name for p in Path(f"/sys/block/{Path(resolved).name}/slaves").glob("*"))
+            if resolved
+            else []
+        )
+        guest.sh("multipath", "-ll")
+        detached = guest.ctl("detach", MULTIPATH_VOLUME)
+        guest.sh("udevadm", "settle", "--timeout=30")
+    finally:
+        conf.write_text(plain)  # the crash phase's restart runs on the plain configuration again
+    return {
+        "attach": attached,
+        "expected_device": f"/dev/mapper/3{netapp_wwid(serial)}",
+        "resolved": resolved,
+        "slaves": slaves,
+        "detach": detached,
+        "device_gone": not os.path.exists(device) if device else None,
+        "maps_after": multipath_maps(),
+        "disks_after": disks(),
+    }
+
+
+def sandbox(guest: Guest) -> dict[str, Any]:
+    """Everything the agent and its programs logged that reads as the sandbox refusing them."""
+    return {"denied": guest.journal(SERVICE, DENIED)}
+
+
 def crash(guest: Guest, sim: Simulator) -> dict[str, Any]:
     """The agent killed (SIGKILL, a fault point) half-way through an attach; systemd's restart brings
     it back, and its start-up recovery rolls the attach back before it serves again."""
@@ -304,8 +394,11 @@ def main(results: Path) -> int:
         device = guest.facts.get("attach", {}).get("expected_device", "")
         guest.phase("detach", lambda: detach(guest, device))
         if sim is not None:
+            guest.phase("reconcile", lambda: reconcile(guest))
+            guest.phase("multipath", lambda: multipath(guest, sim))
             guest.phase("crash", lambda: crash(guest, sim))
         guest.phase("stop", lambda: stop(guest))
+        guest.phase("sandbox", lambda: sandbox(guest))
         with (results / "journal.txt").open("w") as journal:
             subprocess.run(
                 ["journalctl", "-b", "--no-pager", "-o", "short-monotonic"],

@@ -1,5 +1,7 @@
-"""The shipped units under a real systemd (PID 1 in the VM): verified, socket-activated, serving an
-attach, restarted by the watchdog when wedged, and stopped cleanly.
+"""The shipped units under a real systemd (PID 1 in the VM): verified and rated by
+``systemd-analyze security``, socket-activated, serving an attach, a detach, a reconciler pass and
+a multipath attach under the unit's sandbox (which refuses them nothing), restarted by the watchdog
+when wedged or after a crash, and stopped cleanly.
 
 One boot answers every test here (tests/vmsystemd/guest.py runs the phases in order); each test
 judges one phase from what the guest recorded, and prints the guest's own lines as evidence.
@@ -62,6 +64,13 @@ def test_systemd_analyze_verify_is_clean(run: boot.SystemdRun):
     assert verified["exit"] == 0 and verified["output"] == "", verified["output"]
 
 
+def test_systemd_analyze_security_rates_the_service_exposure_at_most_4(run: boot.SystemdRun):
+    verified = phase(run, "verify")
+    # "→ Overall exposure level for iscsi-agent.service: 3.2 OK 🙂"
+    exposure = float(verified["exposure"].split(": ")[1].split()[0])
+    assert exposure <= 4.0, verified["exposure"]
+
+
 def test_only_the_socket_listens_until_the_first_connection(run: boot.SystemdRun):
     before = phase(run, "before_activation")
     assert before["socket"]["ActiveState"] == "active" and before["socket"]["SubState"] == "listening"
@@ -109,6 +118,25 @@ def test_detach_after_the_restart(run: boot.SystemdRun):
     assert detached["device_gone"]
 
 
+def test_a_reconciler_pass_through_the_socket_removes_a_disk_the_backend_unmapped(run: boot.SystemdRun):
+    passed = phase(run, "reconcile")
+    assert passed["attach"]["exit"] == 0 and passed["stale_before"], passed["attach"]
+    assert passed["reconcile"]["exit"] == 0, passed["reconcile"]
+    actions = [(a["action"], a["reason"], a["done"]) for a in passed["reconcile"]["answer"]["actions"]]
+    assert ("remove_device", "lun_unmapped", True) in actions
+    assert passed["stale"] not in passed["disks_after"]
+    assert passed["detach"]["exit"] == 0, passed["detach"]
+
+
+def test_a_multipath_attach_and_detach_under_the_unit(run: boot.SystemdRun):
+    multipath = phase(run, "multipath")
+    assert multipath["attach"]["exit"] == 0, multipath["attach"]
+    assert multipath["attach"]["answer"]["device"] == multipath["expected_device"]
+    assert multipath["resolved"].startswith("/dev/dm-") and len(multipath["slaves"]) == 2
+    assert multipath["detach"]["exit"] == 0 and multipath["device_gone"], multipath["detach"]
+    assert multipath["maps_after"] == [] and multipath["disks_after"] == []
+
+
 def test_an_agent_killed_mid_attach_is_restarted_by_systemd_and_rolls_the_attach_back(run: boot.SystemdRun):
     crashed = phase(run, "crash")
     before, after = crashed["before"], crashed["after"]
@@ -131,3 +159,8 @@ def test_systemctl_stop_is_a_clean_exit(run: boot.SystemdRun):
     assert (service["ExecMainCode"], service["ExecMainStatus"]) == ("1", "0")  # exited, status 0
     assert any("STOPPING=1" in line for line in stopped["stopping"]), stopped["stopping"]
     assert stopped["socket"]["ActiveState"] == "active"  # the socket stays for the next start
+
+
+def test_the_sandbox_refused_the_agent_nothing_it_needed(run: boot.SystemdRun):
+    # a path, device or system call the unit withholds shows as EPERM, EACCES or EROFS in its journal
+    assert phase(run, "sandbox")["denied"] == []
