@@ -37,9 +37,9 @@ demo: deps
 	$(VPY) -m demo
 
 # The README's test command: the quality gates, then unit, simulator and contract tests on the host,
-# then the VM tier.
+# then the VM tier; the 30 slowest tests are listed at the end, so every run shows where its time went.
 test: deps lint
-	$(VPY) -m pytest -rA -q
+	$(VPY) -m pytest -rA -q --durations=30
 
 # Lint, format and strict typing; `make test` runs these first, so CI enforces them.
 lint: venv
