@@ -25,10 +25,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from bench import daemon_figures, floor
+from bench.split import StepTimes, TimedJournal, split
 from iscsi_agent.array.client import ArrayClient
 from iscsi_agent.array.connect import connect
 from iscsi_agent.config import parse_config
@@ -45,7 +46,7 @@ from ontap_sim.tgt import Tgtadm
 from tests.vm.cleanup import reset_initiator
 from tests.vmtier.guest import start_stack
 
-ROUNDS = 3  # timed rounds per implementation; the median is reported
+ROUNDS = 5  # timed rounds per implementation of the single attaches; the median is reported
 PARALLEL = 16
 PORTAL = "127.0.0.1:3260"
 PORTALS = ("127.0.0.1:3260", "127.0.0.2:3260")
@@ -108,6 +109,7 @@ class Agent:
     array: ArrayClient
     journal: Journal
     runner: CountingRunner
+    steps: StepTimes
 
     def close(self) -> None:
         self.journal.close()
@@ -127,17 +129,19 @@ def build_agent(sim_url: str, state_dir: Path, api: str, initiator: str, *, mult
     clock = SystemClock()
     runner = CountingRunner()
     journal = Journal.open(config.agent.state_dir / FILE_NAME)
+    steps = StepTimes()
     services = build_services(
         config,
         array=array,
         host=build_host(config, runner, clock),
         routes=KernelRoutes(),
-        journal=journal,
+        journal=cast(Journal, TimedJournal(journal, steps)),
         initiator=initiator,
         hostname=HOSTNAME,
         clock=clock,
+        observer=steps,
     )
-    return Agent(services.volumes, array, journal, runner)
+    return Agent(services.volumes, array, journal, runner, steps)
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -327,9 +331,9 @@ def count_calls(sim: Simulator, agent: Agent) -> dict[str, Any]:
 def round_agent(agent: Agent) -> dict[str, float]:
     first, second = AGENT_PAIR
     times = {
-        "first": timed(lambda: agent.service.attach(first)),
-        "second": timed(lambda: agent.service.attach(second)),
-        "detach": timed(lambda: agent.service.detach(second, force=False)),
+        **by_step("first", split(agent.steps, lambda: agent.service.attach(first))),
+        **by_step("second", split(agent.steps, lambda: agent.service.attach(second))),
+        **by_step("detach", split(agent.steps, lambda: agent.service.detach(second, force=False))),
     }
     agent.service.detach(first, force=False)
     return times
@@ -337,14 +341,20 @@ def round_agent(agent: Agent) -> dict[str, float]:
 
 def round_floor(array: Array, iqn: str) -> dict[str, float]:
     first, second = (array.map(path) for path in FLOOR_PAIR)
-    steps: dict[str, float] = {}
-    times = {"first": timed(lambda: floor.attach_first(PORTAL, iqn, [first], steps))}
-    times["second"] = timed(lambda: floor.scan_and_wait(PORTAL, iqn, [second]))
-    times["detach"] = timed(lambda: floor.detach(floor.by_path(PORTAL, iqn, second), steps))
-    times.update({f"step {name}": seconds for name, seconds in steps.items()})
+    steps: dict[str, dict[str, float]] = {"first": {}, "second": {}, "detach": {}}
+    times = {"first": timed(lambda: floor.attach_first(PORTAL, iqn, [first], steps["first"]))}
+    times["second"] = timed(lambda: floor.scan_and_wait(PORTAL, iqn, [second], floor.Steps(steps["second"])))
+    times["detach"] = timed(lambda: floor.detach(floor.by_path(PORTAL, iqn, second), steps["detach"]))
+    for phase, split_up in steps.items():
+        times.update(by_step(phase, split_up))
     floor.detach(floor.by_path(PORTAL, iqn, first))
     floor.logout(PORTAL, iqn)
     return times
+
+
+def by_step(phase: str, seconds: dict[str, float]) -> dict[str, float]:
+    """A phase's split as flat keys ("first", "first step login", ...), which ``summarize`` takes medians of."""
+    return {(phase if name == "total" else f"{phase} step {name}"): value for name, value in seconds.items()}
 
 
 def round_osbrick(brick: OsBrick, array: Array, iqn: str) -> dict[str, float]:
@@ -378,12 +388,17 @@ def single_attach(agent: Agent, brick: OsBrick, array: Array, iqn: str) -> dict[
 
 
 def summarize(samples: Sequence[dict[str, float] | str]) -> dict[str, Any]:
+    """Medians per key; a step one round did not take (a login the session made unnecessary) took 0 s."""
     good = [s for s in samples if isinstance(s, dict)]
     if not good:
         return {"error": str(samples[0]) if samples else "no sample"}
+    keys = dict.fromkeys(key for s in good for key in s)
     return {
-        key: {"median": statistics.median(s[key] for s in good), "samples": [s[key] for s in good]}
-        for key in good[0]
+        key: {
+            "median": statistics.median(s.get(key, 0.0) for s in good),
+            "samples": [s.get(key, 0.0) for s in good],
+        }
+        for key in keys
     }
 
 
@@ -393,11 +408,11 @@ def summarize(samples: Sequence[dict[str, float] | str]) -> dict[str, Any]:
 def parallel(agent: Agent, brick: OsBrick, array: Array, iqn: str) -> dict[str, Any]:
     results: dict[str, Any] = {}
 
-    def agent_run() -> dict[str, float]:
+    def agent_run() -> dict[str, Any]:
         with ThreadPoolExecutor(len(PARALLEL_LUNS)) as pool:
-            seconds = timed(lambda: list(pool.map(agent.service.attach, PARALLEL_LUNS)))
+            steps = split(agent.steps, lambda: list(pool.map(agent.service.attach, PARALLEL_LUNS)))
             list(pool.map(lambda v: agent.service.detach(v, force=False), PARALLEL_LUNS))
-        return {"seconds": seconds}
+        return {"seconds": steps.pop("total"), "steps": steps}
 
     def floor_run() -> dict[str, float]:
         ids = [array.map(path) for path in PARALLEL_LUNS]
@@ -426,8 +441,13 @@ def multipath(agent_mp: Agent, brick: OsBrick, array: Array, iqn: str) -> dict[s
 
     def agent_run() -> dict[str, Any]:
         attached: list[Any] = []
-        seconds = timed(lambda: attached.append(agent_mp.service.attach(MULTIPATH_LUN)[0]))
-        figures = {"seconds": seconds, "device": str(attached[0].device), "portals": len(attached[0].portals)}
+        steps = split(agent_mp.steps, lambda: attached.append(agent_mp.service.attach(MULTIPATH_LUN)[0]))
+        figures = {
+            "seconds": steps.pop("total"),
+            "steps": steps,
+            "device": str(attached[0].device),
+            "portals": len(attached[0].portals),
+        }
         try:
             agent_mp.service.detach(MULTIPATH_LUN, force=False)
         except Exception as exc:  # noqa: BLE001 - the attach was measured; say why the detach was refused

@@ -151,6 +151,54 @@ def timing_section(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+_PHASES = (
+    ("first", "attach, first LUN"),
+    ("second", "attach, second LUN"),
+    ("detach", "detach of one LUN"),
+)
+
+
+def steps_section(results: dict[str, Any]) -> list[str]:
+    """Each phase's median split, the agent's steps (as its step metric records them) over the floor's:
+    the medians of the parts need not add up to the median of the whole."""
+    lines = [
+        "Where the time goes, seconds (medians): the agent's steps, journal writes and the rest; the floor's steps"
+    ]
+    single = results.get("single")
+    if _err(single):
+        lines.append(f"  single: {_err(single)}")
+    else:
+        for key, name in _PHASES:
+            for impl in ("agent", "floor"):
+                lines.append(f"  {name:20} {impl:6} {_split_line(single.get(impl), key)}")
+    for key, name in (("parallel", "parallel attaches"), ("multipath", "multipath attach")):
+        agent = (results.get(key) or {}).get("agent")
+        if _err(agent) or "steps" not in agent:
+            lines.append(f"  {name}: {_err(agent) or NOT_MEASURED}")
+            continue
+        count = results.get("parallel_count", 1) if key == "parallel" else 1
+        per = "per attach, step seconds summed over the threads" if key == "parallel" else "agent"
+        steps = ", ".join(f"{step} {seconds / count:.2f}" for step, seconds in _by_size(agent["steps"]))
+        lines.append(f"  {name} ({per}): {float(agent['seconds']):.2f} s wall = {steps}")
+    return lines
+
+
+def _split_line(summary: Any, phase: str) -> str:
+    if _err(summary):
+        return str(_err(summary))
+    prefix = f"{phase} step "
+    parts = {
+        key[len(prefix) :]: float(value["median"]) for key, value in summary.items() if key.startswith(prefix)
+    }
+    total = float(summary[phase]["median"]) if phase in summary else None
+    shown = ", ".join(f"{step} {seconds:.2f}" for step, seconds in _by_size(parts)) or "no split recorded"
+    return f"{_secs(total)} = {shown}"
+
+
+def _by_size(parts: dict[str, float]) -> list[tuple[str, float]]:
+    return sorted(parts.items(), key=lambda item: -item[1])
+
+
 def daemon_section(results: dict[str, Any]) -> list[str]:
     lines = []
     for key, title in (
@@ -225,7 +273,7 @@ def render(results: dict[str, Any]) -> str:
         lines.append("a --quick run: one round, 4 parallel attaches, 3 daemon cycles, 200 health requests")
     if results.get("os-brick unavailable"):
         lines.append(f"os-brick: {NOT_MEASURED} ({results['os-brick unavailable']})")
-    for section in (calls_section, timing_section, daemon_section):
+    for section in (calls_section, timing_section, steps_section, daemon_section):
         lines.append("")
         lines.extend(section(results))
     return "\n".join(lines)
