@@ -101,8 +101,28 @@ class IscsiConfig:
     replacement_timeout: int  # seconds; resolved by mode when the file leaves it empty
     chap_username: str
     chap_secret_file: Path | None
+    chap_target_username: str  # mutual CHAP: the user the target answers as
+    chap_target_secret_file: Path | None
     chap_secret: str = field(repr=False)
+    chap_target_secret: str = field(repr=False)
     portal_networks: tuple[Network, ...]
+    source: Path = DEFAULT_PATH  # the file these came from, named in errors when the secrets are read again
+
+    def read_chap_secrets(self) -> ChapSecrets:
+        """The CHAP secrets as their files hold them now, checked as at start (a rotation rewrites them)."""
+        return read_chap_secrets(
+            self.source,
+            self.chap_username,
+            self.chap_secret_file,
+            self.chap_target_username,
+            self.chap_target_secret_file,
+        )
+
+
+@dataclass(frozen=True)
+class ChapSecrets:
+    secret: str = field(repr=False)  # the initiator's (one-way CHAP); empty without CHAP
+    target_secret: str = field(repr=False)  # the target's (mutual CHAP); empty without it
 
 
 @dataclass(frozen=True)
@@ -306,6 +326,8 @@ SCHEMA: Mapping[str, Mapping[str, tuple[Callable[[str], Any], str]]] = {
         "replacement_timeout": (_replacement_timeout, ""),
         "chap_username": (_text, ""),
         "chap_secret_file": (_optional_path, ""),
+        "chap_target_username": (_text, ""),
+        "chap_target_secret_file": (_optional_path, ""),
         "portal_networks": (_networks, ""),
     },
     "reconciler": {
@@ -345,9 +367,13 @@ def parse_config(text: str, path: Path) -> Config:
             raise _error(path, section, key, f"is required ({why})")
     array, iscsi = values["array"], values["iscsi"]
     password = _secret(path, "array", "password", array["password"], array["password_file"])
-    chap_secret = _secret(path, "iscsi", "chap_secret", "", iscsi["chap_secret_file"])
-    if iscsi["chap_username"] and not chap_secret:
-        raise _error(path, "iscsi", "chap_secret_file", "is required when chap_username is set")
+    chap = read_chap_secrets(
+        path,
+        iscsi["chap_username"],
+        iscsi["chap_secret_file"],
+        iscsi["chap_target_username"],
+        iscsi["chap_target_secret_file"],
+    )
     _check_client_certificate(path, array["client_cert"], array["client_key"])
     if iscsi["replacement_timeout"] is None:
         iscsi["replacement_timeout"] = (
@@ -356,7 +382,9 @@ def parse_config(text: str, path: Path) -> Config:
     return Config(
         agent=AgentConfig(**values["agent"]),
         array=ArrayConfig(**{**array, "password": password}),
-        iscsi=IscsiConfig(**iscsi, chap_secret=chap_secret),
+        iscsi=IscsiConfig(
+            **iscsi, chap_secret=chap.secret, chap_target_secret=chap.target_secret, source=path
+        ),
         reconciler=ReconcilerConfig(**values["reconciler"]),
         metrics=MetricsConfig(**values["metrics"]),
     )
@@ -414,6 +442,69 @@ def _secret(path: Path, section: str, key: str, inline: str, secret_file: Path |
         secret_file, SECRET, lambda problem: _error(path, section, f"{key}_file", f"{secret_file} {problem}")
     )
     return text.strip()
+
+
+def read_chap_secrets(
+    path: Path,
+    username: str,
+    secret_file: Path | None,
+    target_username: str,
+    target_secret_file: Path | None,
+) -> ChapSecrets:
+    """Read and check the CHAP secret files: the one-way pair, and the target's pair for mutual CHAP.
+
+    The target proves itself only to an initiator it checks (open-iscsi sends its challenge along
+    with its own response), so the target's pair needs the one-way pair. Its secret must differ
+    from the initiator's: RFC 3720 (8.2.1) forbids one secret for both directions and ONTAP refuses
+    equal inbound and outbound passwords. It must be 12 characters at least (RFC 3720's 96 bits;
+    Windows initiators and several targets refuse shorter ones) and fit open-iscsi's record (255
+    characters, one line). ONTAP's documentation gives user names 1 to 128 bytes and no length rule
+    for the passwords.
+    """
+    secret = _secret(path, "iscsi", "chap_secret", "", secret_file)
+    if username and not secret:
+        raise _error(path, "iscsi", "chap_secret_file", "is required when chap_username is set")
+    if bool(target_username) != (target_secret_file is not None):
+        given, missing = (
+            ("chap_target_username", "chap_target_secret_file")
+            if target_username
+            else ("chap_target_secret_file", "chap_target_username")
+        )
+        raise _error(path, "iscsi", missing, f"is required when {given} is set")
+    if target_secret_file is None:
+        return ChapSecrets(secret, "")
+    if not username:
+        raise _error(
+            path,
+            "iscsi",
+            "chap_target_username",
+            "needs one-way CHAP (chap_username and chap_secret_file): the target proves itself "
+            "only to an initiator it checks",
+        )
+    target_secret = _secret(path, "iscsi", "chap_target_secret", "", target_secret_file)
+    problem = _target_secret_problem(target_secret, secret)
+    if problem:
+        raise _error(path, "iscsi", "chap_target_secret_file", f"{target_secret_file} {problem}")
+    return ChapSecrets(secret, target_secret)
+
+
+MIN_TARGET_SECRET, MAX_CHAP_SECRET = 12, 255
+
+
+def _target_secret_problem(target_secret: str, secret: str) -> str | None:
+    """What makes the target's secret unusable, never quoting it."""
+    if target_secret == secret:
+        return (
+            "holds the same secret as chap_secret_file; the array refuses equal inbound and "
+            "outbound secrets (and RFC 3720 one secret for both directions)"
+        )
+    if len(target_secret) < MIN_TARGET_SECRET:
+        return f"holds a secret shorter than {MIN_TARGET_SECRET} characters (RFC 3720: 96 bits at least)"
+    if len(target_secret) > MAX_CHAP_SECRET:
+        return f"holds a secret longer than {MAX_CHAP_SECRET} characters (open-iscsi's limit)"
+    if any(ord(char) < 32 or ord(char) == 127 for char in target_secret):
+        return "holds a control character (a line break, a tab, ...); open-iscsi's record cannot hold it"
+    return None
 
 
 def _read_trusted(

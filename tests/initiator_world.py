@@ -29,7 +29,7 @@ from iscsi_agent.host.waiting import Clock
 from ontap_sim import Simulator
 from tests.fakes import HostTree
 
-EXIT_SESSION_EXISTS, EXIT_NO_RECORDS, EXIT_LOGIN_FAILED = 15, 21, 19
+EXIT_SESSION_EXISTS, EXIT_NO_RECORDS, EXIT_LOGIN_FAILED, EXIT_AUTH_FAILED = 15, 21, 19, 24
 
 
 @dataclass
@@ -138,6 +138,16 @@ class SimulatedInitiator:
                 return CommandResult(args, EXIT_SESSION_EXISTS, "", "session exists")
             if key not in self.records:
                 return CommandResult(args, EXIT_NO_RECORDS, "", "no records found")
+            refused = self._auth_refusal(key)
+            if refused:
+                return CommandResult(
+                    args,
+                    EXIT_AUTH_FAILED,
+                    "",
+                    f"iscsiadm: Could not login to [iface: default, target: {key[0]}, portal: {key[1]}].\n"
+                    f"iscsiadm: initiator reported error (24 - iSCSI login failed due to authorization "
+                    f"failure)\n",
+                )
             sid = next(self._ids)
             self.sessions[key] = LiveSession(sid, sid + 1)
             # iscsid hands the record's replacement_timeout to the kernel as the session's recovery_tmo
@@ -178,6 +188,51 @@ class SimulatedInitiator:
         return CommandResult(args, 0, "# BEGIN RECORD 2.1.8\n" + shown + "# END RECORD\n", "")
 
     # --- dm-multipath -------------------------------------------------------------------
+    def _auth_refusal(self, key: tuple[str, str]) -> str:
+        """Why the target refuses this login, as ONTAP checks the initiator's security entry (else the
+        SVM's default) against what the node record holds; "" when it admits it.
+
+        The record is what iscsid logs in with: the settings ``-o update`` gave and the secret lines
+        in its files. With mutual CHAP the initiator checks the target too: a record that expects the
+        target to answer (``username_in``) fails unless the entry's outbound user and secret match.
+        """
+        with self.sim.state.lock:
+            chap = self.sim.state.chap
+            entry = chap.get((self.svm, self.initiator)) or chap.get((self.svm, "default"))
+        record = {**self.record_values(key), **self.records[key]}
+        wants_target = bool(record.get("node.session.auth.username_in"))
+        if entry is None or entry.auth_type == "none":
+            return "the target does not answer the initiator's challenge" if wants_target else ""
+        if entry.auth_type == "deny":
+            return "denied"
+        given = tuple(
+            record.get(f"node.session.auth.{name}") for name in ("authmethod", "username", "password")
+        )
+        if given != ("CHAP", entry.inbound_user, entry.inbound_password):
+            return "the initiator's CHAP user or secret is not the entry's"
+        target = (record.get("node.session.auth.username_in"), record.get("node.session.auth.password_in"))
+        if (entry.outbound_user or wants_target) and target != (entry.outbound_user, entry.outbound_password):
+            return "the target's CHAP user or secret is not what the initiator expects"
+        return ""
+
+    def record_values(self, key: tuple[str, str]) -> dict[str, str]:
+        """The ``name = value`` lines of the node record files of target and portal (the secrets)."""
+        record = self._node_record(*key)
+        files = [path for path in record.parent.glob(f"{record.name}*") if path.is_file()]
+        files += [
+            path
+            for folder in record.parent.glob(f"{record.name},*")
+            if folder.is_dir()
+            for path in folder.iterdir()
+        ]
+        values: dict[str, str] = {}
+        for path in files:
+            for line in path.read_text().splitlines():
+                name, equals, value = line.partition(" = ")
+                if equals and not name.startswith("#"):
+                    values[name] = value
+        return values
+
     def _multipath(self, args: tuple[str, ...]) -> CommandResult:
         """multipathd builds a map by WWID from the paths it is given; ``multipath -f`` refuses a map
         anything holds, opens or mounts (the paths' own holds by the map are the map's)."""

@@ -28,6 +28,7 @@ between would lose its session). The lock is re-entrant, so the steps take it ag
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -300,7 +301,10 @@ class Iscsiadm:
         rewrites every node record at the portal with iscsid.conf's defaults, which is the hazard
         the VM tests show. A record it adds holds those defaults until ``ensure_node``. Without
         discovery CHAP it is one call; with it, the discovery record carries the credentials first
-        (the secret written into its file, as for a node record).
+        (the secret written into its file, as for a node record). One-way only: the target proves
+        itself (mutual CHAP) at the login of the session, and a discovery that demanded it fails on
+        a target that does not authenticate discovery sessions (tgtd answers None, which the
+        initiator then refuses); a discovery session only lists target names.
         """
         if chap is None:
             base: tuple[str, ...] = ("-m", "discovery", "-t", "sendtargets", "-p", str(portal))
@@ -308,6 +312,7 @@ class Iscsiadm:
             base = ("-m", "discoverydb", "-t", "sendtargets", "-p", str(portal))
         with self._locks.lock(portal):
             if chap is not None:
+                chap = dataclasses.replace(chap, username_in=None, password_in=None)
                 # A discovery record that is missing shows as exit 6, "Discovery record [...] not found."
                 self._ensure_record(
                     f"discoverydb {portal}",

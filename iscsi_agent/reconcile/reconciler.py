@@ -26,6 +26,7 @@ from iscsi_agent.journal.model import Kind
 from iscsi_agent.reconcile.act import Executor, Result
 from iscsi_agent.reconcile.observe import StateReader
 from iscsi_agent.reconcile.plan import Action, ActionKind, Policy, Reason, plan
+from iscsi_agent.service.chap import ChapRotation
 from iscsi_agent.service.locks import OperationGate
 from iscsi_agent.service.observe import Observer
 from iscsi_agent.service.recovery import Recovery
@@ -60,8 +61,10 @@ class Reconciler:
         observer: Observer,
         busy_timeout: float,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        chap: ChapRotation | None = None,
     ) -> None:
         self._reader = reader
+        self._chap = chap
         self._executor = executor
         self._operations = operations
         self._recovery = recovery
@@ -85,6 +88,8 @@ class Reconciler:
                 with self._gate.exclusive(self._busy_timeout) as quiet:
                     if not quiet:
                         raise ReconcileBusy(self._busy_timeout)
+                    if self._chap is not None and not dry_run:
+                        self._chap.ensure()  # a rotated secret reaches the array before this pass logs in
                     actions = self._plan()
                     results = self._preview(actions) if dry_run else self._act(actions)
             except AgentError:

@@ -14,7 +14,7 @@ import logging
 import threading
 
 from iscsi_agent.array.client import ArrayClient
-from iscsi_agent.array.model import ChapCredentials, Igroup, Lif, Lun
+from iscsi_agent.array.model import Igroup, Lif, Lun
 from iscsi_agent.service.igroup import check_created, choose_igroup
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,8 @@ class ArrayView:
         initiator: str,
         igroup_name: str,
         os_type: str,
-        chap: ChapCredentials | None = None,
     ) -> None:
         self._array = array
-        self._chap = chap
         self._initiator = initiator
         self._own_name = igroup_name
         self._os_type = os_type
@@ -56,14 +54,11 @@ class ArrayView:
     def igroup(self) -> Igroup:
         """This host's igroup by the design's rule, created (with the initiator) when there is none.
 
-        With CHAP configured, the initiator's security entry on the array is set at the same time,
-        once per agent lifetime: secrets cannot be read back to compare, and a changed secret file
-        takes effect at the next start.
+        The initiator's CHAP entry is not this view's: ``service/chap.py`` sets it, and again
+        whenever a secret file changes.
         """
         with self._lock:
             if self._igroup is None:
-                if self._chap is not None:
-                    self._array.set_chap_credentials(self._chap)
                 self._igroup = self._find_or_create_igroup()
             return self._igroup
 

@@ -33,6 +33,7 @@ from iscsi_agent.journal.store import Journal
 from iscsi_agent.naa import multipath_wwid, netapp_wwid
 from iscsi_agent.portal import Portal
 from iscsi_agent.service.array_view import ArrayView
+from iscsi_agent.service.chap import ChapRotation
 from iscsi_agent.service.errors import DevicesLeftBehind, NoUsablePortal, TargetMismatch
 from iscsi_agent.service.logins import Logins
 from iscsi_agent.service.lun_device import LunDevices
@@ -75,9 +76,11 @@ class Attacher:
         clock: Clock,
         observer: Observer,
         left_open: LeftOpen,
+        chap: ChapRotation | None = None,
     ) -> None:
         self._array = array
         self._view = view
+        self._chap = chap
         self._logins = logins
         self._lun_devices = lun_devices
         self._routes = routes
@@ -97,10 +100,16 @@ class Attacher:
 
         return self._operations.run(Kind.ATTACH, volume, lun.uuid, body)
 
+    def _igroup(self) -> Igroup:
+        """This host's igroup, with the initiator's CHAP entry (a rotated secret first) in place."""
+        if self._chap is not None:
+            self._chap.ensure()
+        return self._view.igroup()
+
     def _attach(
         self, volume: str, lun: Lun, steps: StepRecorder, rollback: Rollback, uses: ExitStack
     ) -> Attachment:
-        igroup = steps.run(Step.IGROUP, self._view.igroup, igroup=self._view.own_igroup_name)
+        igroup = steps.run(Step.IGROUP, self._igroup, igroup=self._view.own_igroup_name)
         mapping = self._map(lun, igroup, steps, rollback)
         target_iqn = self._view.target_iqn()
         lifs = self._lifs(lun, mapping)

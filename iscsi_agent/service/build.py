@@ -9,13 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from iscsi_agent.array.client import ArrayClient
-from iscsi_agent.array.model import ChapAuth, ChapCredentials
-from iscsi_agent.config import Config
+from iscsi_agent.config import ChapSecrets, Config
 from iscsi_agent.host.blockdev import BlockOps, KernelBlockOps
 from iscsi_agent.host.command import CommandRunner
 from iscsi_agent.host.devices import Devices, Watch
 from iscsi_agent.host.iscsi_db import IscsiDatabase
-from iscsi_agent.host.iscsiadm import Chap, Iscsiadm, NodeSettings
+from iscsi_agent.host.iscsiadm import Iscsiadm, NodeSettings
 from iscsi_agent.host.multipath import Multipath
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.removal import DeviceRemover
@@ -30,6 +29,7 @@ from iscsi_agent.reconcile.plan import Policy
 from iscsi_agent.reconcile.reconciler import Reconciler
 from iscsi_agent.service.array_view import ArrayView
 from iscsi_agent.service.attach import Attacher, AttachSettings
+from iscsi_agent.service.chap import ChapRotation, ChapUsers
 from iscsi_agent.service.detach import Detacher
 from iscsi_agent.service.handed_out import HandedOutDevices
 from iscsi_agent.service.igroup import igroup_name
@@ -77,24 +77,14 @@ def build_host(
     )
 
 
-def node_settings(config: Config) -> NodeSettings:
-    chap = Chap(config.iscsi.chap_username, config.iscsi.chap_secret) if config.iscsi.chap_username else None
+def node_settings(config: Config, chap: ChapUsers | None) -> NodeSettings:
+    """The node records' settings, with the CHAP secrets read at start (``ChapRotation`` replaces them)."""
+    iscsi = config.iscsi
+    secrets = ChapSecrets(iscsi.chap_secret, iscsi.chap_target_secret)
     return NodeSettings(
-        login_timeout=int(config.iscsi.login_timeout),
-        replacement_timeout=config.iscsi.replacement_timeout,
-        chap=chap,
-    )
-
-
-def array_chap(config: Config, initiator: str) -> ChapCredentials | None:
-    """One-way CHAP for this initiator on the array, the same user and secret the node records carry."""
-    if not config.iscsi.chap_username:
-        return None
-    return ChapCredentials(
-        initiator,
-        ChapAuth.CHAP,
-        inbound_user=config.iscsi.chap_username,
-        inbound_secret=config.iscsi.chap_secret,
+        login_timeout=int(iscsi.login_timeout),
+        replacement_timeout=iscsi.replacement_timeout,
+        chap=chap.for_host(secrets) if chap is not None else None,
     )
 
 
@@ -135,9 +125,18 @@ def build_services(
         initiator=initiator,
         igroup_name=igroup_name(config.array.igroup_prefix, hostname, initiator),
         os_type=config.array.os_type,
-        chap=array_chap(config, initiator),
     )
-    logins = Logins(host.iscsiadm, host.sessions, node_settings(config), clock)
+    users = (
+        ChapUsers(initiator, config.iscsi.chap_username, config.iscsi.chap_target_username)
+        if config.iscsi.chap_username
+        else None
+    )
+    logins = Logins(host.iscsiadm, host.sessions, node_settings(config, users), clock)
+    chap = (
+        ChapRotation(users, config.iscsi.read_chap_secrets, array=array, view=view, logins=logins)
+        if users is not None
+        else None
+    )
     timeouts = LunDeviceTimeouts(device=config.iscsi.device_timeout, removal=config.iscsi.device_timeout)
     attacher = Attacher(
         array=array,
@@ -165,6 +164,7 @@ def build_services(
         clock=clock,
         observer=observer,
         left_open=left_open,
+        chap=chap,
     )
     detacher = Detacher(
         array=array,
@@ -233,6 +233,7 @@ def build_services(
         clock=clock,
         observer=observer,
         busy_timeout=config.reconciler.interval,
+        chap=chap,
     )
     return AgentServices(volumes, recovery, reconciler, logins)
 

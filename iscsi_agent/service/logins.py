@@ -15,6 +15,7 @@ not change (it is reconnecting) keeps its value and is still used: the next use 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import Counter
@@ -22,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from iscsi_agent.host.errors import SysfsError, WaitTimeout
-from iscsi_agent.host.iscsiadm import Iscsiadm, NodeSettings
+from iscsi_agent.host.iscsiadm import Chap, Iscsiadm, NodeSettings
 from iscsi_agent.host.sessions import Session, Sessions
 from iscsi_agent.host.waiting import Clock, wait_until
 from iscsi_agent.journal.model import Step
@@ -88,6 +89,20 @@ class Logins:
             log.warning("%s keeps its recovery timeout of %ss, not %ss: %s", where, current, wanted, exc)
             return
         log.info("%s: recovery timeout %ss -> %ss (replacement_timeout)", where, current, wanted)
+
+    def use_chap(self, chap: Chap | None) -> None:
+        """Every login and discovery from now on carries these credentials (a rotated secret)."""
+        self._settings = dataclasses.replace(self._settings, chap=chap)
+
+    def rewrite_records(self, target_iqn: str, portals: Iterable[Portal]) -> None:
+        """Give the node records of the target at these portals the current settings (none is made:
+        a portal without a record gets one at its first login), so whoever logs in there next, the
+        agent or iscsiadm by hand, uses them."""
+        for portal in portals:
+            with self._iscsiadm.portal_lock(portal):
+                records = self._iscsiadm.node_records(target_iqn, portal)
+                if records is not None:
+                    self._iscsiadm.ensure_node(target_iqn, portal, self._settings, known=records)
 
     def session(self, target_iqn: str, portal: Portal) -> tuple[Session, bool]:
         """A logged-in session to the target through portal, and whether this call logged it in."""

@@ -63,6 +63,38 @@ def test_mutual_chap_can_be_set_then_dropped_back_to_one_way(client):
     assert (read.inbound_user, read.mutual) == ("hostuser2", False)
 
 
+def stored_entry(sim):
+    with sim.state.lock:
+        return sim.state.chap_entry(sim.state.svm(name="svm1"), INITIATOR)
+
+
+def test_a_mutual_entry_stores_both_users_and_secrets_and_a_rotation_replaces_both_in_place(
+    client, ontap_sim, wire
+):
+    client.set_chap_credentials(
+        ChapCredentials(INITIATOR, ChapAuth.CHAP, "hostuser", "hostsecret12", "arrayuser", "arraysecret1")
+    )
+    entry = stored_entry(ontap_sim)
+    assert (entry.inbound_user, entry.inbound_password, entry.outbound_user, entry.outbound_password) == (
+        "hostuser",
+        "hostsecret12",
+        "arrayuser",
+        "arraysecret1",
+    )
+    ontap_sim.reset_counts()
+    client.set_chap_credentials(
+        ChapCredentials(INITIATOR, ChapAuth.CHAP, "hostuser", "hostsecret34", "arrayuser", "arraysecret3")
+    )
+    entry = stored_entry(ontap_sim)
+    assert (entry.inbound_password, entry.outbound_password) == ("hostsecret34", "arraysecret3")
+    # in place: ONTAP's modify (ZAPI iscsi-initiator-modify-chap-params, REST PATCH), never a delete
+    # that would leave the initiator to the SVM's default policy meanwhile
+    deletes = [
+        key for key, n in ontap_sim.counts.items() if n and ("delete-auth" in key[1] or "DELETE" in key[1])
+    ]
+    assert deletes == []
+
+
 def test_chap_can_be_turned_off(client):
     client.set_chap_credentials(ChapCredentials(INITIATOR, ChapAuth.CHAP, "hostuser", "hostsecret12"))
     client.set_chap_credentials(ChapCredentials(INITIATOR, ChapAuth.NONE))

@@ -326,3 +326,92 @@ def test_a_secret_that_is_not_a_regular_file_is_refused(tmp_path):
     os.mkfifo(fifo, 0o600)
     with pytest.raises(ConfigError, match=r"\[array\] password_file: .*fifo is not a regular file"):
         parse_config(MINIMAL + f"password_file = {fifo}\n", CONF)
+
+
+# -- mutual CHAP: the target's user and secret ------------------------------------------------------
+
+
+def chap_lines(
+    tmp_path: Path, *, secret: str = "chapsecret123", target: str | None = "targetsecret45"
+) -> str:
+    """[iscsi] with one-way CHAP, and the target's credentials when ``target`` is a secret."""
+    lines = f"[iscsi]\nchap_username = u\nchap_secret_file = {write(tmp_path / 'chap', secret, 0o600)}\n"
+    if target is not None:
+        target_file = write(tmp_path / "chap-target", target, 0o600)
+        lines += f"chap_target_username = svm1-target\nchap_target_secret_file = {target_file}\n"
+    return lines
+
+
+def test_mutual_chap_reads_the_targets_secret_from_its_file_and_never_shows_it(tmp_path):
+    config = parse_config(MINIMAL + chap_lines(tmp_path), CONF)
+    assert (config.iscsi.chap_target_username, config.iscsi.chap_target_secret) == (
+        "svm1-target",
+        "targetsecret45",
+    )
+    assert "targetsecret45" not in repr(config)
+
+
+def test_without_the_target_keys_chap_stays_one_way(tmp_path):
+    config = parse_config(MINIMAL + chap_lines(tmp_path, target=None), CONF)
+    assert (config.iscsi.chap_target_username, config.iscsi.chap_target_secret) == ("", "")
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [("chap_target_username = t\n", "chap_target_secret_file"), (None, "chap_target_username")],
+)
+def test_the_targets_user_and_secret_file_go_together(tmp_path, given, missing):
+    if given is None:
+        given = f"chap_target_secret_file = {write(tmp_path / 'target', 'targetsecret45', 0o600)}\n"
+    text = MINIMAL + chap_lines(tmp_path, target=None) + given
+    with pytest.raises(ConfigError, match=rf"^{CONF} \[iscsi\] {missing}: is required when chap_target_"):
+        parse_config(text, CONF)
+
+
+def test_the_targets_credentials_need_one_way_chap(tmp_path):
+    target_file = write(tmp_path / "target", "targetsecret45", 0o600)
+    text = MINIMAL + f"[iscsi]\nchap_target_username = t\nchap_target_secret_file = {target_file}\n"
+    with pytest.raises(ConfigError, match=r"\[iscsi\] chap_target_username: needs one-way CHAP"):
+        parse_config(text, CONF)
+
+
+def test_the_targets_secret_must_differ_from_the_initiators(tmp_path):
+    text = MINIMAL + chap_lines(tmp_path, secret="samesecret1234", target="samesecret1234")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, CONF)
+    assert str(caught.value).startswith(f"{CONF} [iscsi] chap_target_secret_file: {tmp_path / 'chap-target'}")
+    assert "same secret as chap_secret_file" in str(caught.value)
+    assert "samesecret1234" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("secret", "why"),
+    [("too-short", "shorter than 12"), ("x" * 256, "longer than 255"), ("line\nbreak-secret", "control")],
+)
+def test_a_target_secret_open_iscsi_or_the_array_cannot_use_is_refused(tmp_path, secret, why):
+    with pytest.raises(ConfigError, match=rf"\[iscsi\] chap_target_secret_file: .*{why}") as caught:
+        parse_config(MINIMAL + chap_lines(tmp_path, target=secret), CONF)
+    assert secret.strip() not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("mode", "uid", "why"),
+    [
+        (0o640, NOBODY, f"is owned by uid {NOBODY}, not root"),
+        (0o620, 0, "is writable by group or others"),
+        (0o604, 0, "is readable by everyone"),
+    ],
+)
+def test_a_target_secret_file_others_own_read_or_may_write_is_refused(tmp_path, mode, uid, why):
+    lines = chap_lines(tmp_path)
+    write(tmp_path / "chap-target", "targetsecret45", mode, uid)
+    with pytest.raises(ConfigError, match=rf"\[iscsi\] chap_target_secret_file: .*chap-target {why}"):
+        parse_config(MINIMAL + lines, CONF)
+
+
+def test_a_target_secret_file_that_is_a_link_is_not_followed(tmp_path):
+    lines = chap_lines(tmp_path)
+    (tmp_path / "chap-target").unlink()
+    (tmp_path / "chap-target").symlink_to(write(tmp_path / "elsewhere", "targetsecret45", 0o600))
+    with pytest.raises(ConfigError, match=r"\[iscsi\] chap_target_secret_file: .* is a symbolic link"):
+        parse_config(MINIMAL + lines, CONF)

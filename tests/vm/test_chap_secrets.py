@@ -133,3 +133,92 @@ def test_an_unprivileged_user_polling_proc_never_sees_the_chap_secret_during_cha
     for path in (NODES / iqn).rglob("*"):
         if path.is_file():
             assert stat.S_IMODE(os.stat(path).st_mode) & 0o077 == 0, f"{path} is readable by others"
+
+
+# -- mutual CHAP and rotation --------------------------------------------------------------------
+
+MUTUAL_TID = 5
+TARGET_USER = "svm1-target"
+ROTATIONS = {  # file name -> (secret before, secret after)
+    "chap.secret": ("vm-mutual-In-0ld-4c1", "vm-mutual-In-n3w-9d2"),
+    "chap-target.secret": ("vm-mutual-Out-0ld-7e5", "vm-mutual-Out-n3w-2b8"),
+}
+
+
+def write_secret(path: Path, secret: str) -> None:
+    """As an operator rotates: a new 0600 file beside the old one, renamed over it."""
+    new = path.with_name(path.name + ".new")
+    new.write_text(secret + "\n")
+    new.chmod(0o600)
+    new.replace(path)
+
+
+@pytest.fixture
+def mutual(tmp_path: Path, initiator_iqn: str) -> Iterator[tuple[AgentHost, Path]]:
+    for name, (before, _) in ROTATIONS.items():
+        write_secret(tmp_path / name, before)
+    extra = (
+        f"chap_username = {CHAP_USER}\nchap_secret_file = {tmp_path / 'chap.secret'}\n"
+        f"chap_target_username = {TARGET_USER}\nchap_target_secret_file = {tmp_path / 'chap-target.secret'}\n"
+    )
+    with agent_host(ApiChoice.ZAPI, tmp_path / "state", initiator_iqn, MUTUAL_TID, extra) as host:
+        yield host, tmp_path
+
+
+def iscsi_sessions() -> dict[str, str]:
+    """Session name -> ``targetname`` of every session the kernel has."""
+    folder = Path("/sys/class/iscsi_session")
+    return {entry.name: (entry / "targetname").read_text().strip() for entry in sorted(folder.iterdir())}
+
+
+def wait_for(path: str, seconds: float = 90) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if Path(path).exists():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_mutual_chap_attaches_and_a_rotation_reaches_new_logins_while_the_session_keeps_running(mutual):
+    agent, folder = mutual
+    first, _ = agent.service.attach("/vol/vol1/lun1")
+    iqn, portal = first.target_iqn, str(first.portals[0])
+    shown = agent.tgt.show()
+    assert f"{TARGET_USER} (outgoing)" in shown, shown  # tgtd answers the host's challenge
+    record = stored_record(iqn, portal)
+    old_in, old_out = (before for before, _ in ROTATIONS.values())
+    assert (record["node.session.auth.password"], record["node.session.auth.username_in"]) == (
+        old_in,
+        TARGET_USER,
+    )
+    assert record["node.session.auth.password_in"] == old_out
+    sessions = iscsi_sessions()
+    print(f"mutual CHAP login: {sessions}")
+
+    for name, (_, after) in ROTATIONS.items():
+        write_secret(folder / name, after)
+    new_in, new_out = (after for _, after in ROTATIONS.values())
+    second, _ = agent.service.attach("/vol/vol1/lun2")
+    assert iscsi_sessions() == sessions, "the session logged in before the rotation keeps running"
+    with agent.sim.state.lock:
+        entry = agent.sim.state.chap[("svm1", agent.initiator)]
+    assert (entry.inbound_password, entry.outbound_password) == (new_in, new_out)
+    record = stored_record(iqn, portal)
+    assert (record["node.session.auth.password"], record["node.session.auth.password_in"]) == (
+        new_in,
+        new_out,
+    )
+    assert Path(first.device).exists() and Path(second.device).exists()
+
+    # the session drops (logged out here; iscsid giving it up after an outage looks the same):
+    # the reconciler logs in again from the record, with the new secrets tgtd now requires
+    subprocess.run(["iscsiadm", "-m", "node", "-T", iqn, "-p", portal, "--logout"], check=True, timeout=60)
+    assert iscsi_sessions() == {}
+    actions = agent.services.reconciler.run()
+    print(f"reconciler after the logout: {actions}")
+    assert any(a.action == "relogin" and a.done for a in actions)
+    assert list(iscsi_sessions().values()) == [iqn]
+    assert wait_for(first.device) and wait_for(second.device)

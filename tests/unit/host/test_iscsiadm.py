@@ -411,6 +411,20 @@ def test_discovery_chap_is_set_before_discovering(iscsiadm, runner, db_root):
     assert stored(db_root, DISCOVERY_FILE)["discovery.sendtargets.auth.password"] == "discpw"
 
 
+def test_discovery_with_mutual_chap_configured_carries_one_way_chap_only(iscsiadm, runner, db_root):
+    """The target proves itself at the login of the session; a discovery that demanded it would fail on
+    every target that does not authenticate discovery sessions (tgtd: the initiator refuses its None)."""
+    runner.reply(SHOW_DISCOVERYDB, stdout=DISCOVERYDB_DEFAULTS)
+    iscsiadm.discover(PORTAL, chap=Chap("disc", "discpw", username_in="tgt", password_in="tgtpw-of-14ch"))
+    assert runner.argvs[1] == update_argv(
+        DISCOVERYDB,
+        (("discovery.sendtargets.auth.authmethod", "CHAP"), ("discovery.sendtargets.auth.username", "disc")),
+    )
+    record = stored(db_root, DISCOVERY_FILE)
+    assert record["discovery.sendtargets.auth.password"] == "discpw"
+    assert "discovery.sendtargets.auth.password_in" not in record
+
+
 @pytest.mark.parametrize(
     ("exit_code", "meaning"),
     [

@@ -124,10 +124,18 @@ def host_layer(config: Config, world: SimulatedInitiator, clock: FakeClock, bloc
 
 
 def config_for(
-    sim: Simulator, root: Path, state: Path, *, multipath: bool = False, chap_secret_file: Path | None = None
+    sim: Simulator,
+    root: Path,
+    state: Path,
+    *,
+    multipath: bool = False,
+    chap_secret_file: Path | None = None,
+    chap_target_secret_file: Path | None = None,
 ) -> Config:
     url = urlsplit(sim.base_url)
     chap = f"chap_username = compute-7\nchap_secret_file = {chap_secret_file}\n" if chap_secret_file else ""
+    if chap_target_secret_file:
+        chap += f"chap_target_username = svm1-target\nchap_target_secret_file = {chap_target_secret_file}\n"
     text = f"""
 [agent]
 host_root = {root}
