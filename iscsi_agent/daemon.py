@@ -185,7 +185,6 @@ class Daemon:
         metrics.registry.register(
             HostCollector(host.sessions, lambda: len(volumes.attachments()), host.multipath)
         )
-        schedule = Schedule(services.reconciler.run_scheduled, self.config.reconciler.interval)
         metrics_server = None
         if self.config.metrics.listen is not None:
             metrics_server = metrics.serve(self.config.metrics.listen)
@@ -195,7 +194,7 @@ class Daemon:
         where = listener.path or "the socket systemd passed"
         log.info("iscsi-agent serving on %s for %s (journal %s)", where, initiator, journal.path)
         self.notifier.notify(f"READY=1\nSTATUS={_status(service)}")
-        _start_background(schedule, volumes)
+        schedule = _start_background(services.reconciler, self.config.reconciler.interval, volumes)
         try:
             interval = _watchdog_interval(self.environ) or STATUS_INTERVAL
             keep_watch(self.stop, interval, vitals, self.notifier.notify, lambda: _status(service))
@@ -238,10 +237,12 @@ class Daemon:
         return bind(agent.socket, agent.socket_mode, agent.socket_group)
 
 
-def _start_background(schedule: Schedule, volumes: VolumeService) -> None:
+def _start_background(reconciler: Reconciler, interval: float, volumes: VolumeService) -> Schedule:
     """The reconciler's schedule, and the reads of the SVM's facts every attach needs."""
+    schedule = Schedule(reconciler.run_scheduled, interval)
     schedule.start()
     threading.Thread(target=_prepare, args=(volumes,), name="prepare", daemon=True).start()
+    return schedule
 
 
 def _prepare(volumes: VolumeService) -> None:
