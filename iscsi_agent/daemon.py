@@ -58,6 +58,7 @@ JOURNAL_KEEPS = timedelta(days=30)  # finished operations are kept this long for
 STATUS_INTERVAL = 30.0  # how often STATUS= is refreshed when systemd runs no watchdog
 RECOVERY_SECONDS_PER_OPERATION = 180.0  # start-up may take this much longer per interrupted operation
 VITALS_TIMEOUT = 10.0  # starting iscsiadm --version takes milliseconds; a stuck start is a problem too
+NOT_CHECKED = "not_checked"  # the array's health before it was first asked
 
 
 class Notifier(Protocol):
@@ -78,7 +79,7 @@ class ArrayProbe:
         self._clock = clock
         self._lock = threading.Lock()
         self._checked_at: float | None = None
-        self._last = ArrayHealth(reachable=False, error="not_checked")
+        self._last = ArrayHealth(reachable=False, error=NOT_CHECKED)
 
     def health(self) -> ArrayHealth:
         with self._lock:
@@ -91,6 +92,11 @@ class ArrayProbe:
                 except AgentError as exc:
                     self._last = ArrayHealth(reachable=False, api=self._array.api or None, error=exc.code)
             return self._last
+
+    @property
+    def last(self) -> ArrayHealth:
+        """The last answer, without asking (the lock is held while the array is asked)."""
+        return self._last
 
 
 class AgentService:
@@ -122,8 +128,9 @@ class AgentService:
     def attachment(self, volume: str) -> Attachment:
         return self._volumes.attachment(volume)
 
-    def health(self) -> Health:
-        array = self._probe.health()
+    def health(self, *, ask_array: bool = True) -> Health:
+        """``ask_array=False``: the array as last asked, for a status that must not wait for it."""
+        array = self._probe.health() if ask_array else self._probe.last
         sessions = sum(1 for session in self._sessions.current() if session.logged_in)
         problems = [*self._reconciler.degraded, *self._vitals.problems]
         last = self._reconciler.last
@@ -185,7 +192,6 @@ class Daemon:
         metrics.registry.register(
             HostCollector(host.sessions, lambda: len(volumes.attachments()), host.multipath)
         )
-        schedule = Schedule(services.reconciler.run_scheduled, self.config.reconciler.interval)
         metrics_server = None
         if self.config.metrics.listen is not None:
             metrics_server = metrics.serve(self.config.metrics.listen)
@@ -194,8 +200,10 @@ class Daemon:
         vitals.watch(vital_checks(self.config, server, metrics_server, journal))
         where = listener.path or "the socket systemd passed"
         log.info("iscsi-agent serving on %s for %s (journal %s)", where, initiator, journal.path)
-        self.notifier.notify(f"READY=1\nSTATUS={_status(service)}")
-        _start_background(schedule, volumes)
+        # the array is first asked after READY (by health, the SVM's facts, an attach): a slow or
+        # unreachable array must not hold the start, and its client's imports are not paid before it
+        self.notifier.notify(f"READY=1\nSTATUS={_status(service, ask_array=False)}")
+        schedule = _start_background(services.reconciler, self.config.reconciler.interval, volumes)
         try:
             interval = _watchdog_interval(self.environ) or STATUS_INTERVAL
             keep_watch(self.stop, interval, vitals, self.notifier.notify, lambda: _status(service))
@@ -238,10 +246,12 @@ class Daemon:
         return bind(agent.socket, agent.socket_mode, agent.socket_group)
 
 
-def _start_background(schedule: Schedule, volumes: VolumeService) -> None:
+def _start_background(reconciler: Reconciler, interval: float, volumes: VolumeService) -> Schedule:
     """The reconciler's schedule, and the reads of the SVM's facts every attach needs."""
+    schedule = Schedule(reconciler.run_scheduled, interval)
     schedule.start()
     threading.Thread(target=_prepare, args=(volumes,), name="prepare", daemon=True).start()
+    return schedule
 
 
 def _prepare(volumes: VolumeService) -> None:
@@ -276,12 +286,12 @@ def vital_checks(
     return checks
 
 
-def _status(service: AgentService) -> str:
-    health = service.health()
-    return (
-        f"serving: {health.attachments} attachments, {health.sessions} sessions, "
-        f"array {'reachable' if health.array.reachable else 'unreachable'}"
-    )
+def _status(service: AgentService, *, ask_array: bool = True) -> str:
+    health = service.health(ask_array=ask_array)
+    array = "reachable" if health.array.reachable else "unreachable"
+    if health.array.error == NOT_CHECKED:
+        array = "not asked yet"
+    return f"serving: {health.attachments} attachments, {health.sessions} sessions, array {array}"
 
 
 def _watchdog_interval(environ: MutableMapping[str, str]) -> float | None:

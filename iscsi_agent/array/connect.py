@@ -9,6 +9,10 @@ threshold; below it ZAPI is complete and proven on every ONTAP 9 release.
 
 Detection is one cheap ``GET /api/cluster?fields=version``: a cluster without a REST API
 (before 9.6) fails it and gets ZAPI.
+
+The ZAPI modules (and lxml with them) are imported only when ZAPI is chosen: an agent that talks
+REST never needs them, and one that talks ZAPI needs them once the array is first asked, after
+start-up.
 """
 
 from __future__ import annotations
@@ -25,8 +29,6 @@ from iscsi_agent.array.rest import RestConnection
 from iscsi_agent.array.rest_ops import RestOps
 from iscsi_agent.array.settings import ApiChoice, ArraySettings
 from iscsi_agent.array.transport import HttpTransport
-from iscsi_agent.array.zapi import ZapiConnection
-from iscsi_agent.array.zapi_ops import ZapiOps
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,9 @@ def connect(settings: ArraySettings, *, transport: HttpTransport | None = None) 
     if api is ApiChoice.REST:
         ops = RestOps(RestConnection(transport, settings.vserver, page_size=settings.page_size))
     else:
+        from iscsi_agent.array.zapi import ZapiConnection
+        from iscsi_agent.array.zapi_ops import ZapiOps
+
         ops = ZapiOps(ZapiConnection(transport, settings.vserver, page_size=settings.page_size))
     log.info("talking to %s over %s", transport.base_url, ops.api)
     return OntapClient(ops, cache=LunCache(settings.lun_cache_size), budgets=transport.budgets)

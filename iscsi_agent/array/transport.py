@@ -17,6 +17,9 @@ The environment has no say (``trust_env`` off): ``HTTPS_PROXY``, ``.netrc`` and
 trusts. The array's certificate is checked against ``ArraySettings.trust_store`` (the system's
 store unless ``ca_bundle`` is set), never against the certifi bundle requests ships. Request bodies and the Authorization header are never logged; they carry passwords and
 CHAP secrets.
+
+requests (with urllib3, http.client and ssl) is imported by the first transport made or request
+sent, not with this module: the daemon is READY before it talks to the array.
 """
 
 from __future__ import annotations
@@ -26,9 +29,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import requests
+from typing import TYPE_CHECKING, Any, Protocol
 
 from iscsi_agent.array.budget import DEFAULT_POLICY, Budgets, RetryPolicy
 from iscsi_agent.array.errors import (
@@ -40,6 +41,9 @@ from iscsi_agent.array.errors import (
     ArrayUnreachable,
 )
 from iscsi_agent.array.settings import ArraySettings
+
+if TYPE_CHECKING:
+    import requests
 
 __all__ = ["HttpReply", "HttpTransport", "RetryPolicy", "Session"]
 
@@ -96,6 +100,8 @@ class HttpTransport:
     @classmethod
     def from_settings(cls, settings: ArraySettings, **overrides: Any) -> HttpTransport:
         """A transport with a real keep-alive session configured for TLS and authentication."""
+        import requests
+
         session = requests.Session()
         session.trust_env = False  # no proxy, .netrc or CA bundle from the environment
         session.headers["User-Agent"] = USER_AGENT
@@ -183,6 +189,8 @@ class HttpTransport:
         return reply
 
     def _send_once(self, method: str, path: str, timeout: tuple[float, float], **kwargs: Any) -> HttpReply:
+        import requests  # its exceptions; a transport built on a fake session has not imported it yet
+
         url = self.base_url + path
         try:
             # verify, cert and redirects go with each request, so nothing set on the session can change them

@@ -3,7 +3,9 @@
 An array reports every data LIF of the SVM, including ones on networks this host has no route
 to; logging in to those only costs a login timeout per attach. The kernel's answer to
 RTM_GETROUTE says, for each portal address, whether there is a route, through which interface
-and from which source address. ``KernelRoutes`` is the only user of pyroute2; the rest is pure.
+and from which source address. ``KernelRoutes`` is the only user of pyroute2, and imports it at
+its first lookup: the package is slow to import (it loads its whole API), and start-up needs no
+route; the rest is pure.
 """
 
 from __future__ import annotations
@@ -14,9 +16,6 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
-
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
 # Route types (linux/rtnetlink.h) that deliver a packet; unreachable, blackhole and prohibit do not.
 RTN_UNICAST = 1
@@ -74,6 +73,9 @@ class KernelRoutes:
     """Asks the kernel over rtnetlink, one short-lived socket per lookup batch."""
 
     def lookup_all(self, addresses: Iterable[str]) -> dict[str, Route]:
+        from pyroute2 import IPRoute
+        from pyroute2.netlink.exceptions import NetlinkError
+
         routes: dict[str, Route] = {}
         with IPRoute() as ipr:
             link_names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}

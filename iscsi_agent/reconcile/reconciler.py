@@ -5,7 +5,8 @@ host to itself while it runs (``OperationGate``): it waits for attaches and deta
 gives up, rather than hold them back, when they keep the host busy. Its changes are one journalled
 operation of kind ``reconcile``. Passes run every ``interval`` seconds with a random jitter of up
 to a tenth of it, the first one at a random point of the first interval, so that a fleet restarted
-together does not call its array in step.
+together does not call its array in step. apscheduler is imported when the schedule is made, once
+the daemon serves, not with this module.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
+from typing import TYPE_CHECKING
 
 from iscsi_agent.errors import AgentError
 from iscsi_agent.host.waiting import Clock
@@ -32,6 +31,9 @@ from iscsi_agent.service.observe import Observer
 from iscsi_agent.service.recovery import Recovery
 from iscsi_agent.service.steps import Operations, StepRecorder
 from iscsi_agent.service_api import ReconcileAction, ReconcileBusy
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.interval import IntervalTrigger
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +172,8 @@ def pass_trigger(interval: float, now: datetime, rng: random.Random) -> Interval
     random point of the first interval: agents restarted together spread their passes instead of
     calling in step, and stay spread. (apscheduler adds its jitter after the interval, counting the
     next gap from the jittered fire time, so the base is half a jitter short.)"""
+    from apscheduler.triggers.interval import IntervalTrigger
+
     jitter = interval * JITTER_SHARE
     return IntervalTrigger(
         seconds=interval - jitter / 2,
@@ -182,6 +186,8 @@ class Schedule:
     """Runs ``job`` on ``pass_trigger``'s times, on apscheduler's background thread, one at a time."""
 
     def __init__(self, job: Callable[[], None], interval: float, rng: random.Random | None = None) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
         trigger = pass_trigger(interval, datetime.now(UTC), rng or random.Random())
         self._scheduler = BackgroundScheduler(daemon=True)
         self._scheduler.add_job(

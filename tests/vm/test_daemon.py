@@ -24,6 +24,7 @@ from ontap_sim import Simulator
 from ontap_sim.mirror import TgtMirror
 from ontap_sim.tgt import Tgtadm
 from tests.vm.cleanup import reset_initiator
+from tests.vmtier.daemon import tree_env
 
 MIRROR_TID = 4
 BIN = Path(sys.executable).parent
@@ -41,6 +42,7 @@ class RunningAgent:
     def ctl(self, *args: str) -> tuple[int, dict | str]:
         done = subprocess.run(
             [str(BIN / "iscsi-agentctl"), "--socket", str(self.socket), "--json", *args],
+            env=tree_env(),
             capture_output=True,
             text=True,
             timeout=600,
@@ -93,7 +95,11 @@ def agent(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningAge
     log = tmp_path / "agent.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [str(BIN / "iscsi-agent"), "--config", str(conf)], stdout=out, stderr=subprocess.STDOUT, text=True
+            [str(BIN / "iscsi-agent"), "--config", str(conf)],
+            env=tree_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
     try:
         started = time.monotonic()

@@ -12,10 +12,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import iscsi_agent
+
 BIN = Path(sys.executable).parent
+TREE = Path(iscsi_agent.__file__).resolve().parent.parent
 START_TIMEOUT = 300.0  # an exec under software emulation on a loaded machine is slow
 REQUEST_TIMEOUT = 300.0
 
@@ -53,6 +57,14 @@ def request(
     """``request_raw`` with the body parsed as JSON (None when empty)."""
     status, data = request_raw(sock, method, path, body, timeout)
     return status, json.loads(data) if data else None
+
+
+def tree_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """An environment whose agent commands import the tree under test: the venv's console scripts alone
+    import the package it was installed from (an editable install of one checkout, not this one)."""
+    made = dict(os.environ if env is None else env)
+    made["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TREE), made.get("PYTHONPATH", "")]))
+    return made
 
 
 def rss_kib(pid: int) -> int:
@@ -96,7 +108,7 @@ def start(
         [str(BIN / "iscsi-agent"), "--config", str(conf)],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=dict(env or os.environ, NOTIFY_SOCKET=str(notify_path)),
+        env=dict(tree_env(env), NOTIFY_SOCKET=str(notify_path)),
     )
     log.close()
     figures: dict[str, float] = {}

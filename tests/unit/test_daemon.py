@@ -1,0 +1,88 @@
+"""The daemon's start-up: what it costs before READY=1."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import iscsi_agent
+from iscsi_agent.config import parse_config
+from iscsi_agent.daemon import Daemon
+
+# Each costs tenths of a second on a host and seconds under emulation, and none is needed before the
+# first request: pyroute2 asks routes at an attach, requests and lxml talk to the array once the agent
+# serves, apscheduler runs the reconciler's schedule once the agent serves.
+LOADED_WHEN_FIRST_USED = ("pyroute2", "requests", "lxml", "apscheduler")
+PACKAGE_ROOT = Path(iscsi_agent.__file__).parent.parent
+
+
+@pytest.mark.allow_subprocess
+def test_starting_the_agent_loads_no_library_its_first_request_does_not_need():
+    """A fresh interpreter, as systemd execs the agent: its entry point's imports leave them unloaded."""
+    probe = (
+        "import sys, json, iscsi_agent.cli; "
+        f"print(json.dumps(sorted(m for m in {LOADED_WHEN_FIRST_USED!r} if m in sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=PACKAGE_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)},
+    )
+    loaded = json.loads(done.stdout)
+    assert loaded == [], (
+        f"imported at start-up (python -X importtime -c 'import iscsi_agent.cli' says by whom): {loaded}"
+    )
+
+
+class FirstNotification:
+    """systemd's side of sd_notify: on READY=1, notes whether the array was already asked, and stops the
+    agent; the array goes away, so that the agent's first request to it is refused at once."""
+
+    def __init__(self, array: socket.socket, stop: threading.Event) -> None:
+        self._array = array
+        self._stop = stop
+        self.ready: str | None = None
+        self.array_asked_before_ready: bool | None = None
+
+    def notify(self, state: str) -> None:
+        if state.startswith("READY=1") and self.ready is None:
+            self.ready = state
+            self.array_asked_before_ready = bool(select.select([self._array], [], [], 0)[0])
+            self._array.close()
+            self._stop.set()
+
+
+def test_the_agent_is_ready_before_it_asks_the_array(tmp_path):
+    """An array that is slow or unreachable at boot must not hold the start; health, the SVM's facts and
+    attaches ask it once the agent serves."""
+    (tmp_path / "host" / "etc" / "iscsi").mkdir(parents=True)
+    (tmp_path / "host" / "etc" / "iscsi" / "initiatorname.iscsi").write_text(
+        "InitiatorName=iqn.1993-08.org.debian:01:host1\n"
+    )
+    with socket.create_server(("127.0.0.1", 0)) as array:  # listens, never answers
+        config = parse_config(
+            f"[agent]\nhost_root = {tmp_path / 'host'}\nsocket = {tmp_path / 'agent.sock'}\n"
+            f"state_dir = {tmp_path / 'state'}\n"
+            f"[array]\nhostname = 127.0.0.1\nport = {array.getsockname()[1]}\nscheme = http\n"
+            "vserver = svm1\ntimeout = 1\nconnect_timeout = 1\n[metrics]\nlisten =\n",
+            tmp_path / "agent.conf",
+        )
+        stop = threading.Event()
+        systemd = FirstNotification(array, stop)
+
+        assert Daemon(config, systemd, {}, stop).run() == 0
+
+    assert systemd.ready == "READY=1\nSTATUS=serving: 0 attachments, 0 sessions, array not asked yet"
+    assert systemd.array_asked_before_ready is False
