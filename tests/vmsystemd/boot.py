@@ -169,6 +169,7 @@ def run_in_vm(rootdir: Path) -> SystemdRun:
     prepare(home, rootdir)
     kernel = vmtier.find_kernel()
     assert kernel is not None, "missing_prerequisites() is checked first"
+    vmtier.compile_tree(rootdir)
     argv = vmtier.vng_argv(
         kernel, results, rootdir, [sys.executable, "-m", "tests.vmsystemd.guest", str(results)]
     )
