@@ -177,7 +177,11 @@ def steps_section(results: dict[str, Any]) -> list[str]:
             lines.append(f"  {name}: {_err(agent) or NOT_MEASURED}")
             continue
         count = results.get("parallel_count", 1) if key == "parallel" else 1
-        per = "per attach, step seconds summed over the threads" if key == "parallel" else "agent"
+        per = (
+            "per attach, step seconds summed over the threads"
+            if key == "parallel"
+            else "agent; both portals' logins and scans run side by side, their seconds summed"
+        )
         steps = ", ".join(f"{step} {seconds / count:.2f}" for step, seconds in _by_size(agent["steps"]))
         lines.append(f"  {name} ({per}): {float(agent['seconds']):.2f} s wall = {steps}")
     return lines
