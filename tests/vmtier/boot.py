@@ -36,6 +36,9 @@ GUEST_PROGRAMS = (
     "multipathd",
     "dmsetup",
     "udevadm",
+    "libvirtd",
+    "virtlogd",
+    "virsh",
 )
 BOOT_TIMEOUT = 45 * 60.0
 
