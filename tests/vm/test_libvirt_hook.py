@@ -38,9 +38,10 @@ STATUS_DIR = Path("/run/libvirt/qemu")
 MIRROR_TID = 12
 BIN = Path(sys.executable).parent
 AGENT_START_TIMEOUT = 240.0
-LIBVIRTD_START_TIMEOUT = 300.0  # 15-22 s measured idle; the machine is shared
+LIBVIRTD_START_TIMEOUT = 480.0  # 15-22 s measured idle; over 120 s with the agent starting and other VMs
 COMMAND_TIMEOUT = 600.0
 CONNECT = ("virsh", "-c", "qemu:///system")
+CALLS_LOG = "hook-calls.log"
 
 
 @dataclass
@@ -98,6 +99,11 @@ class LibvirtHost:
             serial = self.sim.state.lun("svm1", path=path).serial
         return Path(f"/dev/disk/by-id/wwn-0x{netapp_wwid(serial)}")
 
+    def hook_calls(self, domain: str) -> list[str]:
+        """The hook's finished calls for ``domain``, in order: ``OP SUBOP EXTRA -> STATUS``."""
+        lines = (self.work / CALLS_LOG).read_text().splitlines()
+        return [line.split(" ", 2)[2] for line in lines if f" {domain} " in line and " -> " in line]
+
     def define(self, name: str, volumes: list[str], sources: list[Path]) -> None:
         xml = self.work / f"{name}.xml"
         xml.write_text(domain_xml(name, volumes, sources))
@@ -127,13 +133,19 @@ def install_hook(work: Path) -> Path:
     """The tree's hook file, with the console script it execs swapped for one that runs this tree.
 
     The package puts the console script at /usr/bin, which the guest sees read-only from the host;
-    libvirt scrubs the environment, so the stand-in carries the interpreter and the tree itself.
+    libvirt scrubs the environment, so the stand-in carries the interpreter and the tree itself. It
+    writes each call libvirt makes, and its exit status, to ``CALLS_LOG``.
     """
     program = work / "iscsi-agent-libvirt-hook"
+    calls = work / CALLS_LOG
     program.write_text(
         "#!/bin/sh\n"
-        f"PYTHONPATH={ROOT} PYTHONDONTWRITEBYTECODE=1 exec {sys.executable} -c "
+        f'echo "$(date +%T.%N | cut -c1-12) $* ..." >> {calls}\n'
+        f"PYTHONPATH={ROOT} PYTHONDONTWRITEBYTECODE=1 {sys.executable} -c "
         "'import sys; from iscsi_agent.libvirt.hook import main; sys.exit(main())' \"$@\"\n"
+        "status=$?\n"
+        f'echo "$(date +%T.%N | cut -c1-12) $* -> $status" >> {calls}\n'
+        "exit $status\n"
     )
     program.chmod(0o755)
     shipped = SHIPPED_HOOK.read_text()
@@ -157,17 +169,18 @@ def start_agent(work: Path, sim_url: str) -> subprocess.Popen[str]:
         "[iscsi]\ndevice_timeout = 60\nlogin_timeout = 30\n"
     )
     assert not Path(DEFAULT_SOCKET).exists(), "another agent serves at the default socket"
-    log = (work / "agent.log").open("w")
-    process = subprocess.Popen(
-        [str(BIN / "iscsi-agent"), "--config", str(conf)], stdout=log, stderr=subprocess.STDOUT, text=True
-    )
-    started = time.monotonic()
+    with (work / "agent.log").open("w") as log:
+        return subprocess.Popen(
+            [str(BIN / "iscsi-agent"), "--config", str(conf)], stdout=log, stderr=subprocess.STDOUT, text=True
+        )
+
+
+def wait_for_agent(process: subprocess.Popen[str], work: Path, started: float) -> None:
     while not Path(DEFAULT_SOCKET).exists():
         assert process.poll() is None, f"the agent exited: {(work / 'agent.log').read_text()}"
         assert time.monotonic() - started < AGENT_START_TIMEOUT, (work / "agent.log").read_text()
         time.sleep(0.2)
     print(f"the agent serves at {DEFAULT_SOCKET} after {time.monotonic() - started:.1f}s")
-    return process
 
 
 def start_libvirtd(work: Path) -> list[subprocess.Popen[bytes]]:
@@ -181,9 +194,13 @@ def start_libvirtd(work: Path) -> list[subprocess.Popen[bytes]]:
     while True:
         for daemon in daemons:
             assert daemon.poll() is None, f"{daemon.args} exited {daemon.returncode}"
-        probe = subprocess.run(
-            [*CONNECT, "version"], capture_output=True, text=True, timeout=120, check=False
-        )
+        left = LIBVIRTD_START_TIMEOUT - (time.monotonic() - started)
+        try:  # virsh waits while libvirtd probes QEMU: one call may take most of the wait
+            probe = subprocess.run(
+                [*CONNECT, "version"], capture_output=True, text=True, timeout=max(left, 1), check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"libvirtd did not answer within {LIBVIRTD_START_TIMEOUT:g}s") from None
         if probe.returncode == 0:
             print(
                 f"libvirtd answers after {time.monotonic() - started:.1f}s: {' '.join(probe.stdout.split())}"
@@ -207,12 +224,14 @@ def stop(process: subprocess.Popen) -> None:
 def libvirt_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LibvirtHost]:
     work = tmp_path_factory.mktemp("libvirt")
     sim = Simulator(tgt=TgtMirror(Tgtadm(backing_dir=work / "backing"), tid=MIRROR_TID))
-    agent = start_agent(work, sim.start())
+    started = time.monotonic()
+    agent = start_agent(work, sim.start())  # its imports and libvirtd's QEMU probe overlap
     hook = install_hook(work)
     daemons: list[subprocess.Popen[bytes]] = []
     host = LibvirtHost(sim, Path(DEFAULT_SOCKET), work)
     try:
         daemons = start_libvirtd(work)
+        wait_for_agent(agent, work, started)
         yield host
     finally:
         for name in ("vm-lun1", "vm-unknown"):
@@ -222,6 +241,9 @@ def libvirt_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LibvirtHo
             stop(daemon)
         hook.unlink()
         stop(agent)
+        print(
+            f"--- the hook's calls\n{(work / CALLS_LOG).read_text() if (work / CALLS_LOG).exists() else ''}"
+        )
         for name in ("libvirtd", "agent"):
             print(f"--- {name} log (tail)\n{(work / f'{name}.log').read_text()[-3000:]}")
         reset_initiator()
@@ -283,6 +305,9 @@ def test_virsh_start_attaches_the_declared_volume_qemu_holds_it_and_destroy_deta
     assert not source.exists() and not Path("/sys/block", device.name).exists()
     assert iscsi_sessions() == "" and iscsi_by_path_links() == []
     assert libvirt_host.maps(volume) == []
+    calls = libvirt_host.hook_calls("vm-lun1")
+    assert calls[0] == "prepare begin - -> 0" and calls[-1] == "release end - -> 0", calls
+    assert all(call.endswith(" -> 0") for call in calls), calls
 
 
 def test_a_domain_declaring_an_unknown_volume_fails_to_start_with_the_hooks_line_and_attaches_nothing(
@@ -302,3 +327,6 @@ def test_a_domain_declaring_an_unknown_volume_fails_to_start_with_the_hooks_line
     assert libvirt_host.attached() == []
     assert not source.exists() and iscsi_sessions() == "" and iscsi_by_path_links() == []
     assert libvirt_host.maps(known) == []
+    # libvirt still calls release for the refused domain: never attached is not a failure
+    calls = libvirt_host.hook_calls("vm-unknown")
+    assert calls[0] == "prepare begin - -> 1" and calls[-1] == "release end - -> 0", calls
