@@ -37,7 +37,8 @@ HOOK_DIR = Path("/etc/libvirt/hooks/qemu.d")
 STATUS_DIR = Path("/run/libvirt/qemu")
 MIRROR_TID = 12
 BIN = Path(sys.executable).parent
-AGENT_START_TIMEOUT = 240.0
+# the agent's imports under emulation, beside libvirtd's QEMU probe: over 240 s at load 14
+AGENT_START_TIMEOUT = 480.0
 LIBVIRTD_START_TIMEOUT = 480.0  # 15-22 s measured idle; over 120 s with the agent starting and other VMs
 COMMAND_TIMEOUT = 600.0
 CONNECT = ("virsh", "-c", "qemu:///system")
