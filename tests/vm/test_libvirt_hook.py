@@ -36,7 +36,6 @@ INSTALLED_PROGRAM = "/usr/bin/iscsi-agent-libvirt-hook"
 HOOK_DIR = Path("/etc/libvirt/hooks/qemu.d")
 STATUS_DIR = Path("/run/libvirt/qemu")
 MIRROR_TID = 12
-BIN = Path(sys.executable).parent
 # the agent's imports under emulation, beside libvirtd's QEMU probe: over 240 s at load 14
 AGENT_START_TIMEOUT = 480.0
 LIBVIRTD_START_TIMEOUT = 480.0  # 15-22 s measured idle; over 120 s with the agent starting and other VMs
@@ -172,7 +171,17 @@ def start_agent(work: Path, sim_url: str) -> subprocess.Popen[str]:
     assert not Path(DEFAULT_SOCKET).exists(), "another agent serves at the default socket"
     with (work / "agent.log").open("w") as log:
         return subprocess.Popen(
-            [str(BIN / "iscsi-agent"), "--config", str(conf)], stdout=log, stderr=subprocess.STDOUT, text=True
+            [
+                sys.executable,
+                "-c",
+                "import sys; from iscsi_agent.cli import main; sys.exit(main())",
+                "--config",
+                str(conf),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),  # this tree's agent, not the venv's installed one
         )
 
 
