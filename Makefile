@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 # prometheus: its promtool checks a real scrape; curl and e2fsprogs: the VM tests use them as an operator would
+# libvirt-daemon-system, libvirt-clients: the libvirt hook's VM test runs a real libvirtd
 # debhelper .. lintian: `make deb` (tests/packaging builds the package and runs lintian)
 DEB_BUILD_PACKAGES := debhelper dh-python python3-all python3-setuptools lintian
 APT_PACKAGES := qemu-system-x86 linux-image-amd64 busybox-static open-iscsi tgt udev multipath-tools sg3-utils iproute2 kmod \
-	curl e2fsprogs prometheus $(DEB_BUILD_PACKAGES)
+	curl e2fsprogs prometheus libvirt-daemon-system libvirt-clients $(DEB_BUILD_PACKAGES)
 # where `make deb` puts the .deb (and lintian's report)
 DEB_OUT ?= dist
 DEPS_STAMP := $(VENV)/.deps-installed

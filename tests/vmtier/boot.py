@@ -37,6 +37,9 @@ GUEST_PROGRAMS = (
     "multipathd",
     "dmsetup",
     "udevadm",
+    "libvirtd",
+    "virtlogd",
+    "virsh",
 )
 BOOT_TIMEOUT = 45 * 60.0
 # The tree's own packages a guest imports: the agent, the simulator, the tests, and the programs run there.

@@ -101,7 +101,7 @@ EXPECTED: dict[str, int] = {
     "iscsi_agent.api.client.AgentBadAnswer": BUG,  # the client's
     "iscsi_agent.api.client.AgentRefused": BUG,  # the client's
     "iscsi_agent.libvirt.domain.DomainXmlInvalid": BUG,  # the libvirt hook's, a client
-    "iscsi_agent.libvirt.hook.HookRefused": BUG,  # the libvirt hook's, a client
+    "iscsi_agent.libvirt.actions.HookRefused": BUG,  # the libvirt hook's, a client
     "iscsi_agent.api.client.AgentNotRoot": BUG,  # the client's
 }
 
