@@ -188,7 +188,8 @@ class Daemon:
         volumes = services.volumes
         self._start_up(services)
         vitals = Vitals()  # health reports what its checks find; they need the servers, watched below
-        service = AgentService(volumes, services.reconciler, ArrayProbe(array), host.sessions, vitals)
+        probe = ArrayProbe(array)
+        service = AgentService(volumes, services.reconciler, probe, host.sessions, vitals)
         metrics.registry.register(
             HostCollector(host.sessions, lambda: len(volumes.attachments()), host.multipath)
         )
@@ -203,10 +204,18 @@ class Daemon:
         # the array is first asked after READY (by health, the SVM's facts, an attach): a slow or
         # unreachable array must not hold the start, and its client's imports are not paid before it
         self.notifier.notify(f"READY=1\nSTATUS={_status(service, ask_array=False)}")
-        schedule = _start_background(services.reconciler, self.config.reconciler.interval, volumes)
+        schedule = _start_background(services.reconciler, self.config.reconciler.interval, volumes, probe)
         try:
             interval = _watchdog_interval(self.environ) or STATUS_INTERVAL
-            keep_watch(self.stop, interval, vitals, self.notifier.notify, lambda: _status(service))
+            # the watchdog's ping never waits for the array: one that hangs must not get a working
+            # agent killed; STATUS= says what the array answered when last asked (health asks it)
+            keep_watch(
+                self.stop,
+                interval,
+                vitals,
+                self.notifier.notify,
+                lambda: _status(service, ask_array=False),
+            )
         finally:
             self.notifier.notify("STOPPING=1")
             schedule.stop()
@@ -246,21 +255,25 @@ class Daemon:
         return bind(agent.socket, agent.socket_mode, agent.socket_group)
 
 
-def _start_background(reconciler: Reconciler, interval: float, volumes: VolumeService) -> Schedule:
+def _start_background(
+    reconciler: Reconciler, interval: float, volumes: VolumeService, probe: ArrayProbe
+) -> Schedule:
     """The reconciler's schedule, and the reads of the SVM's facts every attach needs."""
     schedule = Schedule(reconciler.run_scheduled, interval)
     schedule.start()
-    threading.Thread(target=_prepare, args=(volumes,), name="prepare", daemon=True).start()
+    threading.Thread(target=_prepare, args=(volumes, probe), name="prepare", daemon=True).start()
     return schedule
 
 
-def _prepare(volumes: VolumeService) -> None:
-    """Read the SVM's target and LIFs once the agent serves, off every attach's path; an array that
-    does not answer now is asked again by the first attach that needs them."""
+def _prepare(volumes: VolumeService, probe: ArrayProbe) -> None:
+    """Read the SVM's target and LIFs once the agent serves, off every attach's path (an array that
+    does not answer now is asked again by the first attach that needs them), then ask the array's
+    health once, so that STATUS= says how it answered before any client asks."""
     try:
         volumes.prepare()
     except AgentError as exc:
         log.info("the SVM's target and LIFs are read by the first attach instead: %s", exc)
+    probe.health()
 
 
 def vital_checks(

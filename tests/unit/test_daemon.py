@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import select
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,51 @@ def test_the_agent_is_ready_before_it_asks_the_array(tmp_path):
 
     assert systemd.ready == "READY=1\nSTATUS=serving: 0 attachments, 0 sessions, array not asked yet"
     assert systemd.array_asked_before_ready is False
+
+
+class WatchdogPings:
+    """systemd's side while the agent serves: the time of READY=1 and of each WATCHDOG=1 after it; the
+    agent is stopped ``serve_for`` seconds after READY=1."""
+
+    def __init__(self, stop: threading.Event, serve_for: float) -> None:
+        self._stop = stop
+        self._serve_for = serve_for
+        self.ready_at: float | None = None
+        self.pings: list[float] = []
+
+    def notify(self, state: str) -> None:
+        now = time.monotonic()
+        if state.startswith("READY=1"):
+            self.ready_at = now
+            threading.Timer(self._serve_for, self._stop.set).start()
+        elif state.startswith("WATCHDOG=1"):
+            self.pings.append(now)
+
+
+@pytest.mark.allow_subprocess  # the vitals start iscsiadm --version before each ping
+def test_the_watchdog_is_pinged_on_time_while_the_array_does_not_answer(tmp_path):
+    """An array that hangs must not get a working agent killed by systemd's watchdog: the ping does not
+    wait for the array, whatever STATUS= would like to say about it."""
+    (tmp_path / "host" / "etc" / "iscsi").mkdir(parents=True)
+    (tmp_path / "host" / "etc" / "iscsi" / "initiatorname.iscsi").write_text(
+        "InitiatorName=iqn.1993-08.org.debian:01:host1\n"
+    )
+    with socket.create_server(("127.0.0.1", 0)) as array:  # listens, never answers
+        config = parse_config(
+            f"[agent]\nhost_root = {tmp_path / 'host'}\nsocket = {tmp_path / 'agent.sock'}\n"
+            f"state_dir = {tmp_path / 'state'}\n"
+            f"[array]\nhostname = 127.0.0.1\nport = {array.getsockname()[1]}\nscheme = http\n"
+            "vserver = svm1\ntimeout = 2\nconnect_timeout = 1\n[metrics]\nlisten =\n",
+            tmp_path / "agent.conf",
+        )
+        stop = threading.Event()
+        systemd = WatchdogPings(stop, serve_for=3.0)
+        watchdog = {"WATCHDOG_USEC": "500000", "WATCHDOG_PID": str(os.getpid())}  # a ping every 0.25 s
+
+        assert Daemon(config, systemd, watchdog, stop).run() == 0
+
+    assert systemd.ready_at is not None
+    beats = [systemd.ready_at, *systemd.pings]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(beats)]
+    assert len(systemd.pings) >= 6, f"{len(systemd.pings)} pings in 3 s"
+    assert max(gaps) < 0.5 * 2, f"the longest time without a ping was {max(gaps):.1f} s (WatchdogSec 0.5 s)"
