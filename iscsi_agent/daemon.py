@@ -204,7 +204,8 @@ class Daemon:
         # the array is first asked after READY (by health, the SVM's facts, an attach): a slow or
         # unreachable array must not hold the start, and its client's imports are not paid before it
         self.notifier.notify(f"READY=1\nSTATUS={_status(service, ask_array=False)}")
-        schedule = _start_background(services.reconciler, self.config.reconciler.interval, volumes, probe)
+        background = Background(services.reconciler, self.config.reconciler.interval, volumes, probe)
+        background.start()
         try:
             interval = _watchdog_interval(self.environ) or STATUS_INTERVAL
             # the watchdog's ping never waits for the array: one that hangs must not get a working
@@ -218,7 +219,7 @@ class Daemon:
             )
         finally:
             self.notifier.notify("STOPPING=1")
-            schedule.stop()
+            background.stop()
             server.stop(STOP_GRACE)
             if metrics_server is not None:
                 metrics_server.stop(STOP_GRACE)
@@ -255,14 +256,42 @@ class Daemon:
         return bind(agent.socket, agent.socket_mode, agent.socket_group)
 
 
-def _start_background(
-    reconciler: Reconciler, interval: float, volumes: VolumeService, probe: ArrayProbe
-) -> Schedule:
-    """The reconciler's schedule, and the reads of the SVM's facts every attach needs."""
-    schedule = Schedule(reconciler.run_scheduled, interval)
-    schedule.start()
-    threading.Thread(target=_prepare, args=(volumes, probe), name="prepare", daemon=True).start()
-    return schedule
+class Background:
+    """What starts once the agent serves, on a thread of its own: the reconciler's schedule, then the
+    reads of the SVM's facts every attach needs and a first ask of the array's health. Their imports
+    (apscheduler, the array client) take seconds under a slow or emulated CPU, and the main thread
+    must be free to ping the watchdog from READY=1 on."""
+
+    def __init__(
+        self, reconciler: Reconciler, interval: float, volumes: VolumeService, probe: ArrayProbe
+    ) -> None:
+        self._reconciler = reconciler
+        self._interval = interval
+        self._volumes = volumes
+        self._probe = probe
+        self._lock = threading.Lock()
+        self._schedule: Schedule | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="background start", daemon=True).start()
+
+    def stop(self) -> None:
+        """No more passes start, and one that is running is waited for (it may be removing a device)."""
+        with self._lock:
+            self._stopped = True
+            schedule = self._schedule
+        if schedule is not None:
+            schedule.stop()
+
+    def _run(self) -> None:
+        schedule = Schedule(self._reconciler.run_scheduled, self._interval)
+        with self._lock:
+            if self._stopped:
+                return
+            schedule.start()
+            self._schedule = schedule
+        _prepare(self._volumes, self._probe)
 
 
 def _prepare(volumes: VolumeService, probe: ArrayProbe) -> None:
