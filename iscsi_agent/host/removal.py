@@ -31,6 +31,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from iscsi_agent.host.blockdev import AbandoningCalls, BlockOps, Claim, KernelCalls
@@ -40,10 +41,12 @@ from iscsi_agent.host.errors import (
     DeviceInUse,
     IdentityUnreadable,
     KernelCallTimeout,
+    MultipathError,
     SysfsError,
     WaitTimeout,
 )
 from iscsi_agent.host.identity import Verdict, is_lun, verify_lun
+from iscsi_agent.host.multipath import Multipath, MultipathMap
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sessions import ScsiAddress
 from iscsi_agent.host.sysfs import entries, read_attr, read_attr_if_present, read_link, write_attr
@@ -64,6 +67,8 @@ DELETE_TIMEOUT = 30.0
 # With force_flush the flush (and with recorded_identity the identity rescan) may take at most this
 # share of what is left: on a dead path they block until the deadline, and the delete still needs time.
 FORCED_SHARE = 0.5
+# `multipath -f` calls of a map that nothing but udev's probes keeps open (each with multipath's own retries)
+MAP_FLUSH_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -190,6 +195,35 @@ class DeviceRemover:
             return wait_until(settled, grace, self._clock, what=f"udev's probes of {name} to finish")
         except WaitTimeout:
             return self._usage(name, claimed)
+
+    def flush_map(self, multipath: Multipath, mpath: MultipathMap) -> None:
+        """Flush a map its caller found unused; a map a real user opened since is DeviceInUse naming it.
+
+        ``multipath -f`` refuses a map anything has open, udev's probes included: closing a map that
+        was written to raises a change event, and its probes (kpartx, blkid) held the map through all
+        of multipath's own retries under load (seen in CI: a write and fsync, then the detach). A
+        refusal that leaves no user once the probes are waited out is tried again."""
+        for attempt in range(1, MAP_FLUSH_ATTEMPTS + 1):
+            try:
+                multipath.flush(mpath)
+                return
+            except MultipathError as exc:
+                usage = self.usage(mpath.dm, unstick=partial(multipath.stop_queueing, mpath))
+                blocker = removal_blocker(usage)
+                if blocker:
+                    raise DeviceInUse(
+                        f"{usage.device} ({mpath.name}) is in use: {blocker}",
+                        device=usage.device,
+                        holder=blocker,
+                    ) from exc
+                if attempt == MAP_FLUSH_ATTEMPTS:
+                    raise
+                log.warning(
+                    "multipath map %s (%s) refused its flush with no user left; again: %s",
+                    mpath.name,
+                    mpath.dm,
+                    exc,
+                )
 
     def remove(
         self,

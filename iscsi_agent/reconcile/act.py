@@ -181,7 +181,9 @@ class Executor:
             raise DeviceInUse(
                 f"{current.node} is in use: {blocker}", device=str(current.node), holder=blocker
             )
-        steps.run(Step.REMOVE_MULTIPATH, lambda: multipath.flush(current), wwid=planned.wwid)
+        steps.run(
+            Step.REMOVE_MULTIPATH, lambda: self._remover.flush_map(multipath, current), wwid=planned.wwid
+        )
         return Result(True)
 
     def _relogin(self, action: Action, steps: StepRecorder) -> Result:

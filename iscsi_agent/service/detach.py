@@ -25,7 +25,7 @@ from functools import partial
 from iscsi_agent.array.client import ArrayClient
 from iscsi_agent.errors import AgentError
 from iscsi_agent.host.devices import BlockDevice, Devices
-from iscsi_agent.host.errors import DeviceInUse, MultipathError
+from iscsi_agent.host.errors import DeviceInUse
 from iscsi_agent.host.identity import MISMATCHES, verify_lun
 from iscsi_agent.host.multipath import Multipath, MultipathMap
 from iscsi_agent.host.paths import HostPaths
@@ -143,12 +143,9 @@ class Detacher:
         """Flush the map; one that something opened since the in-use check is refused naming it."""
         assert self._multipath is not None  # a map is only found with multipath configured
         try:
-            self._multipath.flush(mpath)
-        except MultipathError as exc:
-            blocker = removal_blocker(self._remover.usage(mpath.dm))
-            if blocker:
-                raise _in_use(attachment, self._paths.host_view(mpath.node), blocker) from exc
-            raise
+            self._remover.flush_map(self._multipath, mpath)
+        except DeviceInUse as exc:
+            raise _in_use(attachment, self._paths.host_view(mpath.node), exc.details["holder"]) from exc
 
     def _unmap(self, attachment: Attachment, steps: StepRecorder) -> None:
         if attachment.map_created:

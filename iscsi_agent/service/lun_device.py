@@ -199,7 +199,7 @@ class LunDevices:
                     mpath.name,
                     mpath.dm,
                 )
-                self._multipath.flush(mpath)
+                self._remover.flush_map(self._multipath, mpath)
             try:
                 self._multipath.forget_path(stale.name)
             except MultipathError as exc:  # not a path multipathd knows: nothing to let go of

@@ -7,6 +7,7 @@ detaching) so that the client's retry finishes the detach.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -117,6 +118,35 @@ def test_a_map_opened_after_the_check_is_refused_naming_it_and_nothing_is_remove
     assert refused.value.details["device"] == f"/dev/mapper/{attachment.wwid}"
     assert disks(host) == ["dm-0", "sda", "sdb"]
     assert host.service.attachments() == [attachment]
+
+
+def probe_opens_the_map_at_its_flush(host: Host, dm: str = "dm-0", pid: int = 4343) -> None:
+    """udev's kpartx, run on the change event that closing a written map raises, has the map open
+    when ``multipath -f`` comes (and through all of multipath's own retries: seen in CI under load),
+    and lets go at the kernel's next step."""
+
+    def opens(argv: tuple[str, ...]) -> None:
+        if argv[:2] == ("multipath", "-f") and opens in host.initiator.before_command:
+            host.tree.open_by(pid, "kpartx", dm)
+            host.initiator.before_command.remove(opens)
+
+    def lets_go() -> None:
+        shutil.rmtree(host.tree.root / f"proc/{pid}", ignore_errors=True)
+
+    host.initiator.before_command.append(opens)
+    host.initiator.on_step.append(lets_go)
+
+
+def test_a_map_a_udev_probe_holds_through_multipaths_own_retries_is_flushed_once_the_probe_is_done(
+    host: Host, tmp_path: Path
+):
+    with_multipath(host, tmp_path)
+    attachment, _ = host.service.attach(LUN1)
+    probe_opens_the_map_at_its_flush(host)
+    host.service.detach(LUN1, force=False)
+    flushes = [call[-1] for call in host.initiator.calls if call[:2] == ("multipath", "-f")]
+    assert flushes == [attachment.wwid, attachment.wwid]  # refused while the probe held it, then done
+    assert disks(host) == [] and array_maps(host.sim, LUN1) == [] and host.service.attachments() == []
 
 
 def test_an_unmap_the_array_refuses_after_the_devices_went_says_the_map_is_left(host: Host):
