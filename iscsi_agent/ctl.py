@@ -1,4 +1,4 @@
-"""`iscsi-agentctl`: the socket API from a shell: attach, detach, list, status, reconcile.
+"""`iscsi-agentctl`: the socket API from a shell: attach, detach, resize, list, status, reconcile.
 
 Human lines by default, the agent's own JSON with ``--json``. Exit codes follow shared/design.md:
 0 success, 1 an error (its code and message on stderr), 2 a usage error.
@@ -77,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     detach.add_argument(
         "--force", action="store_true", help="detach even if in use or not known to the agent"
     )
+    resize = command(
+        "resize",
+        "bring an attached volume's devices to its LUN's size on the array",
+        _resize,
+        _render_resized,
+    )
+    resize.add_argument("volume")
     command("list", "list the volumes attached by the agent", _list, _render_list)
     command("status", "the agent's health", _status, _render_status)
     reconcile = command("reconcile", "run a reconciler pass now", _reconcile, _render_actions)
@@ -90,6 +97,10 @@ def _attach(client: AgentClient, args: argparse.Namespace) -> Answer:
 
 def _detach(client: AgentClient, args: argparse.Namespace) -> Answer:
     return client.detach(args.volume, force=args.force)
+
+
+def _resize(client: AgentClient, args: argparse.Namespace) -> Answer:
+    return client.resize(args.volume)
 
 
 def _list(client: AgentClient, args: argparse.Namespace) -> Answer:
@@ -122,6 +133,11 @@ def _render_attachment(answer: Answer, args: argparse.Namespace) -> list[str]:
 
 def _render_detachment(answer: Answer, args: argparse.Namespace) -> list[str]:
     return [f"detached {answer.payload.get('volume')}"]
+
+
+def _render_resized(answer: Answer, args: argparse.Namespace) -> list[str]:
+    payload = answer.payload
+    return [f"resized {payload.get('volume')}: {payload.get('device')} is {payload.get('size_bytes')} bytes"]
 
 
 def _render_list(answer: Answer, args: argparse.Namespace) -> list[str]:

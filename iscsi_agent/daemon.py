@@ -47,6 +47,7 @@ from iscsi_agent.service_api import (
     Health,
     HealthStatus,
     ReconcileAction,
+    Resized,
 )
 from iscsi_agent.vitals import Vitals, keep_watch
 
@@ -121,6 +122,9 @@ class AgentService:
 
     def detach(self, volume: str, *, force: bool) -> Detachment:
         return self._volumes.detach(volume, force=force)
+
+    def resize(self, volume: str) -> Resized:
+        return self._volumes.resize(volume)
 
     def attachments(self) -> Sequence[Attachment]:
         return self._volumes.attachments()

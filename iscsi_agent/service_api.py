@@ -12,8 +12,10 @@ and ``iscsi_agent.api.status`` maps every class to an HTTP status in one table):
     ├── VolumeNotFound      volume_not_found     no LUN has that path, name or UUID; (volume)
     ├── VolumeAmbiguous     volume_ambiguous     a name that several LUNs share; (volume, candidates)
     ├── NotAttached         not_attached         the volume is not attached by this agent; (volume)
-    └── VolumeInUse         volume_in_use        detach refused: something holds the device; (volume, holders,
-                                                 device, removed, left)
+    ├── VolumeInUse         volume_in_use        detach refused: something holds the device; (volume, holders,
+    │                                            device, removed, left)
+    └── PathDown            path_down            resize refused: a path of the volume is down; (volume, path,
+                                                 device, state)
 """
 
 from __future__ import annotations
@@ -100,6 +102,24 @@ class VolumeInUse(ServiceError):
         )
 
 
+class PathDown(ServiceError):
+    """A resize refused before it touched any device: one path of the volume cannot be rescanned now
+    (its session in recovery, its device offline), and resizing the others would leave the paths of
+    one map at different sizes, which multipathd refuses to resize over."""
+
+    code = "path_down"
+
+    def __init__(self, volume: str, path: str, state: str, *, device: str | None = None) -> None:
+        where = f"path {path}" + (f" ({device})" if device else "")
+        super().__init__(
+            f"{volume}: {where} is down ({state}); not resizing until every path is up",
+            volume=volume,
+            path=path,
+            device=device,
+            state=state,
+        )
+
+
 class VolumeState(enum.Enum):
     ATTACHED = "attached"
     DETACHING = "detaching"  # a detach stopped partway (what it left is still on the host): detach again
@@ -124,6 +144,15 @@ class Attachment:
 @dataclass(frozen=True)
 class Detachment:
     volume: str
+
+
+@dataclass(frozen=True)
+class Resized:
+    """What every path and the multipath map of an attached volume show after a resize: its LUN's size."""
+
+    volume: str
+    device: Path
+    size_bytes: int
 
 
 class HealthStatus(enum.Enum):
@@ -175,6 +204,12 @@ class AttachService(Protocol):
         """Detach the volume. Raises NotAttached when it is not attached, unless ``force`` (then its
         devices, if any, are removed by WWID and it succeeds); raises VolumeInUse when something holds
         the device, also with ``force``, which only carries on past a flush that fails on dead paths."""
+        ...
+
+    def resize(self, volume: str) -> Resized:
+        """Bring the attached volume's devices to its LUN's size on the array, without a detach. Raises
+        NotAttached; PathDown, before touching any device, when a path cannot be rescanned; WrongDevice
+        when a device is no longer the LUN; WaitTimeout when a device does not show the new size."""
         ...
 
     def attachments(self) -> Sequence[Attachment]:

@@ -373,6 +373,10 @@ class HostTree:
         (device / "wwid").write_text(ontap_wwid(serial) + "\n")
         (device / "vpd_pg80").write_bytes(vpd_pg80(serial))
 
+    def set_size(self, name: str, size_bytes: int) -> None:
+        """What a rescan reads after the LUN grew on the array."""
+        (self.root / f"sys/block/{name}/size").write_text(f"{size_bytes // 512}\n")
+
     def break_attr(self, address: ScsiAddress, attr: str) -> None:
         """Make reading a device attribute fail with an error other than "absent" (EISDIR stands for EIO)."""
         path = (self.root / f"sys/class/scsi_device/{address}/device").resolve() / attr
@@ -440,8 +444,14 @@ class HostTree:
         (folder / "dev").write_text(f"254:{dm.removeprefix('dm-')}\n")
         for slave in slaves:
             self.add_multipath_slave(dm, slave)
+        (folder / "size").write_text(
+            (self.root / f"sys/block/{slaves[0]}/size").read_text() if slaves else "0\n"
+        )
         (self.root / f"sys/block/{dm}").symlink_to(f"../devices/virtual/block/{dm}")
         (self.root / f"dev/mapper/{name}").write_text("")
+
+    def slaves(self, dm: str) -> list[str]:
+        return sorted(entry.name for entry in (self.root / f"sys/block/{dm}/slaves").iterdir())
 
     def add_multipath_slave(self, dm: str, slave: str) -> None:
         (self.root / f"sys/devices/virtual/block/{dm}/slaves/{slave}").write_text("")

@@ -11,6 +11,7 @@ nodes only (Selective LUN Map: ONTAP reports a LUN through no other node's LIFs)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
@@ -54,6 +55,8 @@ class SimulatedInitiator:
     before_command: list[Callable[[tuple[str, ...]], None]] = field(
         default_factory=list
     )  # ... or just before one
+    rescanned: list[ScsiAddress] = field(default_factory=list)  # the devices whose rescan was written
+    frozen_capacity: set[str] = field(default_factory=set)  # disks whose READ CAPACITY keeps the old size
     multipath_whole: bool = True  # False: a map that never takes a second path (its checker fails it)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _names: dict[tuple[int, int, str], str] = field(default_factory=dict)
@@ -241,6 +244,8 @@ class SimulatedInitiator:
         elif args[:3] == ("multipathd", "del", "path"):
             for dm in self.multipath_maps():
                 self.tree.remove_multipath_slave(dm, args[3])
+        elif args[:3] == ("multipathd", "resize", "map"):
+            return self._resize_map(args)
         elif args[:2] == ("multipath", "-f"):
             name = args[-1]  # multipath -f [-R retries] NAME
             dm = next((dm for dm, mapped in self.multipath_maps().items() if mapped == name), None)
@@ -249,6 +254,18 @@ class SimulatedInitiator:
             if dm is not None:
                 self.tree.remove_multipath(dm)
         return CommandResult(args, 0, "", "")
+
+    def _resize_map(self, args: tuple[str, ...]) -> CommandResult:
+        """multipathd takes the size its paths show, and refuses when they differ."""
+        dm = next((dm for dm, mapped in self.multipath_maps().items() if mapped == args[3]), None)
+        if dm is None:
+            return CommandResult(args, 1, "", f"{args[3]}: invalid map name. cannot resize\n")
+        block = self.tree.root / "sys/block"
+        sizes = {(block / slave / "size").read_text() for slave in self.tree.slaves(dm)}
+        if len(sizes) != 1:
+            return CommandResult(args, 1, "fail\n", "")
+        (block / dm / "size").write_text(sizes.pop())
+        return CommandResult(args, 0, "ok\n", "")
 
     def multipath_maps(self) -> dict[str, str]:
         """dm name -> map name of the multipath maps on the host."""
@@ -302,6 +319,11 @@ class SimulatedInitiator:
                 and (not lun_map.reporting_nodes or node in lun_map.reporting_nodes)
             }
 
+    def lun_size(self, serial: str) -> int:
+        """The size of the LUN with this serial on the array: what READ CAPACITY answers."""
+        with self.sim.state.lock:
+            return next(lun.size for lun in self.sim.state.luns.values() if lun.serial == serial)
+
     def kernel_step(self) -> None:
         """What the target offers now becomes what a scan finds; then the tree's kernel acts."""
         with self.kernel:
@@ -319,6 +341,7 @@ class SimulatedInitiator:
                 self.tree.mapped[(session.host, lun_id)] = {
                     "name": name,
                     "serial": serial,
+                    "size_bytes": self.lun_size(serial),
                     "sid": session.sid,
                     "iqn": iqn,
                     "portal": portal,
@@ -370,8 +393,13 @@ class KernelDevices(Devices):
             (key[1] for key, session in self._world.sessions.items() if session.host == address.host), None
         )
         serial = self._world.visible_luns(portal).get(address.lun) if portal is not None else None
-        if serial is not None and self.block_name(address) is not None:
-            self._world.tree.set_identity(address, serial)
+        name = self.block_name(address)
+        self._world.rescanned.append(address)
+        if serial is not None and name is not None:
+            with contextlib.suppress(IsADirectoryError):  # an attribute broken to stand for EIO stays so
+                self._world.tree.set_identity(address, serial)
+            if name not in self._world.frozen_capacity:
+                self._world.tree.set_size(name, self._world.lun_size(serial))
         return super().fresh_identity(address)
 
 

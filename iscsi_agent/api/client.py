@@ -94,6 +94,9 @@ class AgentClient:
         query = "?force=true" if force else ""
         return self.request("DELETE", f"/v1/attachments/{urllib.parse.quote(volume, safe='')}{query}")
 
+    def resize(self, volume: str) -> Answer:
+        return self.request("POST", f"/v1/attachments/{urllib.parse.quote(volume, safe='')}/resize")
+
     def attachments(self) -> Answer:
         return self.request("GET", "/v1/attachments")
 

@@ -61,6 +61,14 @@ def detach(service: AttachService, call: Call) -> Reply:
     return Reply(HTTPStatus.OK, wire.detachment_json(service.detach(call.volume, force=force)))
 
 
+def resize(service: AttachService, call: Call) -> Reply:
+    """No body, or an empty JSON object (clients that always send one are not refused for it)."""
+    query_flags(call.query, ())
+    if call.body:
+        json_object(call.body, {})
+    return Reply(HTTPStatus.OK, wire.resized_json(service.resize(call.volume)))
+
+
 def health(service: AttachService, call: Call) -> Reply:
     query_flags(call.query, ())
     return Reply(HTTPStatus.OK, wire.health_json(service.health()))
@@ -75,6 +83,7 @@ def reconcile(service: AttachService, call: Call) -> Reply:
 ROUTES: Mapping[tuple[str, ...], Mapping[str, Handler]] = {
     ("v1", "attachments"): {"GET": list_attachments, "POST": attach},
     ("v1", "attachments", VOLUME): {"GET": show_attachment, "DELETE": detach},
+    ("v1", "attachments", VOLUME, "resize"): {"POST": resize},
     ("v1", "health"): {"GET": health},
     ("v1", "reconcile"): {"POST": reconcile},
 }
@@ -102,7 +111,7 @@ def resolve(method: str, target: str) -> Resolved:
         handler = methods.get(method)
         if handler is None:
             raise MethodNotAllowed(method[:20], tuple(sorted(methods)))
-        volume = volume_name(_decoded(segments[-1])) if pattern[-1] == VOLUME else ""
+        volume = volume_name(_decoded(segments[pattern.index(VOLUME)])) if VOLUME in pattern else ""
         return Resolved(handler, volume, query, takes_body=method == "POST")
     raise RouteNotFound(path[:200])
 

@@ -23,6 +23,7 @@ from iscsi_agent.service.errors import DevicesLeftBehind, NoUsablePortal, Target
 from iscsi_agent.service.igroup import IgroupConflict
 from iscsi_agent.service_api import (
     NotAttached,
+    PathDown,
     ReconcileBusy,
     VolumeAmbiguous,
     VolumeInUse,
@@ -46,6 +47,7 @@ STATUS_BY_ERROR: Mapping[type[AgentError], HTTPStatus] = {
     VolumeAmbiguous: HTTPStatus.BAD_REQUEST,
     # expected conditions of the host's devices and the array's igroups: the facts are in details
     VolumeInUse: HTTPStatus.CONFLICT,
+    PathDown: HTTPStatus.CONFLICT,
     host.DeviceInUse: HTTPStatus.CONFLICT,
     host.DeviceChanged: HTTPStatus.CONFLICT,
     host.IdentityUnreadable: HTTPStatus.CONFLICT,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from iscsi_agent.service.connection_info import connection_info
-from iscsi_agent.service_api import Attachment, Detachment, Health, ReconcileAction
+from iscsi_agent.service_api import Attachment, Detachment, Health, ReconcileAction, Resized
 
 
 def attachment_json(attachment: Attachment) -> dict[str, Any]:
@@ -42,6 +42,10 @@ def attachments_json(attachments: Sequence[Attachment]) -> dict[str, Any]:
 
 def detachment_json(detachment: Detachment) -> dict[str, Any]:
     return {"volume": detachment.volume, "detached": True}
+
+
+def resized_json(resized: Resized) -> dict[str, Any]:
+    return {"volume": resized.volume, "device": str(resized.device), "size_bytes": resized.size_bytes}
 
 
 def health_json(health: Health) -> dict[str, Any]:

@@ -247,12 +247,16 @@ class Devices:
             address=address,
             name=name,
             node=self._paths.dev(name),
-            size_bytes=_int(read_attr(self._paths.block(name, "size"))) * SECTOR_BYTES,
+            size_bytes=self.size_bytes(name),
             state=read_attr(self.sysfs_dir(address) / "state"),
             identity=self.identity(address),
             by_path=by_path,
             by_id=by_id,
         )
+
+    def size_bytes(self, name: str) -> int:
+        """The size sysfs shows for block device ``name`` ("sdb", "dm-3"): what the kernel last read."""
+        return _int(read_attr(self._paths.block(name, "size"))) * SECTOR_BYTES
 
     def addresses(self) -> tuple[ScsiAddress, ...]:
         """Every SCSI device the kernel has, of any transport."""

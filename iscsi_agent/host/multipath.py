@@ -148,6 +148,11 @@ class Multipath:
         self._run(f"flush {mpath.name}", [self._program, "-f", "-R", str(FLUSH_RETRIES), mpath.name])
         log.info("flushed multipath map %s (%s, paths %s)", mpath.name, mpath.dm, ", ".join(mpath.slaves))
 
+    def resize(self, mpath: MultipathMap) -> None:
+        """``multipathd resize map``: the map takes the size its paths show (refused while they differ)."""
+        self._run(f"resize {mpath.name}", [self._daemon_program, "resize", "map", mpath.name])
+        log.info("multipath map %s (%s) resized to its paths' size", mpath.name, mpath.dm)
+
     def stop_queueing(self, mpath: MultipathMap) -> None:
         """``dmsetup message <map> 0 fail_if_no_path``: I/O waiting for a path fails from now on.
 

@@ -38,6 +38,7 @@ from iscsi_agent.service.logins import Logins
 from iscsi_agent.service.lun_device import LunDevices, LunDeviceTimeouts
 from iscsi_agent.service.observe import Observer, Unobserved
 from iscsi_agent.service.recovery import Recovery
+from iscsi_agent.service.resize import Resizer
 from iscsi_agent.service.steps import LeftOpen, Operations
 from iscsi_agent.service.volumes import VolumeService
 
@@ -180,14 +181,25 @@ def build_services(
         left_open=left_open,
         removal_timeout=config.iscsi.device_timeout,
     )
+    handed_out = HandedOutDevices(
+        host.paths, host.devices, host.multipath, timeout=config.iscsi.device_timeout
+    )
     volumes = VolumeService(
         array=array,
         attacher=attacher,
         detacher=detacher,
         journal=journal,
         view=view,
-        handed_out=HandedOutDevices(
-            host.paths, host.devices, host.multipath, timeout=config.iscsi.device_timeout
+        handed_out=handed_out,
+        resizer=Resizer(
+            array=array,
+            sessions=host.sessions,
+            devices=host.devices,
+            multipath=host.multipath,
+            handed_out=handed_out,
+            paths=host.paths,
+            clock=clock,
+            timeout=config.iscsi.device_timeout,
         ),
         gate=gate,
         workers=config.agent.workers,

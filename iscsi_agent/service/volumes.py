@@ -28,10 +28,12 @@ from iscsi_agent.service.attach import Attacher
 from iscsi_agent.service.detach import Detacher
 from iscsi_agent.service.handed_out import HandedOutDevices
 from iscsi_agent.service.locks import KeyedLocks, OperationGate
+from iscsi_agent.service.resize import Resizer
 from iscsi_agent.service_api import (
     Attachment,
     Detachment,
     NotAttached,
+    Resized,
     VolumeAmbiguous,
     VolumeInUse,
     VolumeNotFound,
@@ -59,6 +61,7 @@ class VolumeService:
         journal: Journal,
         view: ArrayView,
         handed_out: HandedOutDevices,
+        resizer: Resizer,
         gate: OperationGate,
         workers: int,
         chap_username: str | None = None,
@@ -69,6 +72,7 @@ class VolumeService:
         self._journal = journal
         self._view = view
         self._handed_out = handed_out
+        self._resizer = resizer
         self._gate = gate
         self._slots = threading.BoundedSemaphore(workers)
         self._locks = KeyedLocks()
@@ -121,6 +125,20 @@ class VolumeService:
                         left=facts.get("left", ()),
                     ) from exc
             return Detachment(target.lun_path)
+
+    def resize(self, volume: str) -> Resized:
+        """Under the volume's lock, as attach and detach: a detach cannot remove a path mid-rescan."""
+        with self._slots, self._gate.operation():
+            known, _ = self._known_attached(volume)
+            if known is None:
+                raise NotAttached(volume)
+            with self._locks.hold(known.lun_uuid):
+                current = self._journal.attachment(known.lun_uuid)
+                if current is None or current.attachment.state is not record.AttachmentState.ATTACHED:
+                    raise NotAttached(volume)
+                attached = current.attachment
+                size = self._resizer.resize(attached)
+                return Resized(attached.lun_path, Path(attached.device or ""), size)
 
     def attachments(self) -> Sequence[Attachment]:
         """Attached volumes, and those a detach left partway: what is left of them is still on the

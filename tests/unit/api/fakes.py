@@ -21,6 +21,7 @@ from iscsi_agent.service_api import (
     HealthStatus,
     NotAttached,
     ReconcileAction,
+    Resized,
     VolumeInUse,
     VolumeNotFound,
 )
@@ -62,6 +63,7 @@ class FakeService:
     in_use: dict[str, tuple[str, ...]] = field(default_factory=dict)
     actions: list[ReconcileAction] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # health is degraded while any
+    sizes: dict[str, int] = field(default_factory=dict)  # the LUN sizes a resize answers (else 1 GiB)
     fail_with: BaseException | None = None
     hold: threading.Event | None = None
     calls: list[tuple[Any, ...]] = field(default_factory=list)
@@ -95,6 +97,12 @@ class FakeService:
             if self.attached.pop(volume, None) is None and not force:
                 raise NotAttached(volume)
         return Detachment(volume)
+
+    def resize(self, volume: str) -> Resized:
+        self._call("resize", volume)
+        if volume not in self.attached:
+            raise NotAttached(volume)
+        return Resized(volume, self.attached[volume].device, self.sizes.get(volume, 1 << 30))
 
     def attachments(self) -> list[Attachment]:
         self._call("attachments")

@@ -60,6 +60,15 @@ def test_detach_sends_the_path_percent_encoded_and_force_when_asked(agent, servi
     assert service.calls[-2:] == [("detach", "/vol/vol1/lun0", False), ("detach", "/vol/vol1/lun0", True)]
 
 
+def test_resize_prints_the_device_and_its_new_size(agent, service):
+    ctl(agent, "attach", "/vol/vol1/lun0")
+    service.sizes["/vol/vol1/lun0"] = 3 << 30
+    code, out, err = ctl(agent, "resize", "/vol/vol1/lun0")
+    assert (code, err) == (0, "")
+    assert out == f"resized /vol/vol1/lun0: {service.attached['/vol/vol1/lun0'].device} is {3 << 30} bytes\n"
+    assert service.calls[-1] == ("resize", "/vol/vol1/lun0")
+
+
 def test_an_error_exits_1_with_the_agents_code_and_message_on_stderr(agent, service):
     service.in_use["/vol/vol1/lun0"] = ("mounted on /mnt/data",)
     code, out, err = ctl(agent, "detach", "/vol/vol1/lun0")

@@ -79,6 +79,31 @@ def test_detach_refuses_a_force_that_is_not_true_or_false():
         answer(FakeService(), "DELETE", "/v1/attachments/lun0?force=maybe")
 
 
+def test_resize_answers_the_volume_its_device_and_its_size():
+    service = FakeService(sizes={"/vol/vol1/lun0": 3 << 30})
+    attached = answer(service, "POST", "/v1/attachments", {"volume": "/vol/vol1/lun0"})
+    resized = answer(service, "POST", "/v1/attachments/%2Fvol%2Fvol1%2Flun0/resize")
+    assert (resized.status, resized.payload) == (
+        HTTPStatus.OK,
+        {"volume": "/vol/vol1/lun0", "device": attached.payload["device"], "size_bytes": 3 << 30},
+    )
+    assert service.calls[-1] == ("resize", "/vol/vol1/lun0")
+
+
+def test_resize_takes_no_body_or_an_empty_object_and_refuses_anything_in_it():
+    service = FakeService()
+    answer(service, "POST", "/v1/attachments", {"volume": "/vol/vol1/lun0"})
+    target = "/v1/attachments/%2Fvol%2Fvol1%2Flun0/resize"
+    assert answer(service, "POST", target, {}).status == HTTPStatus.OK
+    with pytest.raises(BadRequest, match="unknown key 'size'"):
+        answer(service, "POST", target, {"size": 5})
+
+
+def test_resize_of_a_volume_not_attached_is_not_attached():
+    with pytest.raises(NotAttached):
+        answer(FakeService(), "POST", "/v1/attachments/lun0/resize")
+
+
 def test_health_and_reconcile():
     service = FakeService(actions=[ReconcileAction("remove_stale_device", "/dev/sdc", "WWID changed", False)])
     assert answer(service, "GET", "/v1/health").payload["status"] == "ok"
@@ -106,6 +131,7 @@ def test_an_unknown_path_is_not_found(target):
         ("POST", "/v1/attachments/lun0", ("DELETE", "GET")),
         ("PUT", "/v1/health", ("GET",)),
         ("GET", "/v1/reconcile", ("POST",)),
+        ("GET", "/v1/attachments/lun0/resize", ("POST",)),
         ("BREW", "/v1/health", ("GET",)),
     ],
 )

@@ -40,6 +40,7 @@ EXPECTED: dict[str, int] = {
     "iscsi_agent.service_api.NotAttached": 404,
     "iscsi_agent.service_api.VolumeAmbiguous": 400,
     "iscsi_agent.service_api.VolumeInUse": 409,
+    "iscsi_agent.service_api.PathDown": 409,
     "iscsi_agent.service_api.ReconcileBusy": 503,
     # expected conditions of the host's devices: 409, the facts in details
     "iscsi_agent.host.errors.DeviceInUse": 409,

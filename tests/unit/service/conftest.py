@@ -18,6 +18,7 @@ from iscsi_agent.array.connect import connect
 from iscsi_agent.array.settings import ApiChoice, ArraySettings
 from iscsi_agent.config import Config, parse_config
 from iscsi_agent.faults import FAULT_ENV, faults
+from iscsi_agent.host.removal import DeviceRemover
 from iscsi_agent.host.routes import Route
 from iscsi_agent.journal.store import FILE_NAME, Journal
 from iscsi_agent.service.build import AgentServices, HostLayer, build_host, build_services
@@ -26,7 +27,7 @@ from iscsi_agent.service.volumes import VolumeService
 from ontap_sim import Simulator
 from tests.contract.helpers import array_maps
 from tests.fakes import FakeBlockOps, FakeClock, HostTree
-from tests.initiator_world import KernelSessions, SimulatedInitiator
+from tests.initiator_world import KernelDevices, KernelSessions, SimulatedInitiator
 
 INITIATOR = "iqn.1994-05.com.redhat:compute-7"
 HOSTNAME = "compute-7.example.net"
@@ -118,9 +119,24 @@ def unmap_behind_the_agents_back(host: Host, path: str) -> None:
         state.unmap_lun(state.lun("svm1", path=path), state.igroup("svm1", name=own))
 
 
+def grow_on_the_array(host: Host, path: str, size: int) -> None:
+    """The LUN grows on the array (a Cinder or Trident extend); the host sees it after a rescan."""
+    with host.sim.state.lock:
+        state = host.sim.state
+        lun = state.lun("svm1", path=path)
+        state.luns[lun.uuid] = dataclasses.replace(lun, size=size)
+
+
 def host_layer(config: Config, world: SimulatedInitiator, clock: FakeClock, block: FakeBlockOps) -> HostLayer:
+    """The host layer over the simulated kernel: its scans and rescans read what the target offers."""
     layer = build_host(config, world, clock, watch=polling, block=block)
-    return dataclasses.replace(layer, sessions=KernelSessions(layer.paths, world))
+    devices = KernelDevices(layer.paths, clock, world, polling)
+    return dataclasses.replace(
+        layer,
+        sessions=KernelSessions(layer.paths, world),
+        devices=devices,
+        remover=DeviceRemover(layer.paths, devices, block, clock),
+    )
 
 
 def config_for(

@@ -204,6 +204,7 @@ def test_a_device_that_stays_at_zero_bytes_is_removed_before_the_unmap(
     def at_zero_bytes(address, name, disk_serial, **spec):  # type: ignore[no-untyped-def]
         if disk_serial == serial:
             spec["size_bytes"] = 0  # READ CAPACITY keeps failing (tgtd's piled-up unit attentions)
+            host.initiator.frozen_capacity.add(name)  # ... on every rescan too
         return add_disk(address, name, disk_serial, **spec)
 
     monkeypatch.setattr(host.tree, "add_disk", at_zero_bytes)
