@@ -1,0 +1,115 @@
+"""Online resize on a real kernel: a LUN grown on the array (through ONTAP's REST API, as Cinder's or
+Trident's extend does) reaches the attached device, single path and under a multipath map, while a
+writer keeps the device open; the data before the old end is intact and the new blocks take writes.
+A path that is down refuses the resize, naming it, and leaves every device as it was."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from iscsi_agent.array.settings import ApiChoice
+from iscsi_agent.host.command import SubprocessRunner
+from iscsi_agent.service_api import PathDown
+from tests.vm.agent_host import AgentHost, agent_host
+
+MIRROR_TID = 13
+LUN = "/vol/vol1/lun1"  # 2 GiB in the seed
+GiB = 1 << 30
+_run = SubprocessRunner()
+
+
+@pytest.fixture
+def agent(tmp_path: Path, initiator_iqn: str) -> Iterator[AgentHost]:
+    with agent_host(ApiChoice.REST, tmp_path / "state", initiator_iqn, MIRROR_TID) as host:
+        yield host
+
+
+def grow_on_the_array(agent: AgentHost, path: str, size: int) -> None:
+    """``PATCH /api/storage/luns/{uuid}`` with the new ``space.size``: what an extend sends ONTAP."""
+    with agent.sim.state.lock:
+        uuid = agent.sim.state.lun("svm1", path=path).uuid
+    answer = requests.patch(
+        f"{agent.sim.base_url}/api/storage/luns/{uuid}",
+        json={"space": {"size": size}},
+        auth=("admin", "netapp1!"),
+        timeout=60,
+    )
+    assert answer.status_code in (200, 202), answer.text
+
+
+def size_of(node: Path) -> int:
+    """What the kernel says the block device holds (BLKGETSIZE64's answer, through lseek)."""
+    fd = os.open(node, os.O_RDONLY)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+def read_uncached(node: Path, offset: int, length: int) -> bytes:
+    """Read past the page cache, so the bytes come from the target."""
+    fd = os.open(node, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+
+
+def slaves(node: Path) -> list[str]:
+    return sorted(entry.name for entry in Path(f"/sys/block/{node.resolve().name}/slaves").iterdir())
+
+
+@pytest.mark.parametrize("multipath", [False, True], ids=["single path", "multipath"])
+def test_a_grown_lun_reaches_the_open_device_with_its_data_intact_and_its_new_blocks_writable(
+    agent: AgentHost, multipath: bool
+):
+    service = agent.reconfigure("multipath = true\n") if multipath else agent.service
+    attachment, _ = service.attach(LUN)
+    node = attachment.device
+    assert size_of(node) == 2 * GiB
+    before, after = os.urandom(1 << 20), os.urandom(1 << 20)
+    writer = os.open(node, os.O_RDWR)  # a guest's disk: open across the whole resize
+    try:
+        os.pwrite(writer, before, 2 * GiB - len(before))  # the old last MiB
+        os.fsync(writer)
+        grow_on_the_array(agent, LUN, 3 * GiB)
+        resized = service.resize(LUN)
+        print(f"resized {node} over {slaves(node) if multipath else [node.resolve().name]}: {resized}")
+        assert (resized.volume, resized.device, resized.size_bytes) == (LUN, node, 3 * GiB)
+        assert size_of(node) == 3 * GiB
+        if multipath:
+            assert all(size_of(Path(f"/dev/{path}")) == 3 * GiB for path in slaves(node))
+        os.pwrite(writer, after, 3 * GiB - len(after))  # the new last MiB
+        os.fsync(writer)
+    finally:
+        os.close(writer)
+    assert read_uncached(node, 2 * GiB - len(before), len(before)) == before
+    assert read_uncached(node, 3 * GiB - len(after), len(after)) == after
+    service.detach(LUN, force=False)
+
+
+def test_an_offline_path_refuses_the_resize_naming_it_and_no_device_changes(agent: AgentHost):
+    service = agent.reconfigure("multipath = true\n")
+    attachment, _ = service.attach(LUN)
+    node = attachment.device
+    down, up = slaves(node)
+    state = Path(f"/sys/block/{down}/device/state")
+    grow_on_the_array(agent, LUN, 3 * GiB)
+    state.write_text("offline")
+    try:
+        with pytest.raises(PathDown) as refused:
+            service.resize(LUN)
+        print(f"refused: {refused.value}")
+        assert refused.value.details["device"] == f"/dev/{down}" and "offline" in str(refused.value)
+        assert [size_of(Path(f"/dev/{name}")) for name in (up,)] == [2 * GiB]  # the other path left alone
+        assert size_of(node) == 2 * GiB
+    finally:
+        state.write_text("running")
+    assert service.resize(LUN).size_bytes == 3 * GiB  # once the path is back, the resize goes through
+    service.detach(LUN, force=False)
