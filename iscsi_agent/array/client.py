@@ -9,6 +9,7 @@ igroup, and unmapping a map that is gone all succeed, also when a connection bro
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Protocol
 
 from iscsi_agent.array.model import (
@@ -23,6 +24,8 @@ from iscsi_agent.array.model import (
     Version,
 )
 
+# UUIDs a luns_by_uuid query names at once: 50 keep its URL (or ZAPI query) near 2,000 characters
+UUIDS_PER_QUERY = 50
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -51,6 +54,11 @@ class ArrayClient(Protocol):
         ...
 
     def lun_by_uuid(self, uuid: str, *, fresh: bool = False) -> Lun: ...
+
+    def luns_by_uuid(self, uuids: Collection[str]) -> tuple[Lun, ...]:
+        """Fresh reads of the LUNs of these UUIDs that still exist (those deleted are left out), in
+        one request per ``UUIDS_PER_QUERY``; none for no UUIDs. The cache is neither read nor filled."""
+        ...
 
     def igroups_with_initiator(self, initiator: str) -> tuple[Igroup, ...]:
         """Every igroup of the SVM that contains this initiator (check ``has_exactly`` yourself)."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from iscsi_agent.array.budget import Budgets, one_budget_per_call
 from iscsi_agent.array.cache import LunCache
+from iscsi_agent.array.client import UUIDS_PER_QUERY
 from iscsi_agent.array.errors import (
     ArrayAlreadyExists,
     ArrayApiError,
@@ -81,6 +82,14 @@ class OntapClient:
         kept = dataclasses.replace(luns[0], mapped_to=None, node="")
         self.cache.put(kept, name_unique=key is LunKey.NAME)
         return luns[0]
+
+    def luns_by_uuid(self, uuids: Collection[str]) -> tuple[Lun, ...]:
+        ordered = sorted(set(uuids))
+        return tuple(
+            lun
+            for start in range(0, len(ordered), UUIDS_PER_QUERY)
+            for lun in self.ops.luns_by_uuid(ordered[start : start + UUIDS_PER_QUERY])
+        )
 
     def igroups_with_initiator(self, initiator: str) -> tuple[Igroup, ...]:
         return self.ops.igroups_with_initiator(initiator)

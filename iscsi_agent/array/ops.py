@@ -8,6 +8,7 @@ recovery after transport failures to ``iscsi_agent.array.ontap.OntapClient``, wh
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import Protocol
 
 from iscsi_agent.array.model import (
@@ -38,6 +39,10 @@ class ArrayOps(Protocol):
 
     def find_luns(self, key: LunKey, value: str) -> list[Lun]:
         """LUNs whose path, name (last path component) or UUID equals ``value``: one query."""
+        ...
+
+    def luns_by_uuid(self, uuids: Sequence[str]) -> list[Lun]:
+        """The LUNs of these UUIDs that exist, in one query (ONTAP's ``a|b`` alternatives)."""
         ...
 
     def igroups_with_initiator(self, initiator: str) -> tuple[Igroup, ...]: ...

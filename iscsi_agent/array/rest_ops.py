@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -83,6 +84,11 @@ class RestOps:
         if key is LunKey.UUID:
             return [lun for lun in luns if lun.uuid == value]
         return luns
+
+    def luns_by_uuid(self, uuids: Sequence[str]) -> list[Lun]:
+        records = self.rest.collect(LUNS, {"uuid": "|".join(uuids)}, LUN_FIELDS)
+        wanted = set(uuids)
+        return [lun for lun in map(parse_lun, records) if lun.uuid in wanted]
 
     def igroups_with_initiator(self, initiator: str) -> tuple[Igroup, ...]:
         igroups = self._igroups({"initiators.name": initiator})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from iscsi_agent.array.errors import (
     ArrayAlreadyExists,
@@ -109,6 +110,12 @@ class ZapiOps:
         if key is LunKey.UUID:
             return [lun for lun in luns if lun.uuid == value]
         return luns
+
+    def luns_by_uuid(self, uuids: Sequence[str]) -> list[Lun]:
+        query: Args = {"lun-info": {"uuid": "|".join(uuids)}}
+        records = self.zapi.iterate("lun-get-iter", query=query, desired=LUN_FIELDS)
+        wanted = set(uuids)
+        return [lun for lun in map(parse_lun, records) if lun.uuid in wanted]
 
     def igroups_with_initiator(self, initiator: str) -> tuple[Igroup, ...]:
         query: Args = {

@@ -10,7 +10,9 @@ it acts on a mismatch.
 The igroup's own record (is the initiator still in it?) is read every ``IGROUP_CHECK_EVERY``
 passes, and in any pass where a device or an attachment sits at a LUN id the maps do not show: the
 maps are read by initiator, so an initiator taken out of the igroup hides the igroup's maps, and
-the planner must know that before it calls a device unmapped. A steady pass costs one request.
+the planner must know that before it calls a device unmapped. The attached LUNs' sizes are read on
+the same cadence, halfway between (``SIZE_CHECK_EVERY``), fifty LUNs at a time. A steady pass costs
+one request, every fifth pass two.
 A read that fails fails the pass: no decision is taken on part of the view.
 
 The maps are asked for on a thread of their own while the host is read, so a pass waits for the
@@ -27,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
 from pathlib import Path
 
-from iscsi_agent.array.client import ArrayClient
+from iscsi_agent.array.client import UUIDS_PER_QUERY, ArrayClient
 from iscsi_agent.array.errors import ArrayNotFound
 from iscsi_agent.array.model import Lun, LunMap
 from iscsi_agent.host.devices import Devices
@@ -36,9 +38,11 @@ from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sessions import Session, Sessions
 from iscsi_agent.host.sysfs import entry_names
 from iscsi_agent.host.waiting import Clock
+from iscsi_agent.journal.model import Attachment, AttachmentState
 from iscsi_agent.journal.store import Journal
 from iscsi_agent.naa import NETAPP_NAA_PREFIX, normalize_wwid
 from iscsi_agent.reconcile.state import (
+    Capacity,
     DeviceState,
     IgroupState,
     MappedLun,
@@ -49,6 +53,11 @@ from iscsi_agent.reconcile.state import (
 from iscsi_agent.service.array_view import ArrayView
 
 IGROUP_CHECK_EVERY = 10
+# The attached LUNs' sizes on the array, to report an extend no resize brought to the host: one
+# request every this many passes (halfway between two igroup checks, so no pass makes three), for
+# the next UUIDS_PER_QUERY attachments in UUID order, round and round.
+SIZE_CHECK_EVERY = 10
+SIZE_CHECK_PASS = SIZE_CHECK_EVERY // 2
 # links udev makes for iSCSI paths and ONTAP LUNs; a dangling link of any other kind is not ours
 _OWN_LINK_MARKS = ("-iscsi-", NETAPP_NAA_PREFIX, "NETAPP")
 _OWN_LINK = re.compile("|".join(map(re.escape, _OWN_LINK_MARKS)))  # one search per name, of thousands
@@ -79,6 +88,9 @@ class StateReader:
         self._clock = clock
         self._down_since: dict[int, float] = {}
         self._passes = 0
+        self._lun_sizes: dict[str, int] = {}  # LUN UUID -> bytes on the array, as last read
+        self._sizes_read_to = ""  # the last UUID whose size was read: the next read goes on from it
+        self._grown: set[str] = set()  # LUN UUIDs last seen larger on the array than on the host
 
     def read(self) -> Observed:
         attachments = tuple(record.attachment for record in self._journal.attachments())
@@ -100,6 +112,7 @@ class StateReader:
         igroup_state = self._igroup_state(
             igroup, unaccounted=bool((occupied | named) - {m.lun_id for m in found})
         )
+        capacities = self._capacities(attachments, multipath_maps)
         self._passes += 1
         known = {a.lun_uuid: a.serial for a in attachments}
         maps = {
@@ -115,6 +128,7 @@ class StateReader:
             dangling_links=dangling_links,
             multipath_maps=multipath_maps,
             attachments=attachments,
+            capacities=capacities,
             now=now,
         )
 
@@ -129,6 +143,44 @@ class StateReader:
         if self._initiator.lower() not in {i.lower() for i in record.initiators}:
             return IgroupState.WITHOUT_INITIATOR
         return IgroupState.PRESENT
+
+    def _capacities(
+        self, attachments: tuple[Attachment, ...], maps: tuple[MultipathState, ...]
+    ) -> dict[str, Capacity]:
+        """Array and host sizes of the attached LUNs whose array size this pass read, and of those
+        found grown before (so a resize ends their report at the next pass); the host's read now."""
+        attached = {a.lun_uuid: a for a in attachments if a.state is AttachmentState.ATTACHED and a.device}
+        read = (
+            next_chunk(sorted(attached), self._sizes_read_to)
+            if self._passes % SIZE_CHECK_EVERY == SIZE_CHECK_PASS
+            else []
+        )
+        if read:
+            found_luns = {lun.uuid: lun.size for lun in self._array.luns_by_uuid(read)}
+            for uuid in read:
+                self._lun_sizes.pop(uuid, None)
+            self._lun_sizes.update(found_luns)
+            self._sizes_read_to = read[-1]
+        self._lun_sizes = {uuid: size for uuid, size in self._lun_sizes.items() if uuid in attached}
+        dm_of = {normalize_wwid(m.wwid): m.dm for m in maps}
+        found = {}
+        for uuid in (set(read) | self._grown) & self._lun_sizes.keys():
+            attachment = attached[uuid]
+            name = (
+                dm_of.get(normalize_wwid(attachment.wwid)) if attachment.multipath else self._disk(attachment)
+            )
+            device_bytes = self._devices.size_bytes(name) if name else 0
+            if device_bytes:
+                found[uuid] = Capacity(self._lun_sizes[uuid], f"/dev/{name}", device_bytes)
+        self._grown = {uuid for uuid, seen in found.items() if seen.array_bytes > seen.device_bytes}
+        return found
+
+    def _disk(self, attachment: Attachment) -> str | None:
+        """The disk a single-path attachment's device (its by-id link, or the node) leads to now."""
+        try:
+            return self._paths.under_root(attachment.device or "").resolve(strict=True).name
+        except (OSError, ValueError):
+            return None
 
     def _identified(self, found: LunMap, known: dict[str, str], *, occupied: bool, named: bool) -> MappedLun:
         """The mapped LUN with what the planner judges by, looked up only where it needs it (lookups are
@@ -191,3 +243,10 @@ class StateReader:
             MultipathState(name, dm, normalize_wwid(wwid), slaves)
             for name, dm, wwid, slaves in self._multipath.listed()
         )
+
+
+def next_chunk(uuids: list[str], read_to: str) -> list[str]:
+    """The next UUIDS_PER_QUERY of the sorted ``uuids`` after ``read_to`` (the last one read), wrapping
+    round: every attachment's size is read in turn, whichever come and go meanwhile."""
+    after = [uuid for uuid in uuids if uuid > read_to]
+    return (after + [uuid for uuid in uuids if uuid <= read_to])[:UUIDS_PER_QUERY]

@@ -65,6 +65,7 @@ class Reason(enum.Enum):
     INTERRUPTED = "interrupted"
     UNREQUESTED_MAP = "unrequested_map"
     ATTACHMENT_UNMAPPED = "attachment_unmapped"
+    LUN_GROWN = "lun_grown"  # larger on the array than on the host: an extend waiting for a resize
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ def plan(observed: Observed, policy: Policy) -> list[Action]:
     actions += _sessions(observed, maps, policy, set(stale))
     actions += _missing_multipath_paths(observed, set(stale))
     actions += _array_drift(observed, whole)
+    actions += _grown(observed)
     return actions
 
 
@@ -324,4 +326,15 @@ def _array_drift(observed: Observed, whole: bool) -> list[Action]:
         for a in _attached(observed)
         if (a.lun_id, a.lun_uuid) not in mapped
     ]
+    return actions
+
+
+def _grown(observed: Observed) -> list[Action]:
+    """Attached LUNs larger on the array than their device: reported until a resize brings them."""
+    actions = []
+    for attachment in _attached(observed):
+        size = observed.capacities.get(attachment.lun_uuid)
+        if size is not None and size.array_bytes > size.device_bytes:
+            target = f"{attachment.lun_path}: {size.array_bytes} bytes on the array, {size.device} {size.device_bytes}"
+            actions.append(Action(ActionKind.REPORT, Reason.LUN_GROWN, target))
     return actions

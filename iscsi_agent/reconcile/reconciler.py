@@ -43,10 +43,12 @@ _REPORTS = frozenset({ActionKind.REPORT, ActionKind.REPORT_STALE_DEVICE})
 
 @dataclass(frozen=True)
 class PassReport:
-    """The last pass that ran: when it finished, and what it left because something holds it."""
+    """The last pass that ran: when it finished, what it left because something holds it, and the
+    extends it found waiting for a resize."""
 
     finished_at: datetime
     held: tuple[str, ...] = ()
+    grown: tuple[str, ...] = ()  # attached LUNs larger on the array than on the host
 
 
 class Reconciler:
@@ -86,6 +88,7 @@ class Reconciler:
         with self._lock:
             started = self._clock.monotonic()
             held: list[str] = []
+            grown: list[str] = []
             try:
                 with self._gate.exclusive(self._busy_timeout) as quiet:
                     if not quiet:
@@ -104,11 +107,13 @@ class Reconciler:
                 self._observer.reconcile_action(action.kind.value, action.reason.value, outcome)
                 if result.held_by:
                     held.append(f"{action.target} (held by {result.held_by})")
+                if action.reason is Reason.LUN_GROWN:
+                    grown.append(action.target)
                 target = action.target + (f": {result.detail}" if result.detail else "")
                 answered.append(ReconcileAction(action.kind.value, target, action.reason.value, result.done))
             if not dry_run:
                 self._observer.reconcile_pass(self._clock.monotonic() - started, len(held), False)
-                self.last = PassReport(self._now(), tuple(held))
+                self.last = PassReport(self._now(), tuple(held), tuple(grown))
             return answered
 
     def run_scheduled(self) -> None:
@@ -124,8 +129,13 @@ class Reconciler:
 
     @property
     def degraded(self) -> list[str]:
-        """Why health is degraded as far as the reconciler knows: held stale devices, unsettled recovery."""
-        reasons = list(self.last.held) if self.last else []
+        """Why health is degraded as far as the reconciler knows: held stale devices, unsettled recovery,
+        LUNs grown on the array and not on the host."""
+        last = self.last or PassReport(self._now())
+        reasons = [
+            *last.held,
+            *(f"{grown}; resize it (POST /v1/attachments/{{volume}}/resize)" for grown in last.grown),
+        ]
         if self._recovery.pending:
             reasons.append(f"{len(self._recovery.pending)} interrupted operation(s) not yet recovered")
         return reasons

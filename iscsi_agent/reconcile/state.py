@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from iscsi_agent.host.sessions import LOGGED_IN, ScsiAddress
@@ -78,6 +78,15 @@ class MultipathState:
 
 
 @dataclass(frozen=True)
+class Capacity:
+    """An attached LUN's size on the array (as last read) beside its device's on the host (now)."""
+
+    array_bytes: int
+    device: str  # the node the attachment handed out, resolved: "/dev/sdc", "/dev/dm-2"
+    device_bytes: int
+
+
+@dataclass(frozen=True)
 class Observed:
     igroup: str
     igroup_state: IgroupState
@@ -87,4 +96,5 @@ class Observed:
     dangling_links: tuple[Path, ...]  # by-path and by-id links (iSCSI, NetApp) whose node is gone
     multipath_maps: tuple[MultipathState, ...]
     attachments: tuple[Attachment, ...]
+    capacities: Mapping[str, Capacity] = field(default_factory=dict)  # LUN UUID -> sizes, where both known
     now: float = 0.0  # monotonic seconds, the clock down_since is on

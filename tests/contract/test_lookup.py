@@ -1,5 +1,7 @@
 """Version, SVM and LUN lookup, identical over ZAPI and REST; the LUN cache saves requests."""
 
+from dataclasses import replace
+
 import pytest
 
 from iscsi_agent.array.client import find_lun
@@ -122,3 +124,20 @@ def test_mapped_state_is_read_afresh_when_asked(client, ontap_sim):
     array_igroup(ontap_sim, "other-host", "iqn.1994-05.com.redhat:other")
     array_map(ontap_sim, LUN0, "other-host")
     assert client.lun_by_path(LUN0, fresh=True).mapped is True
+
+
+def test_luns_by_uuid_reads_the_sizes_of_many_luns_fresh_in_one_request(client, ontap_sim, wire):
+    uuids = [client.lun_by_path(path).uuid for path in (LUN0, LUN1, LUN2)]
+    with ontap_sim.state.lock:  # grown behind the cache's back (an extend on the array)
+        state = ontap_sim.state
+        state.luns[uuids[1]] = replace(state.luns[uuids[1]], size=5 << 30)
+    before = ontap_sim.counts[wire.key(wire.luns)]
+    found = client.luns_by_uuid([*uuids, "00000000-0000-4000-8000-000000000000"])  # one deleted since
+    assert ontap_sim.counts[wire.key(wire.luns)] - before == 1
+    assert {lun.uuid: lun.size for lun in found} == {uuids[0]: 1 << 30, uuids[1]: 5 << 30, uuids[2]: 1 << 30}
+
+
+def test_luns_by_uuid_of_nothing_asks_nothing(client, ontap_sim, wire):
+    before = ontap_sim.total(wire.api.value)
+    assert client.luns_by_uuid([]) == ()
+    assert ontap_sim.total(wire.api.value) == before

@@ -11,8 +11,10 @@ from iscsi_agent.host.sessions import ScsiAddress
 from iscsi_agent.journal.model import Attachment, AttachmentState
 from iscsi_agent.naa import multipath_wwid, netapp_wwid
 from iscsi_agent.portal import Portal
+from iscsi_agent.reconcile.observe import next_chunk
 from iscsi_agent.reconcile.plan import Action, ActionKind, Policy, Reason, plan
 from iscsi_agent.reconcile.state import (
+    Capacity,
     DeviceState,
     IgroupState,
     MappedLun,
@@ -114,6 +116,7 @@ def observed(
     links: tuple[Path, ...] = (),
     multipath_maps: tuple[MultipathState, ...] = (),
     attachments: tuple[Attachment, ...] = (),
+    capacities: dict[str, Capacity] | None = None,
 ) -> Observed:
     return Observed(
         igroup=IGROUP,
@@ -124,6 +127,7 @@ def observed(
         dangling_links=links,
         multipath_maps=multipath_maps,
         attachments=attachments,
+        capacities=capacities or {},
         now=NOW,
     )
 
@@ -757,3 +761,50 @@ def test_among_2000_devices_only_the_10_at_unmapped_ids_are_removed():
 
 def test_2000_healthy_devices_plan_nothing():
     assert plan(_large_host(unmapped=0), Policy()) == []
+
+
+# --- a LUN grown on the array and not yet on the host -------------------------------------------------
+GiB = 1 << 30
+
+
+def test_an_attached_lun_larger_on_the_array_than_its_device_is_reported_with_both_sizes():
+    actions = plan(
+        observed(
+            mapped=maps(1, 2),
+            sessions=(session(),),
+            devices=(device(1), device(2)),
+            attachments=(attachment(1), attachment(2)),
+            capacities={
+                lun_uuid(1): Capacity(3 * GiB, "/dev/sd1l1", 2 * GiB),
+                lun_uuid(2): Capacity(2 * GiB, "/dev/sd1l2", 2 * GiB),
+            },
+        ),
+        Policy(),
+    )
+    assert summary(of_kind(actions, ActionKind.REPORT)) == [
+        (
+            ActionKind.REPORT,
+            Reason.LUN_GROWN,
+            f"{lun_path(1)}: {3 * GiB} bytes on the array, /dev/sd1l1 {2 * GiB}",
+        )
+    ]
+
+
+def test_a_lun_grown_under_a_detach_left_partway_or_of_unknown_size_is_not_reported():
+    actions = plan(
+        observed(
+            mapped=maps(1),
+            attachments=(attachment(1, state=AttachmentState.DETACHING), attachment(2)),
+            capacities={lun_uuid(1): Capacity(3 * GiB, "/dev/sd1l1", 2 * GiB)},
+        ),
+        Policy(),
+    )
+    assert [a for a in actions if a.reason is Reason.LUN_GROWN] == []
+
+
+def test_many_attachments_have_their_sizes_read_fifty_at_a_time_round_and_round():
+    uuids = [lun_uuid(n) for n in range(120)]
+    assert next_chunk(uuids, "") == uuids[:50]
+    assert next_chunk(uuids, uuids[49]) == uuids[50:100]
+    assert next_chunk(uuids, uuids[99]) == uuids[100:] + uuids[:30]
+    assert next_chunk(uuids[:3], uuids[1]) == [uuids[2], uuids[0], uuids[1]]

@@ -10,10 +10,16 @@ import threading
 import pytest
 
 from iscsi_agent.errors import AgentError
-from iscsi_agent.reconcile.observe import IGROUP_CHECK_EVERY
+from iscsi_agent.reconcile.observe import IGROUP_CHECK_EVERY, SIZE_CHECK_EVERY, SIZE_CHECK_PASS
 from iscsi_agent.service_api import ReconcileAction, ReconcileBusy
 from tests.contract.helpers import SVM, array_igroup, array_igroups_named, array_map, array_maps
-from tests.unit.service.conftest import INITIATOR, OWN_IGROUP, Host, unmap_behind_the_agents_back
+from tests.unit.service.conftest import (
+    INITIATOR,
+    OWN_IGROUP,
+    Host,
+    grow_on_the_array,
+    unmap_behind_the_agents_back,
+)
 
 LUN1, LUN2, LUN3 = "/vol/vol1/lun1", "/vol/vol1/lun2", "/vol/vol1/lun3"
 
@@ -314,3 +320,39 @@ def test_a_device_the_journal_does_not_know_stays_while_this_hosts_initiator_is_
     assert ("repair_igroup", "initiator_missing", True) in taken(actions)
     assert [a for a in actions if a.action == "remove_device"] == []
     assert disks(host) == ["sda"]
+
+
+# --- a LUN grown on the array, not yet resized on the host ---------------------------------------------
+def passes(host: Host, count: int) -> list[list[ReconcileAction]]:
+    return [reconcile(host) for _ in range(count)]
+
+
+def test_an_attached_lun_grown_on_the_array_is_reported_degrades_health_until_resized(host: Host):
+    attachment, _ = host.service.attach(LUN1)
+    # passes 0 .. SIZE_CHECK_PASS: the last one reads the sizes, nothing grown
+    assert all(actions == [] for actions in passes(host, SIZE_CHECK_PASS + 1))
+    grow_on_the_array(host, LUN1, 3 << 30)
+    *before, actions = passes(host, SIZE_CHECK_EVERY)  # up to the next pass that reads them
+    assert all(earlier == [] for earlier in before)  # the size as last read until then
+    grown = f"/vol/vol1/lun1: {3 << 30} bytes on the array, /dev/sda {2 << 30}"
+    assert [(a.action, a.target, a.reason, a.done) for a in actions] == [
+        ("report", f"{grown}: reported", "lun_grown", False)
+    ]
+    [problem] = host.services.reconciler.degraded
+    assert problem == f"{grown}; resize it (POST /v1/attachments/{{volume}}/resize)"
+    assert reconcile(host)[0].reason == "lun_grown"  # every pass while it lasts, the host read again
+    host.service.resize(LUN1)
+    assert reconcile(host) == [] and host.services.reconciler.degraded == []
+    assert host.service.attachment(LUN1) == attachment
+
+
+def test_the_sizes_cost_one_request_every_tenth_pass_halfway_between_igroup_checks(host: Host):
+    host.service.attach(LUN1)
+    host.service.attach(LUN2)
+    counts = []
+    for _ in range(2 * SIZE_CHECK_EVERY):
+        before = host.array_requests()
+        reconcile(host)
+        counts.append(host.array_requests() - before)
+    with_igroup, with_sizes = [0, SIZE_CHECK_EVERY], [SIZE_CHECK_PASS, SIZE_CHECK_PASS + SIZE_CHECK_EVERY]
+    assert counts == [2 if n in with_igroup + with_sizes else 1 for n in range(2 * SIZE_CHECK_EVERY)]
