@@ -100,7 +100,8 @@ CHAP_NOT_ALLOWED = Condition(
 CHAP_DEFAULT_UNDELETABLE = Condition(13115, "5374148", 400, "The default credential cannot be deleted.")
 # Resizing (REST codes from ONTAP's lun_modify error table; REST shrink wording as a real array answers
 # it). ZAPI: 9041 EVDISK_ERROR_SIZE_TOO_SMALL is documented, 9042 "size unchanged" is what clients see
-# for a resize to the current size; the other lun-resize errnos are GUESSES (13115 invalid input).
+# for a resize to the current size (ZAPI only: a REST PATCH to the current size changes nothing and
+# succeeds); the other lun-resize errnos are GUESSES (13115 invalid input).
 LUN_SIZE_INVALID = Condition(13115, "5374130", 400, "An invalid size value was provided: {size}.")
 LUN_SIZE_TOO_SMALL = Condition(9041, "5374124", 400, "The specified LUN size is too small: {size} bytes.")
 LUN_SIZE_TOO_LARGE = Condition(
@@ -115,4 +116,4 @@ LUN_SHRINK_REFUSED = Condition(
     "Reducing the size of a LUN might cause permanent data loss or corruption. Use the force flag to"
     " allow the LUN size reduction.",
 )
-LUN_SIZE_UNCHANGED = Condition(9042, "5374892", 400, "The new LUN size is the same as the old LUN size.")
+LUN_SIZE_UNCHANGED = Condition(9042, "2", 400, "The new LUN size is the same as the old LUN size.")

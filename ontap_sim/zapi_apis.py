@@ -264,7 +264,10 @@ def lun_create_by_size(scope: Scope, args: etree._Element) -> list[etree._Elemen
 def lun_resize(scope: Scope, args: etree._Element) -> list[etree._Element]:
     """Grow, or with ``force`` shrink; a resize to the current size is 9042, as clients expect."""
     lun = scope.state.lun(scope.svm_name, path=required(args, "path"))
-    resized = scope.state.resize_lun(lun, integer(args, "size") or 0, allow_shrink=boolean(args, "force"))
+    size = integer(args, "size")
+    if size is None:
+        raise OntapError(e.INVALID_INPUT, detail="Missing input: size")
+    resized = scope.state.resize_lun(lun, size, allow_shrink=boolean(args, "force"))
     if resized.size == lun.size:
         raise OntapError(e.LUN_SIZE_UNCHANGED, target="size")
     return [el("actual-size", resized.size)]

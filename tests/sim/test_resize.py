@@ -115,6 +115,13 @@ class TestRest:
         assert reply.status_code == 200, reply.text
         assert size_on_array(ontap_sim) == 2 * GiB
 
+    def test_a_patch_to_the_current_size_succeeds_and_changes_nothing(
+        self, rest, ontap_sim: Simulator
+    ) -> None:
+        seen = listened(ontap_sim.state)
+        reply = rest("PATCH", f"/api/storage/luns/{lun_uuid(ontap_sim)}", json={"space": {"size": GiB}})
+        assert reply.status_code == 200 and seen == []
+
     def test_a_shrink_is_refused_with_ontaps_code_and_words(self, rest, ontap_sim: Simulator) -> None:
         reply = rest("PATCH", f"/api/storage/luns/{lun_uuid(ontap_sim)}", json={"space": {"size": GiB // 2}})
         assert reply.status_code == 400
@@ -181,6 +188,10 @@ class TestZapi:
     def test_bad_sizes_are_refused(self, zapi, ontap_sim: Simulator, size, errno) -> None:
         assert failed(lun_resize(zapi, LUN0, size, force=True), errno)
         assert size_on_array(ontap_sim) == GiB
+
+    def test_a_missing_size_is_invalid_input(self, zapi) -> None:
+        results = zapi("lun-resize", f"<path>{LUN0}</path>")
+        assert failed(results, 13115) and results.get("reason") == "Missing input: size"
 
     def test_an_unknown_lun_is_15661(self, zapi) -> None:
         assert failed(lun_resize(zapi, "/vol/vol1/nosuch", GiB), 15661)
