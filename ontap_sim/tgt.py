@@ -102,8 +102,8 @@ class Tgtadm:
         """
         self._check_stageable(lun_id, serial)
         backing = self._backing(tid, lun_id)
-        self._delete_lu(tid, lun_id)
-        with backing.open("r+b") as disk:
+        with backing.open("r+b") as disk:  # opened first: without its file the LU is left as it is
+            self._delete_lu(tid, lun_id)
             disk.truncate(size_bytes)
         self._create_lu(tid, lun_id, serial, backing)
         log.info("tgtd target %s: LUN %s (serial %s) is now %s bytes", tid, lun_id, serial, size_bytes)

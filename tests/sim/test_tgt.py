@@ -136,3 +136,12 @@ def test_resize_lun_does_not_retry_other_refusals(tmp_path):
     with pytest.raises(TgtError, match="can't find"):
         tgt.resize_lun(1, 3, "Zp$3Rt7/xY?b", 2 << 20)
     assert sleeps == []
+
+
+def test_resize_lun_of_an_lu_whose_backing_file_is_gone_leaves_the_lu_alone(tmp_path):
+    runner, sleeps = FakeRunner(), []
+    tgt, backing = staged(tmp_path, runner, sleeps)
+    backing.unlink()
+    with pytest.raises(FileNotFoundError):
+        tgt.resize_lun(1, 3, "Zp$3Rt7/xY?b", 2 << 20)
+    assert runner.argvs == []
