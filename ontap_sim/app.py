@@ -173,8 +173,8 @@ class App:
         except zapi.EnvelopeError as exc:
             return self._xml(zapi.render_failure(13001, str(exc), version))
         except OntapError as exc:
-            log.debug("ZAPI %s failed: %s %s", api, exc.condition.zapi_errno, exc.message)
-            return self._xml(zapi.render_failure(exc.condition.zapi_errno, exc.message, version))
+            log.debug("ZAPI %s failed: %s %s", api, exc.condition.zapi_errno, exc.zapi_message)
+            return self._xml(zapi.render_failure(exc.condition.zapi_errno, exc.zapi_message, version))
 
     def _zapi_fault(self, fault: Fault, version: str) -> Reply:
         if fault.kind is FaultKind.HTTP_STATUS:

@@ -17,6 +17,7 @@ class Condition:
     rest_code: str
     http_status: int
     message: str  # str.format template over the facts
+    zapi_message: str | None = None  # where ZAPI words it differently from REST
 
 
 class OntapError(Exception):
@@ -26,6 +27,7 @@ class OntapError(Exception):
         self.condition = condition
         self.target = target
         self.message = condition.message.format(**facts)
+        self.zapi_message = (condition.zapi_message or condition.message).format(**facts)
         super().__init__(self.message)
 
 
@@ -96,3 +98,22 @@ CHAP_NOT_ALLOWED = Condition(
     13115, "5374900", 400, 'CHAP properties are not allowed with authentication type "{auth_type}".'
 )
 CHAP_DEFAULT_UNDELETABLE = Condition(13115, "5374148", 400, "The default credential cannot be deleted.")
+# Resizing (REST codes from ONTAP's lun_modify error table; REST shrink wording as a real array answers
+# it). ZAPI: 9041 EVDISK_ERROR_SIZE_TOO_SMALL is documented, 9042 "size unchanged" is what clients see
+# for a resize to the current size (ZAPI only: a REST PATCH to the current size changes nothing and
+# succeeds); the other lun-resize errnos are GUESSES (13115 invalid input).
+LUN_SIZE_INVALID = Condition(13115, "5374130", 400, "An invalid size value was provided: {size}.")
+LUN_SIZE_TOO_SMALL = Condition(9041, "5374124", 400, "The specified LUN size is too small: {size} bytes.")
+LUN_SIZE_TOO_LARGE = Condition(
+    13115, "5374125", 400, "The specified LUN size is too large: {size} bytes; the maximum is {maximum}."
+)
+LUN_SHRINK_REFUSED = Condition(
+    13115,
+    "5374892",
+    400,
+    "Reducing the size of a LUN might cause permanent data loss or corruption and is not supported by the"
+    ' LUN REST API. The ONTAP command "lun resize" can be used to reduce the LUN size.',
+    "Reducing the size of a LUN might cause permanent data loss or corruption. Use the force flag to"
+    " allow the LUN size reduction.",
+)
+LUN_SIZE_UNCHANGED = Condition(9042, "2", 400, "The new LUN size is the same as the old LUN size.")

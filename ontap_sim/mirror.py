@@ -11,7 +11,7 @@ tgtd has one LUN namespace and one ACL per target while ONTAP masks per igroup:
   a LUN mapped at two ids appears at the first one only (both logged and skipped);
 - tgtd's LUN 0 is its controller LU, so maps at LUN id 0 are skipped (the simulator
   allocates from 1 when mirroring); an unmap deletes the backing file, so data does not
-  survive unmap + map;
+  survive unmap + map (a resize of a mapped LUN keeps it: the LU is recreated on the same file);
 - inbound CHAP accounts are bound to the whole target, so once any initiator has CHAP
   every initiator must use one of the bound accounts.
 """
@@ -36,6 +36,7 @@ class TgtadmLike(Protocol):
     def unbind_initiator(self, tid: int, initiator: str) -> None: ...
     def add_lun(self, tid: int, lun_id: int, serial: str, size_bytes: int) -> object: ...
     def remove_lun(self, tid: int, lun_id: int) -> None: ...
+    def resize_lun(self, tid: int, lun_id: int, serial: str, size_bytes: int) -> object: ...
     def add_portal(self, address: str, port: int = 3260) -> None: ...
     def remove_portal(self, address: str, port: int = 3260) -> None: ...
     def set_account(self, user: str, password: str) -> None: ...
@@ -170,14 +171,22 @@ class TgtMirror:
                     tgt.bind_account(tid, user, outgoing=outgoing)
         for initiator in sorted(new.initiators - old.initiators):
             tgt.bind_initiator(tid, initiator)
+        resized = {i for i, lun in new.luns.items() if _resized(old.luns.get(i), lun)}
         for lun_id, lun in sorted(old.luns.items()):
-            if new.luns.get(lun_id) != lun:
+            if lun_id not in resized and new.luns.get(lun_id) != lun:
                 tgt.remove_lun(tid, lun_id)
+        for lun_id in sorted(resized):
+            tgt.resize_lun(tid, lun_id, new.luns[lun_id].serial, new.luns[lun_id].size)
         for lun_id, lun in sorted(new.luns.items()):
-            if old.luns.get(lun_id) != lun:
+            if lun_id not in resized and old.luns.get(lun_id) != lun:
                 tgt.add_lun(tid, lun_id, lun.serial, lun.size)
         for initiator in sorted(old.initiators - new.initiators):
             tgt.unbind_initiator(tid, initiator)
+
+
+def _resized(before: MirroredLun | None, after: MirroredLun) -> bool:
+    """The same LUN at the same id with a new size: its LU is resized in place, its data kept."""
+    return before is not None and before.uuid == after.uuid and before.size != after.size
 
 
 class _Forgiving:

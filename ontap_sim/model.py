@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 
 SERIAL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789?$/"
 MAX_LUN_ID = 4095
+# A LUN is whole 512-byte blocks. REST's absolute limits for LUN and namespace sizes: at least 4096
+# bytes, at most 128 TB on releases with large-LUN support (9.12.1 and later; older ones: just under 16 TB)
+LUN_BLOCK_SIZE = 512
+MIN_LUN_SIZE = 4096
+MAX_LUN_SIZE = 128 * 1024**4
 AUTH_TYPES = ("chap", "none", "deny")
 DEFAULT_INITIATOR = "default"
 
@@ -266,6 +271,26 @@ class State:
         log.info("created LUN %s (serial %s) in SVM %s", lun.path, lun.serial, svm.name)
         self.changed()
         return lun
+
+    def resize_lun(self, lun: Lun, size: int, allow_shrink: bool = False) -> Lun:
+        """ONTAP's ``lun resize``: the size set is ``size`` rounded up to whole blocks ("at least the
+        requested size"); a shrink only when forced (it truncates data); same identity, same maps."""
+        if size <= 0:
+            raise OntapError(e.LUN_SIZE_INVALID, target="space.size", size=size)
+        wanted = -(-size // LUN_BLOCK_SIZE) * LUN_BLOCK_SIZE
+        if wanted < MIN_LUN_SIZE:
+            raise OntapError(e.LUN_SIZE_TOO_SMALL, target="space.size", size=size)
+        if wanted > MAX_LUN_SIZE:
+            raise OntapError(e.LUN_SIZE_TOO_LARGE, target="space.size", size=size, maximum=MAX_LUN_SIZE)
+        if wanted < lun.size and not allow_shrink:
+            raise OntapError(e.LUN_SHRINK_REFUSED, target="space.size")
+        if wanted == lun.size:
+            return lun
+        resized = replace(lun, size=wanted)
+        self.luns[lun.uuid] = resized
+        log.info("resized LUN %s from %s to %s bytes", lun.path, lun.size, wanted)
+        self.changed()
+        return resized
 
     def delete_lun(self, lun: Lun) -> None:
         if self.maps_of_lun(lun):

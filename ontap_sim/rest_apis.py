@@ -294,6 +294,34 @@ def post_lun(ctx: Ctx, request: RestRequest) -> RestResponse:
     return created(request, lun_record(ctx.state, lun), f"/api/storage/luns/{lun.uuid}", LUN_EXPENSIVE)
 
 
+def _requested_size(space: Any) -> int:
+    """``space.size`` as ONTAP takes it: an integer, or its decimal string (cinder sends one)."""
+    size = space.get("size") if isinstance(space, dict) else None
+    if isinstance(size, str) and size.strip().lstrip("-").isdigit():
+        return int(size)
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise OntapError(e.LUN_SIZE_INVALID, target="space.size", size=size)
+    return size
+
+
+@router.route("PATCH", "/api/storage/luns/{uuid}")
+def patch_lun(ctx: Ctx, request: RestRequest, uuid: str) -> RestResponse:
+    """Grow a LUN (``lun resize``); REST never shrinks one. Other properties are not simulated and
+    are refused rather than silently ignored; the LUN's own ``name`` is accepted (cinder sends it)."""
+    lun = _lun_by_uuid(ctx, uuid)
+    space = request.body.get("space")
+    others = sorted(
+        key for key, value in request.body.items() if key != "space" and (key, value) != ("name", lun.path)
+    )
+    others += sorted(f"space.{key}" for key in (space if isinstance(space, dict) else {}) if key != "size")
+    if others:
+        detail = f"The simulator changes only space.size of a LUN, not {', '.join(others)}."
+        raise OntapError(e.INVALID_INPUT, target=others[0], detail=detail)
+    if space is not None:
+        ctx.state.resize_lun(lun, _requested_size(space))
+    return RestResponse(200, {})
+
+
 @router.route("DELETE", "/api/storage/luns/{uuid}")
 def delete_lun(ctx: Ctx, request: RestRequest, uuid: str) -> RestResponse:
     ctx.state.delete_lun(_lun_by_uuid(ctx, uuid))

@@ -15,7 +15,8 @@ Two limits of tgtd shape what can be mirrored (both seen on a real tgtd 1.0.x):
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from iscsi_agent.host.command import CommandRunner, SubprocessRunner
@@ -29,6 +30,10 @@ NETAPP_PRODUCT = "LUN C-Mode"
 NETAPP_REVISION = "9800"
 NAA_PREFIX = "600a0980"
 TIMEOUT = 30.0
+# tgtd refuses to delete an LU while it has commands in flight; a resize waits that out, briefly
+LU_BUSY = "still active"
+LU_BUSY_ATTEMPTS = 20
+LU_BUSY_PAUSE = 0.25
 
 
 class TgtError(Exception):
@@ -53,10 +58,12 @@ class Tgtadm:
         runner: CommandRunner | None = None,
         program: str = "tgtadm",
         backing_dir: Path = Path("/tmp/tgt-backing"),
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._run_command = runner or SubprocessRunner()
         self._program = program
         self._backing_dir = backing_dir
+        self._sleep = sleep
 
     def create_target(self, tid: int, iqn: str) -> None:
         self._tgtadm("--op", "new", "--mode", "target", "--tid", str(tid), "-T", iqn)
@@ -77,15 +84,43 @@ class Tgtadm:
 
     def add_lun(self, tid: int, lun_id: int, serial: str, size_bytes: int) -> Path:
         """Create a sparse-file LU at lun_id that reports the ONTAP identity of ``serial``."""
+        self._check_stageable(lun_id, serial)
+        self._backing_dir.mkdir(parents=True, exist_ok=True)
+        backing = self._backing(tid, lun_id)
+        with backing.open("wb") as sparse:
+            sparse.truncate(size_bytes)
+        self._create_lu(tid, lun_id, serial, backing)
+        log.info("tgtd target %s: LUN %s is serial %s (%s)", tid, lun_id, serial, backing)
+        return backing
+
+    def resize_lun(self, tid: int, lun_id: int, serial: str, size_bytes: int) -> Path:
+        """Give the LU at lun_id a new size and keep its data, as ``lun resize`` does on ONTAP.
+
+        tgtd reads an LU's size only when the LU is created, so the LU is deleted (waiting out
+        commands in flight), its backing file grown or cut in place, and the LU created again on
+        that file with the same identity. An initiator sees the new capacity when it rescans.
+        """
+        self._check_stageable(lun_id, serial)
+        backing = self._backing(tid, lun_id)
+        with backing.open("r+b") as disk:  # opened first: without its file the LU is left as it is
+            self._delete_lu(tid, lun_id)
+            disk.truncate(size_bytes)
+        self._create_lu(tid, lun_id, serial, backing)
+        log.info("tgtd target %s: LUN %s (serial %s) is now %s bytes", tid, lun_id, serial, size_bytes)
+        return backing
+
+    def _check_stageable(self, lun_id: int, serial: str) -> None:
         if lun_id < FIRST_DATA_LUN_ID:
             raise TgtError(f"LUN {lun_id} is tgtd's controller LU; data LUNs start at {FIRST_DATA_LUN_ID}")
         bad = UNSTAGEABLE_SERIAL_CHARS.intersection(serial)
         if bad:
             raise TgtError(f"serial {serial!r} has characters tgtadm cannot carry: {sorted(bad)}")
-        self._backing_dir.mkdir(parents=True, exist_ok=True)
-        backing = self._backing_dir / f"tid{tid}-lun{lun_id}.img"
-        with backing.open("wb") as sparse:
-            sparse.truncate(size_bytes)
+
+    def _backing(self, tid: int, lun_id: int) -> Path:
+        return self._backing_dir / f"tid{tid}-lun{lun_id}.img"
+
+    def _create_lu(self, tid: int, lun_id: int, serial: str, backing: Path) -> None:
+        """The LU on ``backing``, with vendor, product, serial and NAA id set before any host scans it."""
         self._tgtadm(
             "--op",
             "new",
@@ -119,12 +154,24 @@ class Tgtadm:
             "--params",
             params,
         )
-        log.info("tgtd target %s: LUN %s is serial %s (%s)", tid, lun_id, serial, backing)
-        return backing
+
+    def _delete_lu(self, tid: int, lun_id: int) -> None:
+        """Delete the LU, retrying while tgtd says it is still active (commands in flight)."""
+        for attempt in range(1, LU_BUSY_ATTEMPTS + 1):
+            try:
+                self._tgtadm(
+                    "--op", "delete", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun_id)
+                )
+                return
+            except TgtError as exc:
+                if LU_BUSY not in str(exc) or attempt == LU_BUSY_ATTEMPTS:
+                    raise
+                log.warning("tgtd target %s: LUN %s busy, delete %s retried: %s", tid, lun_id, attempt, exc)
+                self._sleep(LU_BUSY_PAUSE)
 
     def remove_lun(self, tid: int, lun_id: int) -> None:
         self._tgtadm("--op", "delete", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun_id))
-        (self._backing_dir / f"tid{tid}-lun{lun_id}.img").unlink(missing_ok=True)
+        self._backing(tid, lun_id).unlink(missing_ok=True)
 
     def add_portal(self, address: str, port: int = 3260) -> None:
         self._tgtadm("--op", "new", "--mode", "portal", "--param", f"portal={address}:{port}")

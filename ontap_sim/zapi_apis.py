@@ -260,6 +260,19 @@ def lun_create_by_size(scope: Scope, args: etree._Element) -> list[etree._Elemen
     return [el("actual-size", lun.size)]
 
 
+@api("lun-resize", svm_only=True)
+def lun_resize(scope: Scope, args: etree._Element) -> list[etree._Element]:
+    """Grow, or with ``force`` shrink; a resize to the current size is 9042, as clients expect."""
+    lun = scope.state.lun(scope.svm_name, path=required(args, "path"))
+    size = integer(args, "size")
+    if size is None:
+        raise OntapError(e.INVALID_INPUT, detail="Missing input: size")
+    resized = scope.state.resize_lun(lun, size, allow_shrink=boolean(args, "force"))
+    if resized.size == lun.size:
+        raise OntapError(e.LUN_SIZE_UNCHANGED, target="size")
+    return [el("actual-size", resized.size)]
+
+
 # -- igroups -----------------------------------------------------------------------------
 
 

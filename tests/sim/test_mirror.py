@@ -112,6 +112,38 @@ class TestMaps:
             sim.stop()
 
 
+class TestResize:
+    def test_a_grown_mapped_lun_is_resized_in_place_not_removed_and_added(
+        self, sim: Simulator, tgt: FakeTgtadm
+    ) -> None:
+        map_lun(sim.state, 1, igroup(sim.state, "g", IQN_A))
+        before = len(tgt.calls)
+        with sim.state.lock:
+            sim.state.resize_lun(sim.state.lun("svm1", path="/vol/vol1/lun1"), 3 * 1024**3)
+        assert tgt.calls[before:] == [("resize_lun", 1, 1, "Zp$3Rt7/xY?b", 3 * 1024**3)]
+
+    def test_an_unmapped_lun_grows_without_tgtadm_and_maps_at_its_new_size(
+        self, sim: Simulator, tgt: FakeTgtadm
+    ) -> None:
+        with sim.state.lock:
+            sim.state.resize_lun(sim.state.lun("svm1", path="/vol/vol1/lun1"), 3 * 1024**3)
+        assert tgt.named("resize_lun") == []
+        map_lun(sim.state, 1, igroup(sim.state, "g", IQN_A))
+        assert tgt.named("add_lun") == [(1, 1, "Zp$3Rt7/xY?b", 3 * 1024**3)]
+
+    def test_a_failed_resize_does_not_fail_the_ontap_request(self) -> None:
+        tgt = FakeTgtadm(fail_on=frozenset({"resize_lun"}))
+        sim = Simulator(tgt=tgt)
+        sim.start()
+        try:
+            map_lun(sim.state, 1, igroup(sim.state, "g", IQN_A))
+            with sim.state.lock:
+                grown = sim.state.resize_lun(sim.state.lun("svm1", path="/vol/vol1/lun1"), 3 * 1024**3)
+            assert grown.size == 3 * 1024**3
+        finally:
+            sim.stop()
+
+
 class TestPlan:
     def test_one_namespace_first_claim_on_an_id_wins(self) -> None:
         state = build_state()

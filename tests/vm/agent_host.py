@@ -22,6 +22,7 @@ from iscsi_agent.service.volumes import VolumeService
 from ontap_sim import Simulator
 from ontap_sim.mirror import TgtMirror
 from ontap_sim.tgt import Tgtadm
+from tests.array_admin import grow_lun_rest
 from tests.vm.cleanup import reset_initiator
 
 HOSTNAME = "vmtier-host"
@@ -66,6 +67,13 @@ class AgentHost:
     def serial(self, path: str) -> str:
         with self.sim.state.lock:
             return self.sim.state.lun("svm1", path=path).serial
+
+    def grow_lun(self, path: str, size: int) -> int:
+        """Grow a LUN on the array behind the agent's back, as a Cinder or Trident extend does: a REST
+        PATCH of ``space.size`` to the simulator over loopback (the agent's client has no resize, the agent
+        never resizes). tgtd's LU keeps its data and shows the new size to an initiator that rescans.
+        Returns the size the array set (rounded up to whole 512-byte blocks)."""
+        return grow_lun_rest(self.sim, path, size)
 
 
 def agent_services(config: Config, array: ArrayClient, journal: Journal, initiator: str) -> AgentServices:

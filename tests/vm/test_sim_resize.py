@@ -1,0 +1,143 @@
+"""A LUN grown on the simulated array reaches the real initiator with its data kept.
+
+The simulator mirrors its maps into a real tgtd; the LUN is mapped and logged in to, a known
+pattern written at its start, and then the LUN grown through the simulator's own wire (a REST
+PATCH of ``space.size`` as Trident and Cinder send it, or ZAPI ``lun-resize``). After the host
+rescans the device's capacity (``device/rescan``), the block device has the array's new size,
+the pattern reads back intact, and the new last block takes a write and reads it back.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from iscsi_agent.array.client import ArrayClient
+from iscsi_agent.array.connect import connect
+from iscsi_agent.array.settings import ApiChoice, ArraySettings
+from iscsi_agent.host.command import SubprocessRunner
+from iscsi_agent.host.devices import BlockDevice, Devices
+from iscsi_agent.host.iscsi_db import IscsiDatabase
+from iscsi_agent.host.iscsiadm import Iscsiadm, NodeSettings
+from iscsi_agent.host.paths import HostPaths
+from iscsi_agent.host.sessions import ScsiAddress, Sessions
+from iscsi_agent.host.waiting import SystemClock
+from ontap_sim import Simulator
+from ontap_sim.mirror import TgtMirror
+from ontap_sim.tgt import Tgtadm
+from tests.array_admin import grow_lun_rest, resize_lun_zapi
+from tests.vm.cleanup import reset_initiator
+
+MIRROR_TID = 13  # a tid no other test uses, so a leftover of one cannot mask the other
+DEVICE_TIMEOUT = 60.0
+IGROUP = "openstack-vmtier-resize"
+LUN = "/vol/vol1/lun2"  # seeded at 1 GiB
+GROWN = (1 << 30) + (64 << 20) + 100  # not whole blocks: the array rounds it up
+GROWN_SET = (1 << 30) + (64 << 20) + 512
+SECTOR = 512
+PATTERN = bytes(range(256)) * 4096  # 1 MiB
+
+
+@dataclass
+class MappedLun:
+    sim: Simulator
+    client: ArrayClient
+    device: BlockDevice
+
+
+@pytest.fixture
+def mapped(tmp_path: Path, initiator_iqn: str) -> Iterator[MappedLun]:
+    """LUN mapped through the simulator (REST client), logged in, and its /dev/sdX found."""
+    sim = Simulator(tgt=TgtMirror(Tgtadm(backing_dir=tmp_path / "backing"), tid=MIRROR_TID))
+    url = urlsplit(sim.start())
+    client = connect(
+        ArraySettings(
+            hostname=url.hostname or "127.0.0.1",
+            port=url.port,
+            scheme="http",
+            username="admin",
+            password="netapp1!",
+            vserver="svm1",
+            api=ApiChoice.REST,
+        )
+    )
+    try:
+        igroup = client.create_igroup(IGROUP, "linux", [initiator_iqn])
+        lun_id = client.map_lun(LUN, igroup.name)
+        paths, clock = HostPaths(), SystemClock()
+        iscsiadm = Iscsiadm(SubprocessRunner(), IscsiDatabase(paths, clock), timeout=60, login_timeout=120)
+        sessions, devices = Sessions(paths), Devices(paths, clock)
+        target_iqn, portal = client.iscsi_service().target_iqn, client.portals()[0].portal
+        iscsiadm.discover(portal)
+        iscsiadm.configure_node(target_iqn, portal, NodeSettings())
+        iscsiadm.login(target_iqn, portal)
+        session = sessions.find(target_iqn, portal)
+        assert session is not None
+        sessions.scan_lun(session.host_number, lun_id)
+        address = ScsiAddress(session.host_number, 0, 0, lun_id)
+        device = devices.wait_for(address, DEVICE_TIMEOUT, context=f"session{session.sid}")
+        print(f"{LUN} at LUN {lun_id} is {device.node}, {device.size_bytes} bytes")
+        yield MappedLun(sim, client, device)
+    finally:
+        client.close()
+        reset_initiator()  # sessions end before the mirror drops the target
+        sim.stop()
+
+
+def write_direct(node: Path, offset: int, data: bytes) -> None:
+    """Write past the page cache (O_DIRECT, page-aligned buffer): what reaches tgtd is what is checked."""
+    buffer = mmap.mmap(-1, len(data))
+    buffer.write(data)
+    fd = os.open(node, os.O_RDWR | os.O_DIRECT)
+    try:
+        assert os.pwritev(fd, [buffer], offset) == len(data)
+    finally:
+        os.close(fd)
+
+
+def read_direct(node: Path, offset: int, length: int) -> bytes:
+    buffer = mmap.mmap(-1, length)
+    fd = os.open(node, os.O_RDONLY | os.O_DIRECT)
+    try:
+        read = os.preadv(fd, [buffer], offset)
+    finally:
+        os.close(fd)
+    return bytes(buffer[:read])
+
+
+def sysfs_size(name: str) -> int:
+    return int(Path(f"/sys/block/{name}/size").read_text()) * SECTOR
+
+
+GROWERS: dict[str, Callable[[Simulator, str, int], int]] = {
+    "rest": grow_lun_rest,
+    "zapi": resize_lun_zapi,
+}
+
+
+@pytest.mark.parametrize("wire", sorted(GROWERS))
+def test_a_lun_grown_on_the_array_shows_its_new_size_after_a_rescan_with_its_data_kept(
+    mapped: MappedLun, wire: str
+) -> None:
+    device = mapped.device
+    assert sysfs_size(device.name) == 1 << 30
+    write_direct(device.node, 0, PATTERN)
+
+    assert GROWERS[wire](mapped.sim, LUN, GROWN) == GROWN_SET
+    assert mapped.client.lun_by_path(LUN, fresh=True).size == GROWN_SET
+    assert sysfs_size(device.name) == 1 << 30  # the host sees nothing until it rescans
+
+    Path(f"/sys/block/{device.name}/device/rescan").write_text("1")
+    print(f"after rescan {device.name} is {sysfs_size(device.name)} bytes; array says {GROWN_SET}")
+    assert sysfs_size(device.name) == GROWN_SET
+    assert read_direct(device.node, 0, len(PATTERN)) == PATTERN
+    last = GROWN_SET - SECTOR
+    block = b"NEW-LAST-BLOCK".ljust(SECTOR, b"\xa5")
+    write_direct(device.node, last, block)
+    assert read_direct(device.node, last, SECTOR) == block
