@@ -1,11 +1,10 @@
 """Version, SVM and LUN lookup, identical over ZAPI and REST; the LUN cache saves requests."""
 
-from dataclasses import replace
-
 import pytest
 
 from iscsi_agent.array.client import find_lun
 from iscsi_agent.array.errors import ArrayNotFound
+from tests.array_admin import grow_lun_rest
 from tests.contract.conftest import make_client
 from tests.contract.helpers import IGROUP, IQN, LUN0, LUN1, LUN2, array_igroup, array_lun, array_map
 
@@ -128,9 +127,7 @@ def test_mapped_state_is_read_afresh_when_asked(client, ontap_sim):
 
 def test_luns_by_uuid_reads_the_sizes_of_many_luns_fresh_in_one_request(client, ontap_sim, wire):
     uuids = [client.lun_by_path(path).uuid for path in (LUN0, LUN1, LUN2)]
-    with ontap_sim.state.lock:  # grown behind the cache's back (an extend on the array)
-        state = ontap_sim.state
-        state.luns[uuids[1]] = replace(state.luns[uuids[1]], size=5 << 30)
+    grow_lun_rest(ontap_sim, LUN1, 5 << 30)  # behind the cache's back (an extend on the array)
     before = ontap_sim.counts[wire.key(wire.luns)]
     found = client.luns_by_uuid([*uuids, "00000000-0000-4000-8000-000000000000"])  # one deleted since
     assert ontap_sim.counts[wire.key(wire.luns)] - before == 1

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from iscsi_agent.array.settings import ApiChoice
 from iscsi_agent.host.command import SubprocessRunner
@@ -27,19 +26,6 @@ _run = SubprocessRunner()
 def agent(tmp_path: Path, initiator_iqn: str) -> Iterator[AgentHost]:
     with agent_host(ApiChoice.REST, tmp_path / "state", initiator_iqn, MIRROR_TID) as host:
         yield host
-
-
-def grow_on_the_array(agent: AgentHost, path: str, size: int) -> None:
-    """``PATCH /api/storage/luns/{uuid}`` with the new ``space.size``: what an extend sends ONTAP."""
-    with agent.sim.state.lock:
-        uuid = agent.sim.state.lun("svm1", path=path).uuid
-    answer = requests.patch(
-        f"{agent.sim.base_url}/api/storage/luns/{uuid}",
-        json={"space": {"size": size}},
-        auth=("admin", "netapp1!"),
-        timeout=60,
-    )
-    assert answer.status_code in (200, 202), answer.text
 
 
 def size_of(node: Path) -> int:
@@ -78,7 +64,7 @@ def test_a_grown_lun_reaches_the_open_device_with_its_data_intact_and_its_new_bl
     try:
         os.pwrite(writer, before, 2 * GiB - len(before))  # the old last MiB
         os.fsync(writer)
-        grow_on_the_array(agent, LUN, 3 * GiB)
+        agent.grow_lun(LUN, 3 * GiB)
         resized = service.resize(LUN)
         print(f"resized {node} over {slaves(node) if multipath else [node.resolve().name]}: {resized}")
         assert (resized.volume, resized.device, resized.size_bytes) == (LUN, node, 3 * GiB)
@@ -100,7 +86,7 @@ def test_an_offline_path_refuses_the_resize_naming_it_and_no_device_changes(agen
     node = attachment.device
     down, up = slaves(node)
     state = Path(f"/sys/block/{down}/device/state")
-    grow_on_the_array(agent, LUN, 3 * GiB)
+    agent.grow_lun(LUN, 3 * GiB)
     state.write_text("offline")
     try:
         with pytest.raises(PathDown) as refused:

@@ -25,6 +25,7 @@ from iscsi_agent.service.build import AgentServices, HostLayer, build_host, buil
 from iscsi_agent.service.igroup import igroup_name
 from iscsi_agent.service.volumes import VolumeService
 from ontap_sim import Simulator
+from tests.array_admin import grow_lun_rest
 from tests.contract.helpers import array_maps
 from tests.fakes import FakeBlockOps, FakeClock, HostTree
 from tests.initiator_world import KernelDevices, KernelSessions, SimulatedInitiator
@@ -121,10 +122,7 @@ def unmap_behind_the_agents_back(host: Host, path: str) -> None:
 
 def grow_on_the_array(host: Host, path: str, size: int) -> None:
     """The LUN grows on the array (a Cinder or Trident extend); the host sees it after a rescan."""
-    with host.sim.state.lock:
-        state = host.sim.state
-        lun = state.lun("svm1", path=path)
-        state.luns[lun.uuid] = dataclasses.replace(lun, size=size)
+    grow_lun_rest(host.sim, path, size)
 
 
 def host_layer(config: Config, world: SimulatedInitiator, clock: FakeClock, block: FakeBlockOps) -> HostLayer:
