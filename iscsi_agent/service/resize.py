@@ -29,6 +29,7 @@ from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sessions import Session, Sessions
 from iscsi_agent.host.waiting import Clock, wait_until
 from iscsi_agent.journal.model import Attachment
+from iscsi_agent.naa import normalize_wwid
 from iscsi_agent.service.handed_out import HandedOutDevices
 from iscsi_agent.service_api import PathDown
 
@@ -86,7 +87,9 @@ class Resizer:
     def resize(self, attachment: Attachment) -> int:
         """The LUN's size, once every path and the map show it; the caller holds the volume's lock."""
         mpath = self._map(attachment)
-        disks = mpath.slaves if mpath is not None else self._disks(attachment)
+        disks = sorted(
+            {*(mpath.slaves if mpath is not None else self._disks(attachment)), *self._lun_disks(attachment)}
+        )
         self._refuse_if_a_path_is_down(attachment, disks, mpath)
         size = self._array.lun_by_uuid(attachment.lun_uuid, fresh=True).size
         finding = self._handed_out.check(attachment)  # rescans every disk: identity and capacity
@@ -111,6 +114,20 @@ class Resizer:
             return (self._paths.under_root(attachment.device or "").resolve(strict=True).name,)
         except OSError:
             return ()
+
+    def _lun_disks(self, attachment: Attachment) -> list[str]:
+        """The disks at the LUN's id on the sessions to its portals whose WWID is the LUN's, a path
+        multipathd let go of among them: left at the old size it could not rejoin the grown map."""
+        found = []
+        for portal in attachment.portals:
+            session = self._sessions.find(attachment.target_iqn, portal)
+            for address in self._sessions.devices(session) if session is not None else ():
+                device = self._devices.read(address) if address.lun == attachment.lun_id else None
+                if device is not None and normalize_wwid(device.identity.wwid or "") == normalize_wwid(
+                    attachment.wwid
+                ):
+                    found.append(device.name)
+        return found
 
     def _refuse_if_a_path_is_down(
         self, attachment: Attachment, disks: Sequence[str], mpath: MultipathMap | None

@@ -97,6 +97,18 @@ def test_with_multipath_every_path_then_the_map_is_resized(host: Host, tmp_path:
     assert resizes == [("multipathd", "resize", "map", attachment.wwid)]
 
 
+def test_a_path_of_the_lun_outside_its_map_is_rescanned_too_so_it_can_rejoin_it(host: Host, tmp_path: Path):
+    with_multipath(host, tmp_path)
+    attachment, _ = host.service.attach(LUN1)
+    dm = block_name(host, attachment.device)
+    dropped, kept = slaves(host, dm)
+    host.initiator(["multipathd", "del", "path", dropped], timeout=10)  # its checker failed it once
+    assert slaves(host, dm) == [kept]
+    grow_on_the_array(host, LUN1, 3 * GiB)
+    host.service.resize(LUN1)
+    assert [size_of(host, name) for name in (dropped, kept, dm)] == [3 * GiB] * 3
+
+
 def test_a_path_that_is_down_refuses_the_resize_naming_it_and_nothing_is_rescanned(
     host: Host, tmp_path: Path
 ):
