@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 
 from iscsi_agent.array.settings import ApiChoice
-from iscsi_agent.host.command import SubprocessRunner
 from iscsi_agent.service_api import PathDown
 from tests.vm.agent_host import AgentHost, agent_host
+from tests.vm.mirrored import read_direct, write_direct
 
-MIRROR_TID = 13
+MIRROR_TID = 14  # a tid no other test uses, so a leftover of one cannot mask the other
 LUN = "/vol/vol1/lun1"  # 2 GiB in the seed
 GiB = 1 << 30
-_run = SubprocessRunner()
 
 
 @pytest.fixture
@@ -33,16 +32,6 @@ def size_of(node: Path) -> int:
     fd = os.open(node, os.O_RDONLY)
     try:
         return os.lseek(fd, 0, os.SEEK_END)
-    finally:
-        os.close(fd)
-
-
-def read_uncached(node: Path, offset: int, length: int) -> bytes:
-    """Read past the page cache, so the bytes come from the target."""
-    fd = os.open(node, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        return os.pread(fd, length, offset)
     finally:
         os.close(fd)
 
@@ -62,21 +51,22 @@ def test_a_grown_lun_reaches_the_open_device_with_its_data_intact_and_its_new_bl
     before, after = os.urandom(1 << 20), os.urandom(1 << 20)
     writer = os.open(node, os.O_RDWR)  # a guest's disk: open across the whole resize
     try:
-        os.pwrite(writer, before, 2 * GiB - len(before))  # the old last MiB
-        os.fsync(writer)
-        agent.grow_lun(LUN, 3 * GiB)
+        write_direct(node, 2 * GiB - len(before), before)  # the old last MiB, on the target
+        agent.grow_lun(LUN, 3 * GiB)  # no I/O meanwhile: tgtd fails it while it re-creates the LU
         resized = service.resize(LUN)
         print(f"resized {node} over {slaves(node) if multipath else [node.resolve().name]}: {resized}")
         assert (resized.volume, resized.device, resized.size_bytes) == (LUN, node, 3 * GiB)
         assert size_of(node) == 3 * GiB
         if multipath:
             assert all(size_of(Path(f"/dev/{path}")) == 3 * GiB for path in slaves(node))
-        os.pwrite(writer, after, 3 * GiB - len(after))  # the new last MiB
+        assert os.pwrite(writer, after, 3 * GiB - len(after)) == len(
+            after
+        )  # the new last MiB, through the open fd
         os.fsync(writer)
     finally:
         os.close(writer)
-    assert read_uncached(node, 2 * GiB - len(before), len(before)) == before
-    assert read_uncached(node, 3 * GiB - len(after), len(after)) == after
+    assert read_direct(node, 2 * GiB - len(before), len(before)) == before
+    assert read_direct(node, 3 * GiB - len(after), len(after)) == after
     service.detach(LUN, force=False)
 
 

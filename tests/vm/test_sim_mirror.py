@@ -9,15 +9,11 @@ serial and NAA WWID. An unmap through the client removes the LUN from the target
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
-from iscsi_agent.array.client import ArrayClient
-from iscsi_agent.array.connect import connect
-from iscsi_agent.array.settings import ApiChoice, ArraySettings
+from iscsi_agent.array.settings import ApiChoice
 from iscsi_agent.host.command import SubprocessRunner
 from iscsi_agent.host.devices import Devices
 from iscsi_agent.host.identity import StaleReason, Verdict, stale_reason, verify_lun
@@ -26,45 +22,18 @@ from iscsi_agent.host.iscsiadm import Iscsiadm, NodeSettings
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sessions import ScsiAddress, Sessions
 from iscsi_agent.host.waiting import SystemClock
-from ontap_sim import Simulator
-from ontap_sim.mirror import TgtMirror
-from ontap_sim.tgt import Tgtadm, naa_id
-from tests.vm.cleanup import reset_initiator
+from ontap_sim.tgt import naa_id
+from tests.vm.mirrored import MirroredArray, mirrored_array
 
 MIRROR_TID = 2  # apart from the `target` fixture's tid, so a leftover of one cannot mask the other
 DEVICE_TIMEOUT = 60.0
 IGROUP = "openstack-vmtier"
 
 
-@dataclass
-class MirroredArray:
-    sim: Simulator
-    client: ArrayClient
-    tgt: Tgtadm
-
-
 @pytest.fixture(params=[ApiChoice.ZAPI, ApiChoice.REST], ids=["zapi", "rest"])
 def array(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MirroredArray]:
-    tgt = Tgtadm(backing_dir=tmp_path / "backing")
-    sim = Simulator(tgt=TgtMirror(tgt, tid=MIRROR_TID))
-    url = urlsplit(sim.start())
-    client = connect(
-        ArraySettings(
-            hostname=url.hostname or "127.0.0.1",
-            port=url.port,
-            scheme="http",
-            username="admin",
-            password="netapp1!",
-            vserver="svm1",
-            api=request.param,
-        )
-    )
-    try:
-        yield MirroredArray(sim, client, tgt)
-    finally:
-        client.close()
-        reset_initiator()  # sessions end before the mirror drops the target
-        sim.stop()
+    with mirrored_array(tmp_path / "backing", MIRROR_TID, request.param) as mirrored:
+        yield mirrored
 
 
 def test_a_map_through_the_array_appears_on_the_host_and_an_unmap_removes_it_at_the_target(

@@ -9,18 +9,14 @@ the pattern reads back intact, and the new last block takes a write and reads it
 
 from __future__ import annotations
 
-import mmap
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
 from iscsi_agent.array.client import ArrayClient
-from iscsi_agent.array.connect import connect
-from iscsi_agent.array.settings import ApiChoice, ArraySettings
+from iscsi_agent.array.settings import ApiChoice
 from iscsi_agent.host.command import SubprocessRunner
 from iscsi_agent.host.devices import BlockDevice, Devices
 from iscsi_agent.host.iscsi_db import IscsiDatabase
@@ -29,10 +25,8 @@ from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sessions import ScsiAddress, Sessions
 from iscsi_agent.host.waiting import SystemClock
 from ontap_sim import Simulator
-from ontap_sim.mirror import TgtMirror
-from ontap_sim.tgt import Tgtadm
 from tests.array_admin import grow_lun_rest, resize_lun_zapi
-from tests.vm.cleanup import reset_initiator
+from tests.vm.mirrored import mirrored_array, read_direct, write_direct
 
 MIRROR_TID = 13  # a tid no other test uses, so a leftover of one cannot mask the other
 DEVICE_TIMEOUT = 60.0
@@ -54,20 +48,8 @@ class MappedLun:
 @pytest.fixture
 def mapped(tmp_path: Path, initiator_iqn: str) -> Iterator[MappedLun]:
     """LUN mapped through the simulator (REST client), logged in, and its /dev/sdX found."""
-    sim = Simulator(tgt=TgtMirror(Tgtadm(backing_dir=tmp_path / "backing"), tid=MIRROR_TID))
-    url = urlsplit(sim.start())
-    client = connect(
-        ArraySettings(
-            hostname=url.hostname or "127.0.0.1",
-            port=url.port,
-            scheme="http",
-            username="admin",
-            password="netapp1!",
-            vserver="svm1",
-            api=ApiChoice.REST,
-        )
-    )
-    try:
+    with mirrored_array(tmp_path / "backing", MIRROR_TID, ApiChoice.REST) as array:
+        client = array.client
         igroup = client.create_igroup(IGROUP, "linux", [initiator_iqn])
         lun_id = client.map_lun(LUN, igroup.name)
         paths, clock = HostPaths(), SystemClock()
@@ -83,32 +65,7 @@ def mapped(tmp_path: Path, initiator_iqn: str) -> Iterator[MappedLun]:
         address = ScsiAddress(session.host_number, 0, 0, lun_id)
         device = devices.wait_for(address, DEVICE_TIMEOUT, context=f"session{session.sid}")
         print(f"{LUN} at LUN {lun_id} is {device.node}, {device.size_bytes} bytes")
-        yield MappedLun(sim, client, device)
-    finally:
-        client.close()
-        reset_initiator()  # sessions end before the mirror drops the target
-        sim.stop()
-
-
-def write_direct(node: Path, offset: int, data: bytes) -> None:
-    """Write past the page cache (O_DIRECT, page-aligned buffer): what reaches tgtd is what is checked."""
-    buffer = mmap.mmap(-1, len(data))
-    buffer.write(data)
-    fd = os.open(node, os.O_RDWR | os.O_DIRECT)
-    try:
-        assert os.pwritev(fd, [buffer], offset) == len(data)
-    finally:
-        os.close(fd)
-
-
-def read_direct(node: Path, offset: int, length: int) -> bytes:
-    buffer = mmap.mmap(-1, length)
-    fd = os.open(node, os.O_RDONLY | os.O_DIRECT)
-    try:
-        read = os.preadv(fd, [buffer], offset)
-    finally:
-        os.close(fd)
-    return bytes(buffer[:read])
+        yield MappedLun(array.sim, client, device)
 
 
 def sysfs_size(name: str) -> int:
