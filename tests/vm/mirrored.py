@@ -14,6 +14,13 @@ from urllib.parse import urlsplit
 from iscsi_agent.array.client import ArrayClient
 from iscsi_agent.array.connect import connect
 from iscsi_agent.array.settings import ApiChoice, ArraySettings
+from iscsi_agent.host.command import SubprocessRunner
+from iscsi_agent.host.devices import BlockDevice, Devices
+from iscsi_agent.host.iscsi_db import IscsiDatabase
+from iscsi_agent.host.iscsiadm import Iscsiadm, NodeSettings
+from iscsi_agent.host.paths import HostPaths
+from iscsi_agent.host.sessions import ScsiAddress, Sessions
+from iscsi_agent.host.waiting import SystemClock
 from ontap_sim import Simulator
 from ontap_sim.mirror import TgtMirror
 from ontap_sim.tgt import Tgtadm
@@ -25,6 +32,30 @@ class MirroredArray:
     sim: Simulator
     client: ArrayClient
     tgt: Tgtadm
+
+
+@dataclass(frozen=True)
+class Scanned:
+    devices: Devices
+    address: ScsiAddress
+    device: BlockDevice
+
+
+def log_in_and_scan(client: ArrayClient, lun_id: int, timeout: float = 60.0) -> Scanned:
+    """What the agent's attach does by hand: a discovery on the array's first portal (which must offer
+    the array's target), the node record, a login and a targeted scan of ``lun_id``; its device."""
+    paths, clock = HostPaths(), SystemClock()
+    iscsiadm = Iscsiadm(SubprocessRunner(), IscsiDatabase(paths, clock), timeout=60, login_timeout=120)
+    sessions, devices = Sessions(paths), Devices(paths, clock)
+    target_iqn, portal = client.iscsi_service().target_iqn, client.portals()[0].portal
+    assert [found.iqn for found in iscsiadm.discover(portal)] == [target_iqn]
+    iscsiadm.configure_node(target_iqn, portal, NodeSettings())
+    iscsiadm.login(target_iqn, portal)
+    session = sessions.find(target_iqn, portal)
+    assert session is not None
+    sessions.scan_lun(session.host_number, lun_id)
+    address = ScsiAddress(session.host_number, 0, 0, lun_id)
+    return Scanned(devices, address, devices.wait_for(address, timeout, context=f"session{session.sid}"))
 
 
 @contextmanager

@@ -14,19 +14,11 @@ from pathlib import Path
 import pytest
 
 from iscsi_agent.array.settings import ApiChoice
-from iscsi_agent.host.command import SubprocessRunner
-from iscsi_agent.host.devices import Devices
 from iscsi_agent.host.identity import StaleReason, Verdict, stale_reason, verify_lun
-from iscsi_agent.host.iscsi_db import IscsiDatabase
-from iscsi_agent.host.iscsiadm import Iscsiadm, NodeSettings
-from iscsi_agent.host.paths import HostPaths
-from iscsi_agent.host.sessions import ScsiAddress, Sessions
-from iscsi_agent.host.waiting import SystemClock
 from ontap_sim.tgt import naa_id
-from tests.vm.mirrored import MirroredArray, mirrored_array
+from tests.vm.mirrored import MirroredArray, log_in_and_scan, mirrored_array
 
 MIRROR_TID = 2  # apart from the `target` fixture's tid, so a leftover of one cannot mask the other
-DEVICE_TIMEOUT = 60.0
 IGROUP = "openstack-vmtier"
 
 
@@ -46,22 +38,8 @@ def test_a_map_through_the_array_appears_on_the_host_and_an_unmap_removes_it_at_
     print(f"{client.api}: mapped {lun.path} (serial {lun.serial!r}) to {igroup.name} at LUN {lun_id}")
     assert f"SCSI SN: {lun.serial}" in array.tgt.show()
 
-    paths, runner, clock = HostPaths(), SubprocessRunner(), SystemClock()
-    iscsiadm, sessions, devices = (
-        Iscsiadm(runner, IscsiDatabase(paths, clock), timeout=60, login_timeout=120),
-        Sessions(paths),
-        Devices(paths, clock),
-    )
-    target_iqn = client.iscsi_service().target_iqn
-    portal = client.portals()[0].portal
-    assert [found.iqn for found in iscsiadm.discover(portal)] == [target_iqn]
-    iscsiadm.configure_node(target_iqn, portal, NodeSettings())
-    iscsiadm.login(target_iqn, portal)
-    session = sessions.find(target_iqn, portal)
-    assert session is not None
-    sessions.scan_lun(session.host_number, lun_id)
-    address = ScsiAddress(session.host_number, 0, 0, lun_id)
-    device = devices.wait_for(address, DEVICE_TIMEOUT, context=f"session{session.sid}")
+    scanned = log_in_and_scan(client, lun_id)
+    device, devices, address = scanned.device, scanned.devices, scanned.address
     print(
         f"host sees {device.node} by-path {[link.name for link in device.by_path]} "
         f"serial {device.identity.serial!r} wwid {device.identity.wwid}"

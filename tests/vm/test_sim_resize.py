@@ -17,19 +17,12 @@ import pytest
 
 from iscsi_agent.array.client import ArrayClient
 from iscsi_agent.array.settings import ApiChoice
-from iscsi_agent.host.command import SubprocessRunner
-from iscsi_agent.host.devices import BlockDevice, Devices
-from iscsi_agent.host.iscsi_db import IscsiDatabase
-from iscsi_agent.host.iscsiadm import Iscsiadm, NodeSettings
-from iscsi_agent.host.paths import HostPaths
-from iscsi_agent.host.sessions import ScsiAddress, Sessions
-from iscsi_agent.host.waiting import SystemClock
+from iscsi_agent.host.devices import BlockDevice
 from ontap_sim import Simulator
 from tests.array_admin import grow_lun_rest, resize_lun_zapi
-from tests.vm.mirrored import mirrored_array, read_direct, write_direct
+from tests.vm.mirrored import log_in_and_scan, mirrored_array, read_direct, write_direct
 
 MIRROR_TID = 13  # a tid no other test uses, so a leftover of one cannot mask the other
-DEVICE_TIMEOUT = 60.0
 IGROUP = "openstack-vmtier-resize"
 LUN = "/vol/vol1/lun2"  # seeded at 1 GiB
 GROWN = (1 << 30) + (64 << 20) + 100  # not whole blocks: the array rounds it up
@@ -52,18 +45,7 @@ def mapped(tmp_path: Path, initiator_iqn: str) -> Iterator[MappedLun]:
         client = array.client
         igroup = client.create_igroup(IGROUP, "linux", [initiator_iqn])
         lun_id = client.map_lun(LUN, igroup.name)
-        paths, clock = HostPaths(), SystemClock()
-        iscsiadm = Iscsiadm(SubprocessRunner(), IscsiDatabase(paths, clock), timeout=60, login_timeout=120)
-        sessions, devices = Sessions(paths), Devices(paths, clock)
-        target_iqn, portal = client.iscsi_service().target_iqn, client.portals()[0].portal
-        iscsiadm.discover(portal)
-        iscsiadm.configure_node(target_iqn, portal, NodeSettings())
-        iscsiadm.login(target_iqn, portal)
-        session = sessions.find(target_iqn, portal)
-        assert session is not None
-        sessions.scan_lun(session.host_number, lun_id)
-        address = ScsiAddress(session.host_number, 0, 0, lun_id)
-        device = devices.wait_for(address, DEVICE_TIMEOUT, context=f"session{session.sid}")
+        device = log_in_and_scan(client, lun_id).device
         print(f"{LUN} at LUN {lun_id} is {device.node}, {device.size_bytes} bytes")
         yield MappedLun(array.sim, client, device)
 
