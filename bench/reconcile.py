@@ -134,7 +134,16 @@ def add_path(
 ) -> str:
     """One probed disk with a device number of its own (the fake derives it from the last letter)."""
     name = disk_name(index)
-    tree.add_disk(ScsiAddress(host, 0, 0, lun_id), name, serial, sid=sid, iqn=iqn, portal=portal, links=False)
+    tree.add_disk(
+        ScsiAddress(host, 0, 0, lun_id),
+        name,
+        serial,
+        sid=sid,
+        iqn=iqn,
+        portal=portal,
+        links=False,
+        size_bytes=GiB,
+    )  # the LUNs' size on the array: a steady host has nothing grown to report
     (tree.root / f"sys/block/{name}/dev").write_text(f"{8 + index // 16}:{(index % 16) * 16}\n")
     links = tree.add_links(name, serial, iqn=iqn, portal=portal, lun=lun_id)
     tree.udev_db(name).parent.mkdir(parents=True, exist_ok=True)
