@@ -105,14 +105,17 @@ class AgentService:
 
     def __init__(
         self,
+        *,
         volumes: VolumeService,
         reconciler: Reconciler,
         probe: ArrayProbe,
         sessions: Sessions,
         vitals: Vitals,
+        background: Background,
     ) -> None:
         self._volumes = volumes
         self._vitals = vitals
+        self._background = background
         self._reconciler = reconciler
         self._probe = probe
         self._sessions = sessions
@@ -136,7 +139,7 @@ class AgentService:
         """``ask_array=False``: the array as last asked, for a status that must not wait for it."""
         array = self._probe.health() if ask_array else self._probe.last
         sessions = sum(1 for session in self._sessions.current() if session.logged_in)
-        problems = [*self._reconciler.degraded, *self._vitals.problems]
+        problems = [*self._reconciler.degraded, *self._vitals.problems, *self._background.problems]
         last = self._reconciler.last
         return Health(
             status=HealthStatus.OK if array.reachable and not problems else HealthStatus.DEGRADED,
@@ -193,7 +196,15 @@ class Daemon:
         self._start_up(services)
         vitals = Vitals()  # health reports what its checks find; they need the servers, watched below
         probe = ArrayProbe(array)
-        service = AgentService(volumes, services.reconciler, probe, host.sessions, vitals)
+        background = Background(services.reconciler, self.config.reconciler.interval, volumes, probe)
+        service = AgentService(
+            volumes=volumes,
+            reconciler=services.reconciler,
+            probe=probe,
+            sessions=host.sessions,
+            vitals=vitals,
+            background=background,
+        )
         metrics.registry.register(
             HostCollector(host.sessions, lambda: len(volumes.attachments()), host.multipath)
         )
@@ -208,7 +219,6 @@ class Daemon:
         # the array is first asked after READY (by health, the SVM's facts, an attach): a slow or
         # unreachable array must not hold the start, and its client's imports are not paid before it
         self.notifier.notify(f"READY=1\nSTATUS={_status(service, ask_array=False)}")
-        background = Background(services.reconciler, self.config.reconciler.interval, volumes, probe)
         background.start()
         try:
             interval = _watchdog_interval(self.environ) or STATUS_INTERVAL
@@ -264,7 +274,8 @@ class Background:
     """What starts once the agent serves, on a thread of its own: the reconciler's schedule, then the
     reads of the SVM's facts every attach needs and a first ask of the array's health. Their imports
     (apscheduler, the array client) take seconds under a slow or emulated CPU, and the main thread
-    must be free to ping the watchdog from READY=1 on."""
+    must be free to ping the watchdog from READY=1 on. What fails there is a health problem (and the
+    log's traceback), never a thread that ends in silence; the agent serves on without it."""
 
     def __init__(
         self, reconciler: Reconciler, interval: float, volumes: VolumeService, probe: ArrayProbe
@@ -276,9 +287,15 @@ class Background:
         self._lock = threading.Lock()
         self._schedule: Schedule | None = None
         self._stopped = False
+        self._problems: tuple[str, ...] = ()
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        with self._lock:
+            return self._problems
 
     def start(self) -> None:
-        threading.Thread(target=self._run, name="background start", daemon=True).start()
+        threading.Thread(target=self.run, name="background start", daemon=True).start()
 
     def stop(self) -> None:
         """No more passes start, and one that is running is waited for (it may be removing a device)."""
@@ -288,14 +305,36 @@ class Background:
         if schedule is not None:
             schedule.stop()
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        try:
+            self._start_schedule()
+        except Exception as exc:  # a bug or a broken install: said, and the reads still go on
+            log.exception("background start: the reconciler's schedule did not start")
+            self._failed(
+                f"the reconciler's schedule did not start ({_named(exc)}); no pass runs until the agent "
+                "is restarted"
+            )
+        try:
+            _prepare(self._volumes, self._probe)
+        except Exception as exc:  # a bug: said; the first attach reads them again
+            log.exception("background start: reading the SVM's target and LIFs failed")
+            self._failed(f"reading the SVM's target and LIFs failed ({_named(exc)})")
+
+    def _start_schedule(self) -> None:
         schedule = Schedule(self._reconciler.run_scheduled, self._interval)
         with self._lock:
             if self._stopped:
                 return
             schedule.start()
             self._schedule = schedule
-        _prepare(self._volumes, self._probe)
+
+    def _failed(self, problem: str) -> None:
+        with self._lock:
+            self._problems += (problem,)
+
+
+def _named(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _prepare(volumes: VolumeService, probe: ArrayProbe) -> None:
@@ -306,7 +345,8 @@ def _prepare(volumes: VolumeService, probe: ArrayProbe) -> None:
         volumes.prepare()
     except AgentError as exc:
         log.info("the SVM's target and LIFs are read by the first attach instead: %s", exc)
-    probe.health()
+    finally:
+        probe.health()
 
 
 def vital_checks(

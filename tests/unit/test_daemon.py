@@ -163,3 +163,57 @@ def test_the_watchdog_is_pinged_on_time_while_the_reconcilers_schedule_is_slow_t
     monkeypatch.setattr(daemon, "Schedule", SlowSchedule)
     systemd = serve_with_a_watchdog(tmp_path, serve_for=3.0, array_timeout=1)
     assert max(gaps(systemd)) < 1.0, f"the longest time without a ping was {max(gaps(systemd)):.1f} s"
+
+
+class Prepared:
+    """The volume service's and the probe's part in the background start: what was asked."""
+
+    def __init__(self, fails_with: Exception | None = None) -> None:
+        self.fails_with = fails_with
+        self.asked: list[str] = []
+
+    def prepare(self) -> None:
+        self.asked.append("prepare")
+        if self.fails_with is not None:
+            raise self.fails_with
+
+    def health(self) -> None:
+        self.asked.append("health")
+
+    def run_scheduled(self) -> None: ...
+
+
+def test_a_reconciler_schedule_that_cannot_start_is_a_health_problem_and_the_rest_still_starts(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A failure on the background start's thread must not end it in silence: no pass would ever run
+    again while health said ok."""
+
+    def no_scheduler(*args, **kwargs):
+        raise ImportError("No module named 'apscheduler'")
+
+    monkeypatch.setattr(daemon, "Schedule", no_scheduler)
+    parts = Prepared()
+    background = daemon.Background(parts, 60.0, parts, parts)  # type: ignore[arg-type]
+    assert background.problems == ()
+    background.run()
+    assert background.problems == (
+        "the reconciler's schedule did not start (ImportError: No module named 'apscheduler'); "
+        "no pass runs until the agent is restarted",
+    )
+    assert parts.asked == ["prepare", "health"]
+
+
+def test_a_bug_in_the_background_reads_is_a_health_problem_naming_it(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(daemon, "Schedule", lambda *args, **kwargs: Started())
+    parts = Prepared(fails_with=KeyError("target"))
+    background = daemon.Background(parts, 60.0, parts, parts)  # type: ignore[arg-type]
+    background.run()
+    assert background.problems == ("reading the SVM's target and LIFs failed (KeyError: 'target')",)
+    assert parts.asked == ["prepare", "health"]
+
+
+class Started:
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
