@@ -200,6 +200,7 @@ def build_services(
             paths=host.paths,
             clock=clock,
             timeout=config.iscsi.device_timeout,
+            observer=observer,
         ),
         gate=gate,
         workers=config.agent.workers,

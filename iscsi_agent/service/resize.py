@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from iscsi_agent.array.client import ArrayClient
+from iscsi_agent.errors import AgentError
 from iscsi_agent.host.blockdev import AbandoningCalls, KernelCalls
 from iscsi_agent.host.devices import Devices
 from iscsi_agent.host.errors import DeviceTimeout, WaitTimeout
@@ -31,6 +32,7 @@ from iscsi_agent.host.waiting import Clock, wait_until
 from iscsi_agent.journal.model import Attachment
 from iscsi_agent.naa import normalize_wwid
 from iscsi_agent.service.handed_out import HandedOutDevices
+from iscsi_agent.service.observe import Observer
 from iscsi_agent.service_api import PathDown
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ class Resizer:
         paths: HostPaths,
         clock: Clock,
         timeout: float,
+        observer: Observer,
         calls: KernelCalls | None = None,
     ) -> None:
         self._array = array
@@ -83,9 +86,21 @@ class Resizer:
         self._clock = clock
         self._timeout = timeout
         self._calls = calls or AbandoningCalls()
+        self._observer = observer
 
     def resize(self, attachment: Attachment) -> int:
-        """The LUN's size, once every path and the map show it; the caller holds the volume's lock."""
+        """The LUN's size, once every path and the map show it; the caller holds the volume's lock.
+        Timed and counted by outcome, as attaches and detaches are."""
+        started = self._clock.monotonic()
+        try:
+            size = self._resize(attachment)
+        except AgentError as exc:
+            self._observer.finished("resize", self._clock.monotonic() - started, exc.code)
+            raise
+        self._observer.finished("resize", self._clock.monotonic() - started, None)
+        return size
+
+    def _resize(self, attachment: Attachment) -> int:
         mpath = self._map(attachment)
         disks = sorted(
             {*(mpath.slaves if mpath is not None else self._disks(attachment)), *self._lun_disks(attachment)}

@@ -23,6 +23,7 @@ from iscsi_agent.host.routes import Route
 from iscsi_agent.journal.store import FILE_NAME, Journal
 from iscsi_agent.service.build import AgentServices, HostLayer, build_host, build_services
 from iscsi_agent.service.igroup import igroup_name
+from iscsi_agent.service.observe import Observer, Unobserved
 from iscsi_agent.service.volumes import VolumeService
 from ontap_sim import Simulator
 from tests.array_admin import grow_lun_rest
@@ -67,6 +68,7 @@ class Host:
     services: AgentServices
     config: Config
     block: FakeBlockOps
+    observer: Observer = dataclasses.field(default_factory=Unobserved)
 
     @property
     def service(self) -> VolumeService:
@@ -104,6 +106,7 @@ class Host:
             initiator=INITIATOR,
             hostname=HOSTNAME,
             clock=self.clock,
+            observer=self.observer,
         )
 
 

@@ -16,6 +16,7 @@ import pytest
 from iscsi_agent.host.errors import WaitTimeout
 from iscsi_agent.host.sessions import ScsiAddress
 from iscsi_agent.service.errors import WrongDevice
+from iscsi_agent.service.observe import Unobserved
 from iscsi_agent.service_api import NotAttached, PathDown, Resized
 from tests.unit.service.conftest import (
     OWN_IGROUP,
@@ -158,3 +159,25 @@ def test_a_device_that_never_shows_the_new_size_times_out_naming_it_and_both_siz
     grow_on_the_array(host, LUN1, 3 * GiB)
     with pytest.raises(WaitTimeout, match=f"/dev/{device}.*{2 * GiB}.*{3 * GiB}"):
         host.service.resize(LUN1)
+
+
+class Finished(Unobserved):
+    def __init__(self) -> None:
+        self.operations: list[tuple[str, str | None]] = []
+
+    def finished(self, operation: str, seconds: float, code: str | None) -> None:
+        self.operations.append((operation, code))
+
+
+def test_each_resize_is_timed_and_counted_by_its_outcome(host: Host, tmp_path: Path):
+    host.observer = finished = Finished()
+    with_multipath(host, tmp_path)
+    attachment, _ = host.service.attach(LUN1)
+    grow_on_the_array(host, LUN1, 3 * GiB)
+    host.service.resize(LUN1)
+    session = host.initiator.sessions[(attachment.target_iqn, str(attachment.portals[0]))]
+    host.tree.session_attr(session.sid, "state").write_text("FAILED\n")
+    with pytest.raises(PathDown):
+        host.service.resize(LUN1)
+    resizes = [(operation, code) for operation, code in finished.operations if operation == "resize"]
+    assert resizes == [("resize", None), ("resize", "path_down")]
