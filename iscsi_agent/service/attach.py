@@ -35,6 +35,7 @@ from iscsi_agent.portal import Portal
 from iscsi_agent.service.array_view import ArrayView
 from iscsi_agent.service.chap import ChapRotation
 from iscsi_agent.service.errors import DevicesLeftBehind, NoUsablePortal, TargetMismatch
+from iscsi_agent.service.ifaces import routed_through
 from iscsi_agent.service.logins import Logins
 from iscsi_agent.service.lun_device import LunDevices
 from iscsi_agent.service.observe import Observer
@@ -49,6 +50,7 @@ class AttachSettings:
     multipath: bool = False
     portal_networks: tuple[Network, ...] = ()
     multipath_timeout: float = 60.0
+    ifaces: tuple[str, ...] = ()  # sessions only through these interfaces (service/ifaces.py)
 
 
 @dataclass(frozen=True)
@@ -240,18 +242,28 @@ class Attacher:
         nodes = self._reporting_nodes(lun, mapping)
         lifs = self._view.lifs()
         routes = self._routes.lookup_all(lif.address for lif in lifs)
-        chosen = choose_lifs(lifs, nodes, routes, self._settings.portal_networks)
+        ifaces = self._settings.ifaces
+        chosen = choose_lifs(lifs, nodes, routes, self._settings.portal_networks, ifaces)
         if not chosen:
             self._view.forget(target=True, lun_path=lun.path)
+            through = routed_through(routes, (lif.address for lif in lifs))
+            usable = (
+                f"is routed through one of the interfaces sessions are bound to ([iscsi] ifaces = "
+                f"{', '.join(ifaces)}); LIFs: "
+                + (", ".join(f"{lif.portal} through {through[lif.address]}" for lif in lifs) or "none")
+                if ifaces
+                else f"is routable from this host; LIFs: {', '.join(str(lif.portal) for lif in lifs) or 'none'}"
+            )
             raise NoUsablePortal(
                 f"no iSCSI LIF of the SVM on the nodes reporting {lun.path} ({', '.join(nodes) or 'any'}) "
-                f"is routable from this host; LIFs: {', '.join(str(lif.portal) for lif in lifs) or 'none'}",
+                + usable,
                 lun_path=lun.path,
                 reporting_nodes=list(nodes),
                 lifs=[str(lif.portal) for lif in lifs],
                 unroutable={
                     address: route.problem for address, route in routes.items() if not route.reachable
                 },
+                routed_through=through,
             )
         return chosen
 
