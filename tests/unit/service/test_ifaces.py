@@ -123,3 +123,11 @@ def test_without_ifaces_no_command_names_an_iface(host: Host):
     host.service.attach(LUN1)
     assert iface_calls(host) == []
     assert not any("-I" in call for call in host.initiator.iscsiadm_calls)
+
+
+def test_without_ifaces_an_attach_with_no_routable_lif_fails_naming_the_lifs_as_before(host: Host):
+    host.routes.unroutable.update({"127.0.0.1", "127.0.0.2"})
+    with pytest.raises(NoUsablePortal) as caught:
+        host.service.attach(LUN1)
+    assert str(caught.value).endswith(f"is routable from this host; LIFs: {LIF1}, {LIF2}")
+    assert caught.value.details["unroutable"] == {"127.0.0.1": "no route", "127.0.0.2": "no route"}
