@@ -25,7 +25,7 @@ from iscsi_agent.host.errors import InitiatorNameError
 from iscsi_agent.host.initiator import read_initiator_name
 from iscsi_agent.host.iscsiadm import EXIT_NO_RECORDS, error_for, parse_records
 from iscsi_agent.host.paths import HostPaths
-from iscsi_agent.host.routes import RouteTable, order_portals
+from iscsi_agent.host.routes import Route, RouteTable, order_portals
 from iscsi_agent.host_findings import (
     initiator_step,
     iscsid_step,
@@ -33,6 +33,7 @@ from iscsi_agent.host_findings import (
     multipathd_step,
     node_records_step,
 )
+from iscsi_agent.service.ifaces import bound_iface
 
 ISCSIADM_TIMEOUT = 10.0
 MULTIPATHD = "multipathd"
@@ -54,6 +55,7 @@ class Checker:
             self.initiator(config),
             self.iscsiadm(config),
             self.iscsid(),
+            *self.ifaces(config),
             *self.multipath(config),
             self.array_security(config),
             *array_steps,
@@ -80,6 +82,27 @@ class Checker:
         except OSError:
             sockets = None
         return iscsid_step(sockets)
+
+    def ifaces(self, config: Config) -> Iterator[Step]:
+        """Each interface sessions are bound to must exist (``/sys/class/net/NAME``); no step without any."""
+        listed = config.iscsi.ifaces
+        if not listed:
+            return
+        missing = [name for name in listed if not self.paths.sys("class", "net", name).exists()]
+        if not missing:
+            yield Step("ifaces", Status.OK, ", ".join(listed))
+            return
+        try:
+            present = sorted(entry.name for entry in self.paths.sys("class", "net").iterdir())
+        except OSError:
+            present = []
+        yield Step(
+            "ifaces",
+            Status.FAILED,
+            f"not on this host: {', '.join(missing)} (present: {', '.join(present) or 'none'})",
+            f"correct or remove {', '.join(missing)} in [iscsi] ifaces of the configuration "
+            "(ip -br link lists the host's interfaces)",
+        )
 
     def multipath(self, config: Config) -> Iterator[Step]:
         """multipathd, and what it would do with an ONTAP LUN; read only (``show`` commands)."""
@@ -185,15 +208,28 @@ class Checker:
         except AgentError as exc:
             return Step("portals", Status.FAILED, str(exc))
         table = self.routes.lookup_all(portal.address for portal in portals)
-        usable = order_portals(portals, table, config.iscsi.portal_networks)
+        ifaces = config.iscsi.ifaces
+        usable = [
+            portal
+            for portal in order_portals(portals, table, config.iscsi.portal_networks)
+            if not ifaces or bound_iface(table[portal.address], ifaces) is not None
+        ]
         reached = [f"{portal.portal} via {table[portal.address].interface}" for portal in usable]
         missed = [
-            f"{portal.portal} ({table[portal.address].problem})" for portal in portals if portal not in usable
+            f"{portal.portal} ({_why_unused(table[portal.address])})"
+            for portal in portals
+            if portal not in usable
         ]
         detail = ", ".join(reached) or "none reachable"
         if missed:
-            detail += "; unreachable: " + ", ".join(missed)
+            detail += ("; not used: " if ifaces else "; unreachable: ") + ", ".join(missed)
         return Step("portals", Status.OK if usable else Status.FAILED, detail)
+
+
+def _why_unused(route: Route) -> str:
+    if route.reachable:
+        return f"routed through {route.interface}, not a listed interface"
+    return route.problem or "no route"
 
 
 def render(steps: list[Step]) -> str:

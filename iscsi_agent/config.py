@@ -106,6 +106,7 @@ class IscsiConfig:
     chap_secret: str = field(repr=False)
     chap_target_secret: str = field(repr=False)
     portal_networks: tuple[Network, ...]
+    ifaces: tuple[str, ...]  # network interfaces sessions are bound to; empty: open-iscsi's default iface
     source: Path = DEFAULT_PATH  # the file these came from, named in errors when the secrets are read again
 
     def read_chap_secrets(self) -> ChapSecrets:
@@ -263,6 +264,37 @@ def _networks(raw: str) -> tuple[Network, ...]:
         raise ValueError(f"is not a comma list of networks in CIDR form ({exc})") from None
 
 
+# Linux's dev_valid_name(): at most IFNAMSIZ - 1 bytes, not "." or "..", no '/', ':' or whitespace
+# (':' is taken by alias labels such as eth0:1, which open-iscsi cannot bind to).
+MAX_INTERFACE_NAME = 15
+
+
+def _interface_names(raw: str) -> tuple[str, ...]:
+    """A comma list of network interface names as the kernel accepts them, each once."""
+    names = [item.strip() for item in raw.split(",") if item.strip()]
+    for name in names:
+        if len(name.encode()) > MAX_INTERFACE_NAME:
+            raise ValueError(f"names {name!r}, longer than {MAX_INTERFACE_NAME} characters (Linux's limit)")
+        problem = _interface_name_problem(name)
+        if problem:
+            raise ValueError(f"names {name!r}, not an interface name ({problem})")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"names {', '.join(repeated)} twice")
+    return tuple(names)
+
+
+def _interface_name_problem(name: str) -> str | None:
+    if name in (".", ".."):
+        return "the kernel refuses . and .."
+    for char, what in (("/", "'/'"), (":", "':' (an alias label; open-iscsi binds to interfaces)")):
+        if char in name:
+            return f"holds {what}"
+    if any(char.isspace() for char in name):
+        return "holds whitespace"
+    return None
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in allowed:
@@ -329,6 +361,7 @@ SCHEMA: Mapping[str, Mapping[str, tuple[Callable[[str], Any], str]]] = {
         "chap_target_username": (_text, ""),
         "chap_target_secret_file": (_optional_path, ""),
         "portal_networks": (_networks, ""),
+        "ifaces": (_interface_names, ""),
     },
     "reconciler": {
         "interval": (_seconds, "60"),

@@ -231,6 +231,7 @@ class HostTree:
         *,
         state: str = "LOGGED_IN",
         recovery_tmo: int = 120,  # iscsid hands the node record's replacement_timeout over at login
+        iface: str = "default",
     ) -> None:
         address, _, port = portal.rpartition(":")
         host_dir = self.root / f"sys/devices/platform/host{host}"
@@ -241,7 +242,7 @@ class HostTree:
             ("targetname", iqn),
             ("state", state),
             ("tpgt", "1"),
-            ("ifacename", "default"),
+            ("ifacename", iface),
             ("recovery_tmo", str(recovery_tmo)),
         ):
             (attrs / name).write_text(value + "\n")

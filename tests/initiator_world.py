@@ -7,6 +7,12 @@ them land somewhere), and a kernel step that lets a targeted scan find exactly t
 simulator maps, at that id, to an igroup holding this initiator (so unmapping, id reuse and maps
 made by hand behave as on a real host), through a session to a LIF on one of the map's reporting
 nodes only (Selective LUN Map: ONTAP reports a LUN through no other node's LIFs). The VM tier proves the same flows on a real kernel.
+
+open-iscsi ifaces (``-m iface``, ``-I NAME``): an iface record per name besides the built-in
+``default``; node records are per iface (``records`` holds the default iface's, ``bound_records``
+the others'), and a session remembers the iface it logged in through (sysfs ``ifacename``). One
+session per target and portal: a login through a second iface finds the first's (exit 15), where
+open-iscsi would make a second session.
 """
 
 from __future__ import annotations
@@ -31,12 +37,15 @@ from ontap_sim import Simulator
 from tests.fakes import HostTree
 
 EXIT_SESSION_EXISTS, EXIT_NO_RECORDS, EXIT_LOGIN_FAILED, EXIT_AUTH_FAILED = 15, 21, 19, 24
+EXIT_IDBM = 6
+DEFAULT_IFACE = "default"
 
 
 @dataclass
 class LiveSession:
     sid: int
     host: int
+    iface: str = DEFAULT_IFACE
 
 
 @dataclass
@@ -45,7 +54,10 @@ class SimulatedInitiator:
     sim: Simulator
     initiator: str
     svm: str = "svm1"
-    records: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    records: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # the default iface's
+    bound_records: dict[str, dict[tuple[str, str], dict[str, str]]] = field(default_factory=dict)
+    ifaces: dict[str, dict[str, str]] = field(default_factory=dict)  # iface records besides default
+    discovery_ignores_iface: bool = False  # open-iscsi's quirk: -I ignored, default records made
     sessions: dict[tuple[str, str], LiveSession] = field(default_factory=dict)
     calls: list[tuple[str, ...]] = field(default_factory=list)
     unreachable: set[str] = field(default_factory=set)  # portals whose login times out
@@ -80,21 +92,46 @@ class SimulatedInitiator:
             return self._discover(args)
         if mode == "node":
             return self._node(args, timeout)
+        if mode == "iface":
+            return self._iface(args)
         return CommandResult(args, 0, "", "")
 
     @property
     def iscsiadm_calls(self) -> list[tuple[str, ...]]:
         return [call for call in self.calls if call[0] == "iscsiadm"]
 
+    def _iface(self, args: tuple[str, ...]) -> CommandResult:
+        name, op = _value(args, "-I"), _value(args, "-o") or "show"
+        if op == "new":
+            self.ifaces.setdefault(name, {"iface.iscsi_ifacename": name, "iface.net_ifacename": ""})
+            return CommandResult(args, 0, f"New interface {name} added\n", "")
+        record = {"iface.iscsi_ifacename": name, "iface.net_ifacename": ""} if name == DEFAULT_IFACE else None
+        record = self.ifaces.get(name, record)
+        if record is None:
+            return CommandResult(
+                args, EXIT_IDBM, "", f"iscsiadm: Could not read iface {name} ({EXIT_IDBM})\n"
+            )
+        if op == "update":
+            record[_value(args, "-n")] = _value(args, "-v")
+            return CommandResult(args, 0, f"{name} updated.\n", "")
+        shown = "".join(f"{key} = {value or '<empty>'}\n" for key, value in record.items())
+        return CommandResult(args, 0, "# BEGIN RECORD 2.1.8\n" + shown + "# END RECORD\n", "")
+
+    def node_records_of(self, iface: str) -> dict[tuple[str, str], dict[str, str]]:
+        """(target, portal) -> settings of the node records of one iface."""
+        return self.records if iface == DEFAULT_IFACE else self.bound_records.setdefault(iface, {})
+
     def _discover(self, args: tuple[str, ...]) -> CommandResult:
         portal = _value(args, "-p")
         if _value(args, "-m") == "discoverydb" and "--discover" not in args:
             return self._discovery_record(args, portal)
+        iface = DEFAULT_IFACE if self.discovery_ignores_iface else _value(args, "-I") or DEFAULT_IFACE
         iqn = self.target_iqn
-        if (iqn, portal) not in self.records:  # a new target's record, one per tpgt and interface
-            self.records[(iqn, portal)] = {"node.session.scan": "auto"}
+        records = self.node_records_of(iface)
+        if (iqn, portal) not in records:  # a new target's record, one per tpgt and interface
+            records[(iqn, portal)] = {"node.session.scan": "auto"}
             self._write_record(
-                self._node_record(iqn, portal).with_name(f"{self._portal_name(portal)},1") / "default"
+                self._node_record(iqn, portal).with_name(f"{self._portal_name(portal)},1") / iface
             )
         return CommandResult(args, 0, f"{portal},1 {iqn}\n", "")
 
@@ -121,9 +158,10 @@ class SimulatedInitiator:
         return f"{address.strip('[]')},{port}"
 
     @staticmethod
-    def _write_record(path: Path) -> None:
+    def _write_record(path: Path, iface: str = DEFAULT_IFACE) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("# BEGIN RECORD 2.1.8\n# END RECORD\n")
+        named = f"iface.iscsi_ifacename = {iface}\n" if iface != DEFAULT_IFACE else ""
+        path.write_text(f"# BEGIN RECORD 2.1.8\n{named}# END RECORD\n")
 
     def record_files(self) -> dict[str, str]:
         """Every record file's text, by its path under the database."""
@@ -134,30 +172,34 @@ class SimulatedInitiator:
 
     def _node(self, args: tuple[str, ...], timeout: float) -> CommandResult:
         key = (_value(args, "-T"), _value(args, "-p"))
+        iface = _value(args, "-I") or DEFAULT_IFACE
+        if iface != DEFAULT_IFACE and iface not in self.ifaces:
+            return CommandResult(args, EXIT_IDBM, "", f"iscsiadm: Could not read iface info for {iface}.\n")
+        records = self.node_records_of(iface)
         if "--login" in args:
             if key[1] in self.unreachable:
                 raise CommandTimeout(f"login to {key} did not finish within {timeout:g}s", argv=list(args))
             if key in self.sessions:
                 return CommandResult(args, EXIT_SESSION_EXISTS, "", "session exists")
-            if key not in self.records:
+            if key not in records:
                 return CommandResult(args, EXIT_NO_RECORDS, "", "no records found")
-            refused = self._auth_refusal(key)
+            refused = self._auth_refusal(key, iface)
             if refused:
                 return CommandResult(
                     args,
                     EXIT_AUTH_FAILED,
                     "",
-                    f"iscsiadm: Could not login to [iface: default, target: {key[0]}, portal: {key[1]}].\n"
+                    f"iscsiadm: Could not login to [iface: {iface}, target: {key[0]}, portal: {key[1]}].\n"
                     f"iscsiadm: initiator reported error (24 - iSCSI login failed due to authorization "
                     f"failure)\n",
                 )
             sid = next(self._ids)
-            self.sessions[key] = LiveSession(sid, sid + 1)
+            self.sessions[key] = LiveSession(sid, sid + 1, iface)
             # iscsid hands the record's replacement_timeout to the kernel as the session's recovery_tmo
-            timeout = self.records[key].get("node.session.timeo.replacement_timeout", "120")
-            self.tree.add_session(sid, sid + 1, key[0], key[1], recovery_tmo=int(timeout))
+            timeout = records[key].get("node.session.timeo.replacement_timeout", "120")
+            self.tree.add_session(sid, sid + 1, key[0], key[1], recovery_tmo=int(timeout), iface=iface)
             return CommandResult(
-                args, 0, f"Login to [iface: default, target: {key[0]}, portal: {key[1]}] successful.\n", ""
+                args, 0, f"Login to [iface: {iface}, target: {key[0]}, portal: {key[1]}] successful.\n", ""
             )
         if "--logout" in args:
             session = self.sessions.pop(key, None)
@@ -167,31 +209,30 @@ class SimulatedInitiator:
             return CommandResult(args, 0, "", "")
         op = _value(args, "-o")
         if op == "new":
-            self.records[key] = {"node.session.scan": "auto"}
-            self._write_record(self._node_record(*key))
+            records[key] = {"node.session.scan": "auto"}
+            self._write_record(self._node_record(*key), iface)  # no tpgt: the portal's file
             return CommandResult(args, 0, "New iSCSI node added\n", "")
-        if op == "delete":
+        if op == "delete":  # without -I: every iface's record of the target at the portal
             record = self._node_record(*key)
             for path in record.parent.glob(f"{record.name}*"):
                 if path.is_dir():
                     shutil.rmtree(path)
                 else:
                     path.unlink()
-            return CommandResult(
-                args, 0 if self.records.pop(key, None) is not None else EXIT_NO_RECORDS, "", ""
-            )
-        if key not in self.records:
+            found = [each.pop(key, None) for each in (self.records, *self.bound_records.values())]
+            return CommandResult(args, 0 if any(r is not None for r in found) else EXIT_NO_RECORDS, "", "")
+        if key not in records:
             return CommandResult(args, EXIT_NO_RECORDS, "", "iscsiadm: No records found\n")
         if op == "update":
             names = [args[i + 1] for i, arg in enumerate(args) if arg == "-n"]
             values = [args[i + 1] for i, arg in enumerate(args) if arg == "-v"]
-            self.records[key].update(zip(names, values, strict=True))
+            records[key].update(zip(names, values, strict=True))
             return CommandResult(args, 0, "", "")
-        shown = "".join(f"{name} = {mask(value, ())}\n" for name, value in sorted(self.records[key].items()))
+        shown = "".join(f"{name} = {mask(value, ())}\n" for name, value in sorted(records[key].items()))
         return CommandResult(args, 0, "# BEGIN RECORD 2.1.8\n" + shown + "# END RECORD\n", "")
 
     # --- dm-multipath -------------------------------------------------------------------
-    def _auth_refusal(self, key: tuple[str, str]) -> str:
+    def _auth_refusal(self, key: tuple[str, str], iface: str = DEFAULT_IFACE) -> str:
         """Why the target refuses this login, as ONTAP checks the initiator's security entry (else the
         SVM's default) against what the node record holds; "" when it admits it.
 
@@ -202,7 +243,7 @@ class SimulatedInitiator:
         with self.sim.state.lock:
             chap = self.sim.state.chap
             entry = chap.get((self.svm, self.initiator)) or chap.get((self.svm, "default"))
-        record = {**self.record_values(key), **self.records[key]}
+        record = {**self.record_values(key, iface), **self.node_records_of(iface)[key]}
         wants_target = bool(record.get("node.session.auth.username_in"))
         if entry is None or entry.auth_type == "none":
             return "the target does not answer the initiator's challenge" if wants_target else ""
@@ -218,15 +259,21 @@ class SimulatedInitiator:
             return "the target's CHAP user or secret is not what the initiator expects"
         return ""
 
-    def record_values(self, key: tuple[str, str]) -> dict[str, str]:
-        """The ``name = value`` lines of the node record files of target and portal (the secrets)."""
+    def record_values(self, key: tuple[str, str], iface: str = DEFAULT_IFACE) -> dict[str, str]:
+        """The ``name = value`` lines of the node record files of target and portal (the secrets), of
+        one iface's records: what a login through that iface reads."""
         record = self._node_record(*key)
-        files = [path for path in record.parent.glob(f"{record.name}*") if path.is_file()]
+        files = [
+            path
+            for path in record.parent.glob(f"{record.name}*")
+            if path.is_file() and _iface_named(path) == iface
+        ]
         files += [
             path
             for folder in record.parent.glob(f"{record.name},*")
             if folder.is_dir()
             for path in folder.iterdir()
+            if path.name == iface
         ]
         values: dict[str, str] = {}
         for path in files:
@@ -401,6 +448,13 @@ class KernelDevices(Devices):
             if name not in self._world.frozen_capacity:
                 self._world.tree.set_size(name, self._world.lun_size(serial))
         return super().fresh_identity(address)
+
+
+def _iface_named(record: Path) -> str:
+    for line in record.read_text().splitlines():
+        if line.startswith("iface.iscsi_ifacename = "):
+            return line.partition(" = ")[2]
+    return DEFAULT_IFACE
 
 
 def _value(args: tuple[str, ...], flag: str) -> str:

@@ -23,8 +23,9 @@ every name), and afterwards the secret lines are written here, as iscsiadm itsel
   has no comma, so iscsiadm's scan of a target's folder never takes it for a record.
 
 Where the records of target T at portal A:P are (iscsiadm's compiled-in paths, in HostPaths):
-``nodes/T/A,P`` (a file: a record made by ``-o new`` without a tpgt), or ``nodes/T/A,P,TPGT/IFACE``
-(a file per interface: a record a discovery made); ``send_targets/A,P/st_config`` for discovery.
+``nodes/T/A,P`` (a file: a record made by ``-o new`` without a tpgt; its ``iface.iscsi_ifacename``
+line names its iface, ``default`` when it has none), or ``nodes/T/A,P,TPGT/IFACE`` (a file per iface:
+a record a discovery made); ``send_targets/A,P/st_config`` for discovery.
 """
 
 from __future__ import annotations
@@ -105,6 +106,19 @@ def _component(text: str, what: str) -> str:
     return text
 
 
+def _iface_of(record: Path) -> str:
+    """The iface an old-style record file is for: its ``iface.iscsi_ifacename`` line, else default."""
+    try:
+        lines = record.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+    except OSError:
+        return ""  # gone or unreadable: nobody's, and _set's read says why if it is needed
+    for line in lines:
+        name, equals, value = line.partition("=")
+        if equals and name.strip() == "iface.iscsi_ifacename":
+            return value.strip()
+    return "default"
+
+
 class IscsiDatabase:
     """The node and discovery record files under HostPaths' open-iscsi folders."""
 
@@ -113,16 +127,19 @@ class IscsiDatabase:
         self._clock = clock
         self._lock_wait = lock_wait
 
-    def set_node_values(self, iqn: str, portal: Portal, values: Pairs) -> bool:
-        """Make every node record of iqn at portal hold values; True when a file had to be written."""
-        return self._set(f"node record {iqn} at {portal}", lambda: self.node_files(iqn, portal), values)
+    def set_node_values(self, iqn: str, portal: Portal, values: Pairs, *, iface: str | None = None) -> bool:
+        """Make every node record of iqn at portal (of that iface only, when one is named) hold values;
+        True when a file had to be written."""
+        what = f"node record {iqn} at {portal}" + (f" (iface {iface})" if iface else "")
+        return self._set(what, lambda: self.node_files(iqn, portal, iface=iface), values)
 
     def set_discovery_values(self, portal: Portal, values: Pairs) -> bool:
         """Make the sendtargets discovery record of portal hold values; True when it had to be written."""
         return self._set(f"discovery record {portal}", lambda: self.discovery_files(portal), values)
 
-    def node_files(self, iqn: str, portal: Portal) -> tuple[Path, ...]:
-        """The record files of iqn at portal: the old-style file, and one per tpgt and interface."""
+    def node_files(self, iqn: str, portal: Portal, *, iface: str | None = None) -> tuple[Path, ...]:
+        """The record files of iqn at portal: the old-style file, and one per tpgt and iface; with
+        ``iface``, only that iface's (a discovery may have made the default iface's beside it)."""
         folder = self._paths.iscsi_db("nodes", _component(iqn, "target"))
         wanted = (_component(portal.address, "portal address"), str(portal.port))
         try:
@@ -136,8 +153,14 @@ class IscsiDatabase:
             if tuple(entry.name.split(",")[:2]) != wanted:
                 continue
             if entry.is_dir() and not entry.is_symlink():
-                files.extend(sorted(path for path in entry.iterdir() if path.is_file()))
-            elif entry.is_file():
+                files.extend(
+                    sorted(
+                        path
+                        for path in entry.iterdir()
+                        if path.is_file() and (iface is None or path.name == _component(iface, "iface"))
+                    )
+                )
+            elif entry.is_file() and (iface is None or _iface_of(entry) == iface):
                 files.append(entry)
         return tuple(files)
 

@@ -18,6 +18,13 @@ Records are shared, so they are written only when they must be (iscsiadm 2.1.8, 
   it runs: after the update, ``IscsiDatabase`` writes them into the record files themselves (and
   leaves a file that holds them already as it is). The update carries the method and user names.
 
+Interfaces (``[iscsi] ifaces``): open-iscsi binds a session to a network interface through an
+*iface* record (``iscsiadm -m iface -I NAME``, ``iface.net_ifacename``), which ``ensure_iface``
+keeps as ``ensure_node`` keeps node records: read, made or changed only when it differs. A
+discovery, node record and login for a bound portal name the iface (``-I NAME``); the node record
+of an iface is its own (``nodes/T/A,P,TPGT/NAME``), beside any default iface's one. Logout and
+record deletion name none: they end every session and record of the target at the portal.
+
 Concurrency, per portal: every method holds its portal's lock (``PortalLocks``) while it runs
 iscsiadm, so no two of them interleave on one portal's records. A caller must itself hold
 ``Iscsiadm.portal_lock(portal)`` across a sequence whose later step relies on the earlier one:
@@ -248,6 +255,15 @@ def error_for(action: str, result: CommandResult) -> IscsiadmError:
     )
 
 
+def _iface_args(iface: str | None) -> tuple[str, ...]:
+    """``-I NAME`` for a bound portal; nothing for the default iface (today's argv, unchanged)."""
+    return ("-I", iface) if iface else ()
+
+
+def _through(iface: str | None) -> str:
+    return f" through iface {iface}" if iface else ""
+
+
 class PortalLocks:
     """One re-entrant lock per portal, for every iscsiadm run that touches the portal's records.
 
@@ -289,12 +305,30 @@ class Iscsiadm:
         self._timeout = timeout
         self._login_timeout = login_timeout
         self._locks = locks or PortalLocks()
+        self._iface_lock = threading.Lock()  # iface records are shared by every portal
 
     def portal_lock(self, portal: Portal) -> threading.RLock:
         """The portal's re-entrant lock, for a caller's sequence of steps (``with iscsiadm.portal_lock(p):``)."""
         return self._locks.lock(portal)
 
-    def discover(self, portal: Portal, chap: Chap | None = None) -> tuple[DiscoveredTarget, ...]:
+    def ensure_iface(self, name: str) -> bool:
+        """Make the iface record ``name`` bind to the network interface of that name; True when it wrote.
+
+        One read when it does already; otherwise ``-o new`` (only when missing: exit 6, "Could not
+        read iface") and one ``-o update`` of ``iface.net_ifacename``. The rest of the record keeps
+        open-iscsi's defaults (tcp, the host's initiator name).
+        """
+        with self._iface_lock:
+            written = self._ensure_record(
+                f"iface {name}", ("-m", "iface", "-I", name), (("iface.net_ifacename", name),), (EXIT_IDBM,)
+            )
+        if written:
+            log.info("iface %s bound to network interface %s", name, name)
+        return written
+
+    def discover(
+        self, portal: Portal, chap: Chap | None = None, *, iface: str | None = None
+    ) -> tuple[DiscoveredTarget, ...]:
         """SendTargets discovery through one portal (each portal answers only for itself).
 
         ``-o new`` adds records only for targets the host does not know yet: a plain discovery
@@ -304,7 +338,9 @@ class Iscsiadm:
         (the secret written into its file, as for a node record). One-way only: the target proves
         itself (mutual CHAP) at the login of the session, and a discovery that demanded it fails on
         a target that does not authenticate discovery sessions (tgtd answers None, which the
-        initiator then refuses); a discovery session only lists target names.
+        initiator then refuses); a discovery session only lists target names. With ``iface`` the
+        discovery goes through it; open-iscsi may still make the records for the default iface (or
+        for no iface asked): the caller reads the iface's record afterwards rather than assume it.
         """
         if chap is None:
             base: tuple[str, ...] = ("-m", "discovery", "-t", "sendtargets", "-p", str(portal))
@@ -323,60 +359,88 @@ class Iscsiadm:
                 self._database.set_discovery_values(portal, _auth_secrets("discovery.sendtargets.auth", chap))
                 base = (*base, "--discover")
             # exit 21: the portal knows no targets for us; that is an empty answer, not a fault.
-            result = self._run(f"discovery via {portal}", (*base, "-o", "new"), tolerate=(EXIT_NO_RECORDS,))
+            result = self._run(
+                f"discovery via {portal}{_through(iface)}",
+                (*base, *_iface_args(iface), "-o", "new"),
+                tolerate=(EXIT_NO_RECORDS,),
+            )
         targets = parse_sendtargets(result.stdout)
         log.info(
-            "discovery via %s found %s", portal, ", ".join(target.iqn for target in targets) or "nothing"
+            "discovery via %s%s found %s",
+            portal,
+            _through(iface),
+            ", ".join(target.iqn for target in targets) or "nothing",
         )
         return targets
 
-    def node_records(self, iqn: str, portal: Portal) -> tuple[Record, ...] | None:
-        """The node records of iqn at portal (one read); None when the host has none."""
+    def node_records(
+        self, iqn: str, portal: Portal, *, iface: str | None = None
+    ) -> tuple[Record, ...] | None:
+        """The node records of iqn at portal (of that iface only, when named; one read); None when
+        the host has none."""
         with self._locks.lock(portal):
-            return self._read_records(f"node {iqn} {portal}", self._node(iqn, portal), (EXIT_NO_RECORDS,))
+            return self._read_records(
+                f"node {iqn} {portal}{_through(iface)}", self._node(iqn, portal, iface), (EXIT_NO_RECORDS,)
+            )
 
     def ensure_node(
-        self, iqn: str, portal: Portal, settings: NodeSettings, *, known: tuple[Record, ...] | None = None
+        self,
+        iqn: str,
+        portal: Portal,
+        settings: NodeSettings,
+        *,
+        known: tuple[Record, ...] | None = None,
+        iface: str | None = None,
     ) -> bool:
         """Make the node record for iqn at portal hold the agent's settings; True when it had to write.
 
         One read when the record is right already; one read and one update when it differs; one
         read, ``-o new`` and one update when it is missing. ``known`` are records the caller read
         under the portal lock just now (``()`` for one a discovery has just added), so they are not
-        read again. With CHAP, the record files then get the secrets they do not hold yet.
+        read again. With CHAP, the record files then get the secrets they do not hold yet. With
+        ``iface``, the record is that iface's (and only its file gets the secrets).
         """
         with self._locks.lock(portal):
             written = self._ensure_record(
-                f"node {iqn} {portal}",
-                self._node(iqn, portal),
+                f"node {iqn} {portal}{_through(iface)}",
+                self._node(iqn, portal, iface),
                 settings.values(),
                 (EXIT_NO_RECORDS,),
                 known=known,
             )
             if settings.secrets():
-                written = self._database.set_node_values(iqn, portal, settings.secrets()) or written
+                written = (
+                    self._database.set_node_values(iqn, portal, settings.secrets(), iface=iface) or written
+                )
         if written:
-            log.info("node record %s at %s configured (chap=%s)", iqn, portal, settings.chap is not None)
+            log.info(
+                "node record %s at %s%s configured (chap=%s)",
+                iqn,
+                portal,
+                _through(iface),
+                settings.chap is not None,
+            )
         else:
-            log.debug("node record %s at %s already configured", iqn, portal)
+            log.debug("node record %s at %s%s already configured", iqn, portal, _through(iface))
         return written
 
     # The name callers used when every call rewrote the record; same operation.
     configure_node = ensure_node
 
-    def login(self, iqn: str, portal: Portal) -> bool:
-        """Log in; False when a session existed already (exit 15), which is success too."""
+    def login(self, iqn: str, portal: Portal, *, iface: str | None = None) -> bool:
+        """Log in (with the iface's record only, when named); False when a session existed already
+        (exit 15), which is success too."""
         with self._locks.lock(portal):
             result = self._run(
-                f"login to {iqn} via {portal}",
-                (*self._node(iqn, portal), "--login"),
+                f"login to {iqn} via {portal}{_through(iface)}",
+                (*self._node(iqn, portal, iface), "--login"),
                 tolerate=(EXIT_SESSION_EXISTS,),
                 timeout=self._login_timeout,
             )
         if result.exit_code == EXIT_SESSION_EXISTS:
-            log.debug("already logged in to %s via %s", iqn, portal)
+            log.debug("already logged in to %s via %s%s", iqn, portal, _through(iface))
             return False
-        log.info("logged in to %s via %s", iqn, portal)
+        log.info("logged in to %s via %s%s", iqn, portal, _through(iface))
         return True
 
     def logout(self, iqn: str, portal: Portal) -> bool:
@@ -405,8 +469,8 @@ class Iscsiadm:
         log.info("node record %s at %s deleted", iqn, portal)
         return True
 
-    def _node(self, iqn: str, portal: Portal) -> tuple[str, ...]:
-        return ("-m", "node", "-T", iqn, "-p", str(portal))
+    def _node(self, iqn: str, portal: Portal, iface: str | None = None) -> tuple[str, ...]:
+        return ("-m", "node", "-T", iqn, "-p", str(portal), *_iface_args(iface))
 
     def _read_records(
         self, what: str, base: Sequence[str], missing: Sequence[int]

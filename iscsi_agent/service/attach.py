@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ from iscsi_agent.host.devices import BlockDevice
 from iscsi_agent.host.errors import DeviceTimeout, IscsiadmError, MultipathError
 from iscsi_agent.host.multipath import Multipath
 from iscsi_agent.host.paths import HostPaths
-from iscsi_agent.host.routes import RouteTable
+from iscsi_agent.host.routes import Route, RouteTable
 from iscsi_agent.host.sessions import Session
 from iscsi_agent.host.waiting import Clock
 from iscsi_agent.journal.model import Attachment, AttachmentState, Kind, Step
@@ -35,6 +35,7 @@ from iscsi_agent.portal import Portal
 from iscsi_agent.service.array_view import ArrayView
 from iscsi_agent.service.chap import ChapRotation
 from iscsi_agent.service.errors import DevicesLeftBehind, NoUsablePortal, TargetMismatch
+from iscsi_agent.service.ifaces import routed_through
 from iscsi_agent.service.logins import Logins
 from iscsi_agent.service.lun_device import LunDevices
 from iscsi_agent.service.observe import Observer
@@ -49,6 +50,7 @@ class AttachSettings:
     multipath: bool = False
     portal_networks: tuple[Network, ...] = ()
     multipath_timeout: float = 60.0
+    ifaces: tuple[str, ...] = ()  # sessions only through these interfaces (service/ifaces.py)
 
 
 @dataclass(frozen=True)
@@ -240,20 +242,36 @@ class Attacher:
         nodes = self._reporting_nodes(lun, mapping)
         lifs = self._view.lifs()
         routes = self._routes.lookup_all(lif.address for lif in lifs)
-        chosen = choose_lifs(lifs, nodes, routes, self._settings.portal_networks)
+        chosen = choose_lifs(lifs, nodes, routes, self._settings.portal_networks, self._settings.ifaces)
         if not chosen:
             self._view.forget(target=True, lun_path=lun.path)
-            raise NoUsablePortal(
-                f"no iSCSI LIF of the SVM on the nodes reporting {lun.path} ({', '.join(nodes) or 'any'}) "
-                f"is routable from this host; LIFs: {', '.join(str(lif.portal) for lif in lifs) or 'none'}",
-                lun_path=lun.path,
-                reporting_nodes=list(nodes),
-                lifs=[str(lif.portal) for lif in lifs],
-                unroutable={
-                    address: route.problem for address, route in routes.items() if not route.reachable
-                },
-            )
+            raise self._no_usable_portal(lun, nodes, lifs, routes)
         return chosen
+
+    def _no_usable_portal(
+        self, lun: Lun, nodes: Sequence[str], lifs: Sequence[Lif], routes: Mapping[str, Route]
+    ) -> NoUsablePortal:
+        """The error naming the LIFs; with ``ifaces``, the interface the kernel routes each through."""
+        through = routed_through(routes, (lif.address for lif in lifs))
+        ifaces = self._settings.ifaces
+        if ifaces:
+            listed = ", ".join(ifaces)
+            wanted = (
+                f"is routed through one of the interfaces sessions are bound to ([iscsi] ifaces = {listed})"
+            )
+            shown = [f"{lif.portal} through {through[lif.address]}" for lif in lifs]
+        else:
+            wanted = "is routable from this host"
+            shown = [str(lif.portal) for lif in lifs]
+        return NoUsablePortal(
+            f"no iSCSI LIF of the SVM on the nodes reporting {lun.path} ({', '.join(nodes) or 'any'}) "
+            f"{wanted}; LIFs: {', '.join(shown) or 'none'}",
+            lun_path=lun.path,
+            reporting_nodes=list(nodes),
+            lifs=[str(lif.portal) for lif in lifs],
+            unroutable={address: route.problem for address, route in routes.items() if not route.reachable},
+            routed_through=through,
+        )
 
     def _log_in(
         self, target_iqn: str, lifs: Sequence[Lif], steps: StepRecorder, rollback: Rollback, uses: ExitStack

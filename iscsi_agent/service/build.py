@@ -32,6 +32,7 @@ from iscsi_agent.service.attach import Attacher, AttachSettings
 from iscsi_agent.service.chap import ChapRotation, ChapUsers
 from iscsi_agent.service.detach import Detacher
 from iscsi_agent.service.handed_out import HandedOutDevices
+from iscsi_agent.service.ifaces import IfaceBinding
 from iscsi_agent.service.igroup import igroup_name
 from iscsi_agent.service.locks import OperationGate
 from iscsi_agent.service.logins import Logins
@@ -132,7 +133,13 @@ def build_services(
         if config.iscsi.chap_username
         else None
     )
-    logins = Logins(host.iscsiadm, host.sessions, node_settings(config, users), clock)
+    logins = Logins(
+        host.iscsiadm,
+        host.sessions,
+        node_settings(config, users),
+        clock,
+        IfaceBinding(config.iscsi.ifaces, routes),
+    )
     chap = (
         ChapRotation(users, config.iscsi.read_chap_secrets, array=array, view=view, logins=logins)
         if users is not None
@@ -161,6 +168,7 @@ def build_services(
             multipath=config.iscsi.multipath,
             portal_networks=config.iscsi.portal_networks,
             multipath_timeout=2 * config.iscsi.device_timeout,
+            ifaces=config.iscsi.ifaces,
         ),
         clock=clock,
         observer=observer,

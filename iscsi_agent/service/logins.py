@@ -11,6 +11,14 @@ gives it to a new login; a session that logged in before the mode changed keeps 
 stalls a multipath volume for two minutes on a dead path), so it is changed in sysfs when an attach
 uses the session and, at start, for every session the attachments use. A session the kernel will
 not change (it is reconnecting) keeps its value and is still used: the next use tries again.
+
+With ``[iscsi] ifaces`` a login goes through the iface of the listed interface the kernel routes
+its portal through (``IfaceBinding``): the iface record is kept bound to it, and the discovery,
+node record and login name it. open-iscsi's discovery may ignore the iface and make only the
+default iface's record, so the iface's record is read after it, and made when missing. A session
+already logged in to the target through the portal on another iface (from before ``ifaces`` was
+set) is used as it is, with a warning: its devices may be in use, so it is never logged out for
+this, and while the route stays, the kernel sends its packets through the same interface anyway.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from iscsi_agent.host.waiting import Clock, wait_until
 from iscsi_agent.journal.model import Step
 from iscsi_agent.portal import Portal
 from iscsi_agent.service.errors import TargetMismatch
+from iscsi_agent.service.ifaces import IfaceBinding
 from iscsi_agent.service.locks import SingleFlight
 from iscsi_agent.service.steps import StepRecorder
 
@@ -40,11 +49,20 @@ SessionKey = tuple[str, Portal]
 
 
 class Logins:
-    def __init__(self, iscsiadm: Iscsiadm, sessions: Sessions, settings: NodeSettings, clock: Clock) -> None:
+    def __init__(
+        self,
+        iscsiadm: Iscsiadm,
+        sessions: Sessions,
+        settings: NodeSettings,
+        clock: Clock,
+        binding: IfaceBinding | None = None,
+    ) -> None:
         self._iscsiadm = iscsiadm
         self._sessions = sessions
         self._settings = settings
         self._clock = clock
+        self._binding = binding
+        self._warned_foreign: set[int] = set()  # sessions on an unlisted iface, warned of once
         self._flight: SingleFlight[tuple[Session, bool]] = SingleFlight()
         self._guard = threading.Lock()
         self._uses: Counter[SessionKey] = Counter()
@@ -70,7 +88,25 @@ class Logins:
         if found is None or not found.logged_in:
             return None
         self._fit_timeout(found)
+        self._warn_if_foreign(found)
         return found
+
+    def _warn_if_foreign(self, session: Session) -> None:
+        if self._binding is None or not self._binding.foreign(session.iface):
+            return
+        with self._guard:
+            if session.sid in self._warned_foreign:
+                return
+            self._warned_foreign.add(session.sid)
+        log.warning(
+            "session%s to %s via %s is on iface %s, not one of %s ([iscsi] ifaces); used as it is "
+            "(it may carry devices in use). To bind it, detach the volumes that use it and attach them again",
+            session.sid,
+            session.target_iqn,
+            session.portal,
+            session.iface,
+            ", ".join(self._binding.ifaces),
+        )
 
     def fit_timeouts(self, used: Iterable[SessionKey]) -> None:
         """Give each logged-in session of these (target, portal) pairs the configured replacement timeout."""
@@ -149,10 +185,15 @@ class Logins:
         existing = self.existing(target_iqn, portal)
         if existing is not None:
             return existing, False  # a waiter that came after the leader finished
+        iface = self._binding.iface_for(portal) if self._binding is not None else None
+        if iface is not None:
+            self._iscsiadm.ensure_iface(iface)
         with self._iscsiadm.portal_lock(portal):  # no discovery or record change between these steps
-            records = self._iscsiadm.node_records(target_iqn, portal)
+            records = self._iscsiadm.node_records(target_iqn, portal, iface=iface)
             if records is None:
-                offered = {target.iqn for target in self._iscsiadm.discover(portal, self._settings.chap)}
+                offered = {
+                    target.iqn for target in self._iscsiadm.discover(portal, self._settings.chap, iface=iface)
+                }
                 if target_iqn not in offered:
                     raise TargetMismatch(
                         f"discovery through {portal} offers {', '.join(sorted(offered)) or 'no target'}, "
@@ -161,9 +202,11 @@ class Logins:
                         target_iqn=target_iqn,
                         offered=sorted(offered),
                     )
-                records = ()  # the discovery added it, with iscsid.conf's defaults
-            self._iscsiadm.ensure_node(target_iqn, portal, self._settings, known=records)
-            logged_in = self._iscsiadm.login(target_iqn, portal)
+                # The discovery added the record, with iscsid.conf's defaults; through an iface it
+                # may have made the default iface's instead: ensure_node reads (and makes) the iface's.
+                records = () if iface is None else None
+            self._iscsiadm.ensure_node(target_iqn, portal, self._settings, known=records, iface=iface)
+            logged_in = self._iscsiadm.login(target_iqn, portal, iface=iface)
 
         def logged_in_session() -> Session | None:
             found = self._sessions.find(target_iqn, portal)

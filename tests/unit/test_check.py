@@ -276,3 +276,29 @@ def test_a_multipathd_that_answers_but_shows_no_configuration_fails_with_multipa
     assert step.status is Status.FAILED
     assert step.detail == "multipathd show config: exit 1: timeout receiving packet"
     assert "mpath names" not in steps
+
+
+def test_each_listed_interface_missing_from_the_host_is_named_with_the_fix(ontap_sim, tmp_path):
+    root = host_root(tmp_path)
+    (root / "sys/class/net/lo").mkdir(parents=True)
+    steps = checker(root).run(config_for(ontap_sim, iscsi="ifaces = lo, ens9f1"))
+    found = by_name(steps)["ifaces"]
+    assert found.status is Status.FAILED and not passed(steps)
+    assert found.detail == "not on this host: ens9f1 (present: lo)"
+    assert "ens9f1" in (found.fix or "") and "[iscsi] ifaces" in (found.fix or "")
+
+
+def test_listed_interfaces_that_exist_pass_and_only_portals_routed_through_them_count(ontap_sim, tmp_path):
+    root = host_root(tmp_path)
+    (root / "sys/class/net/lo").mkdir(parents=True)
+    steps = checker(root).run(config_for(ontap_sim, iscsi="ifaces = lo"))
+    assert passed(steps) and by_name(steps)["ifaces"].detail == "lo"
+    (root / "sys/class/net/ens9f1").mkdir(parents=True)
+    steps = checker(root).run(config_for(ontap_sim, iscsi="ifaces = ens9f1"))
+    portals = by_name(steps)["portals"]
+    assert portals.status is Status.FAILED
+    assert "; not used: 127.0.0.1:3260 (routed through lo, not a listed interface)" in portals.detail
+
+
+def test_without_ifaces_there_is_no_interface_step(ontap_sim, tmp_path):
+    assert "ifaces" not in by_name(checker(host_root(tmp_path)).run(config_for(ontap_sim)))

@@ -84,6 +84,43 @@ def test_the_replacement_timeout_fits_the_mode_unless_it_is_given(iscsi, seconds
 
 
 @pytest.mark.parametrize(
+    ("iscsi", "names"),
+    [
+        ("", ()),  # the default iface: no -I, today's behaviour
+        ("ifaces =\n", ()),
+        ("ifaces = ens1f0\n", ("ens1f0",)),
+        ("ifaces = ens1f0, ens1f1.30 ,\n", ("ens1f0", "ens1f1.30")),
+        ("ifaces = storage-a-lng15\n", ("storage-a-lng15",)),
+    ],
+    ids=["absent", "empty", "one", "two", "fifteen-characters"],
+)
+def test_ifaces_is_a_comma_list_of_interface_names(iscsi, names):
+    assert parse_config(MINIMAL + "[iscsi]\n" + iscsi, CONF).iscsi.ifaces == names
+
+
+IF = "[iscsi] ifaces"
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("storage-a-long16", "longer than 15 characters"),
+        ("eth0/1", "holds '/'"),
+        ("eth0:1", "holds ':'"),
+        ("eth0 eth1", "holds whitespace"),
+        ("eth0, eth0", "twice"),
+        (".", "refuses . and .."),
+        ("..", "refuses . and .."),
+    ],
+    ids=["too-long", "slash", "colon-alias", "space", "twice", "dot", "dot-dot"],
+)
+def test_an_interface_name_linux_would_refuse_is_refused_naming_the_key(value, why):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(MINIMAL + f"[iscsi]\nifaces = {value}\n", CONF)
+    assert str(caught.value).startswith(f"{CONF} {IF}: ") and why in str(caught.value)
+
+
+@pytest.mark.parametrize(
     ("text", "where", "why"),
     [
         (MINIMAL + "[agnet]\n", "[agnet]", "unknown section"),

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from iscsi_agent.array.client import ArrayClient
@@ -91,10 +92,19 @@ def agent_services(config: Config, array: ArrayClient, journal: Journal, initiat
 
 
 @contextmanager
-def agent_host(api: ApiChoice, state: Path, initiator: str, tid: int, extra: str = "") -> Iterator[AgentHost]:
-    """An agent host whose simulator mirrors its maps into tgtd target ``tid``; cleaned up after."""
+def agent_host(
+    api: ApiChoice,
+    state: Path,
+    initiator: str,
+    tid: int,
+    extra: str = "",
+    *,
+    seed: dict[str, Any] | None = None,
+) -> Iterator[AgentHost]:
+    """An agent host whose simulator (of ``seed``, else the default one) mirrors its maps into tgtd
+    target ``tid``; cleaned up after."""
     tgt = Tgtadm(backing_dir=state.parent / f"backing-{tid}")
-    sim = Simulator(tgt=TgtMirror(tgt, tid=tid))
+    sim = Simulator(seed=seed, tgt=TgtMirror(tgt, tid=tid))
     url = urlsplit(sim.start())
     conf = (
         f"[agent]\nstate_dir = {state}\n"

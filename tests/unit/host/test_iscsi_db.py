@@ -215,3 +215,34 @@ def test_a_lock_never_let_go_is_an_error_naming_it_and_the_record_stays(tmp_path
     with pytest.raises(IscsiRecordError, match=r"/run/lock/iscsi/lock.write is still held after 0.5s"):
         db.set_node_values(IQN, PORTAL, ((PASSWORD, "s3cret"),))
     assert path.read_text() == RECORD and (folder / "lock.write").exists()  # not ours to remove
+
+
+def test_the_record_of_one_iface_gets_the_secret_and_the_default_ifaces_does_not(db, tmp_path):
+    """A discovery may make the default iface's record beside the bound iface's (open-iscsi's quirk):
+    only the record the agent logs in with gets its secret."""
+    nodes = tmp_path / "etc/iscsi/nodes" / IQN
+    bound, default = nodes / "127.0.0.1,3260,1/ia-st0", nodes / "127.0.0.1,3260,1/default"
+    for path in (bound, default):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(RECORD)
+    assert db.node_files(IQN, PORTAL, iface="ia-st0") == (bound,)
+    db.set_node_values(IQN, PORTAL, ((PASSWORD, "s3cret"),), iface="ia-st0")
+    assert values_in(bound)[PASSWORD] == "s3cret" and PASSWORD not in values_in(default)
+
+
+def test_an_old_style_record_belongs_to_the_iface_it_names(db, tmp_path):
+    """``-o new -I NAME`` without a tpgt writes the portal's file; only its iface line tells whose it is."""
+    path = old_style_record(
+        tmp_path, RECORD.replace("iface.iscsi_ifacename = default", "iface.iscsi_ifacename = ia-st0")
+    )
+    assert db.node_files(IQN, PORTAL, iface="ia-st0") == (path,)
+    assert db.node_files(IQN, PORTAL, iface="ia-st1") == ()
+
+
+def test_the_secret_of_an_iface_without_a_record_goes_nowhere_else(db, tmp_path):
+    default = tmp_path / "etc/iscsi/nodes" / IQN / "127.0.0.1,3260,1/default"
+    default.parent.mkdir(parents=True)
+    default.write_text(RECORD)
+    with pytest.raises(IscsiRecordError, match="no record file"):
+        db.set_node_values(IQN, PORTAL, ((PASSWORD, "s3cret"),), iface="ia-st0")
+    assert PASSWORD not in values_in(default)

@@ -43,12 +43,20 @@ def polling(folders: Iterable[Path], sleep: Callable[[float], None]) -> Iterator
 
 
 class AllRoutable:
+    """Every portal routable, except those made unroutable; through the interface given for it, if any."""
+
     def __init__(self) -> None:
         self.unroutable: set[str] = set()
+        self.interfaces: dict[str, str] = {}  # address -> the interface the kernel routes it through
 
     def lookup_all(self, addresses):
         return {
-            a: Route(a, a not in self.unroutable, problem="no route" if a in self.unroutable else None)
+            a: Route(
+                a,
+                a not in self.unroutable,
+                interface=self.interfaces.get(a),
+                problem="no route" if a in self.unroutable else None,
+            )
             for a in addresses
         }
 
@@ -148,6 +156,7 @@ def config_for(
     multipath: bool = False,
     chap_secret_file: Path | None = None,
     chap_target_secret_file: Path | None = None,
+    ifaces: str = "",
 ) -> Config:
     url = urlsplit(sim.base_url)
     chap = f"chap_username = compute-7\nchap_secret_file = {chap_secret_file}\n" if chap_secret_file else ""
@@ -168,6 +177,7 @@ vserver = svm1
 [iscsi]
 multipath = {"true" if multipath else "false"}
 device_timeout = 20
+ifaces = {ifaces}
 {chap}"""
     return parse_config(text, Path("agent.conf"))
 

@@ -43,3 +43,11 @@ def test_without_reporting_nodes_every_routable_lif_stays():
 def test_a_lif_whose_node_is_unknown_is_kept():
     lif = Lif(Portal("10.0.0.9"), None, None, None, "lif9")
     assert names(choose_lifs((lif,), ("node-01",), {"10.0.0.9": Route("10.0.0.9", True)})) == ["lif9"]
+
+
+def test_with_ifaces_only_lifs_routed_through_a_listed_interface_are_used():
+    through = {"10.0.0.1": "ens1f0", "10.0.0.2": "eno1", "192.168.5.3": "ens1f1", "192.168.5.4": "ens1f1"}
+    table = {
+        address: Route(address, address != "192.168.5.4", interface=name) for address, name in through.items()
+    }
+    assert names(choose_lifs(LIFS, (), table, (), ("ens1f0", "ens1f1"))) == ["lif1", "lif3"]
