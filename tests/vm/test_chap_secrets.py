@@ -183,6 +183,8 @@ def wait_for(path: str, seconds: float = 90) -> bool:
 
 
 def test_mutual_chap_attaches_and_a_rotation_reaches_new_logins_while_the_session_keeps_running(mutual):
+    """Rotated secrets reach the array, the node records, a login again after the session dropped, and a
+    login through a new portal; the session logged in before the rotation keeps running meanwhile."""
     agent, folder = mutual
     first, _ = agent.service.attach("/vol/vol1/lun1")
     iqn, portal = first.target_iqn, str(first.portals[0])
@@ -222,3 +224,18 @@ def test_mutual_chap_attaches_and_a_rotation_reaches_new_logins_while_the_sessio
     assert any(a.action == "relogin" and a.done for a in actions)
     assert list(iscsi_sessions().values()) == [iqn]
     assert wait_for(first.device) and wait_for(second.device)
+
+    # an attach through a portal never logged in to before the rotation: multipath logs in to the
+    # other node's LIF as well, a new session that must pass the target's and the host's challenges
+    service = agent.reconfigure("multipath = true\n")
+    third, _ = service.attach("/vol/vol1/lun3")
+    new_portals = [str(p) for p in third.portals if str(p) != portal]
+    print(f"after the rotation, {third.volume} over {[str(p) for p in third.portals]}: {iscsi_sessions()}")
+    assert new_portals and len(iscsi_sessions()) == len(third.portals)
+    for other in new_portals:
+        record = stored_record(iqn, other)
+        assert (record["node.session.auth.password"], record["node.session.auth.password_in"]) == (
+            new_in,
+            new_out,
+        )
+    assert wait_for(str(third.device))
