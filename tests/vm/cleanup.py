@@ -8,6 +8,7 @@ from pathlib import Path
 from iscsi_agent.host.command import SubprocessRunner
 
 _run = SubprocessRunner()
+SHIPPED_IFACES = frozenset({"iface.example"})  # open-iscsi's package ships this one, not a record
 
 
 def reset_initiator() -> None:
@@ -16,4 +17,9 @@ def reset_initiator() -> None:
     _run(["iscsiadm", "-m", "node", "--logoutall=all"], timeout=60)
     _run(["iscsiadm", "-m", "node", "-o", "delete"], timeout=60)
     _run(["iscsiadm", "-m", "discoverydb", "-t", "sendtargets", "-o", "delete"], timeout=60)
+    for iface in sorted(Path("/etc/iscsi/ifaces").glob("*")):
+        # an iface record a test made ([iscsi] ifaces) outlives its interface: left, every later
+        # discovery without -I makes node records through it, and logins go through it too
+        if iface.name not in SHIPPED_IFACES:
+            _run(["iscsiadm", "-m", "iface", "-I", iface.name, "-o", "delete"], timeout=60)
     _run(["udevadm", "settle", "--timeout=30"], timeout=60)
