@@ -20,7 +20,7 @@ from pathlib import Path
 
 from iscsi_agent.host.errors import DeviceTimeout, SysfsError, WaitTimeout
 from iscsi_agent.host.paths import HostPaths
-from iscsi_agent.host.sessions import ScsiAddress
+from iscsi_agent.host.sessions import ScsiAddress, Session, Sessions
 from iscsi_agent.host.sysfs import (
     entries,
     entry_names,
@@ -31,6 +31,7 @@ from iscsi_agent.host.sysfs import (
 )
 from iscsi_agent.host.waiting import Clock, wait_until
 from iscsi_agent.host.watch import watching
+from iscsi_agent.naa import normalize_wwid
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +258,22 @@ class Devices:
     def size_bytes(self, name: str) -> int:
         """The size sysfs shows for block device ``name`` ("sdb", "dm-3"): what the kernel last read."""
         return _int(read_attr(self._paths.block(name, "size"))) * SECTOR_BYTES
+
+    def of_wwid(self, sessions: Sessions, on: Iterable[Session], wwid: str) -> list[BlockDevice]:
+        """Block devices on these sessions whose WWID (as sysfs last read it) is ``wwid``: a LUN's
+        paths, found by identity, not by a remembered name (the kernel reuses names)."""
+        wanted = normalize_wwid(wwid)
+        found = []
+        for session in on:
+            for address in sessions.devices(session):
+                device = self.read(address)
+                if (
+                    device is not None
+                    and device.identity.wwid
+                    and normalize_wwid(device.identity.wwid) == wanted
+                ):
+                    found.append(device)
+        return found
 
     def addresses(self) -> tuple[ScsiAddress, ...]:
         """Every SCSI device the kernel has, of any transport."""

@@ -30,11 +30,10 @@ from iscsi_agent.host.identity import MISMATCHES, verify_lun
 from iscsi_agent.host.multipath import Multipath, MultipathMap
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.removal import DeviceRemover, beside_multipath, removal_blocker
-from iscsi_agent.host.sessions import Session, Sessions
+from iscsi_agent.host.sessions import Sessions
 from iscsi_agent.host.waiting import Clock
 from iscsi_agent.journal.model import Attachment, AttachmentState, Kind, Step
 from iscsi_agent.journal.store import Journal
-from iscsi_agent.naa import normalize_wwid
 from iscsi_agent.service.logins import Logins
 from iscsi_agent.service.observe import Observer
 from iscsi_agent.service.steps import LeftOpen, Operations, StepRecorder
@@ -96,7 +95,7 @@ class Detacher:
             for s in self._sessions.current()
             if attachment.target_iqn and s.target_iqn == attachment.target_iqn
         ]
-        paths = self._path_devices(sessions, attachment.wwid) if attachment.wwid else []
+        paths = self._devices.of_wwid(self._sessions, sessions, attachment.wwid) if attachment.wwid else []
         mpath = (
             self._multipath.find(attachment.wwid) if self._multipath is not None and attachment.wwid else None
         )
@@ -229,21 +228,6 @@ class Detacher:
             device.address.lun,
         )
         self._remover.remove(device, self._removal_timeout, flush=False)
-
-    def _path_devices(self, sessions: list[Session], wwid: str) -> list[BlockDevice]:
-        """Block devices on these sessions whose WWID (as sysfs last read it) is the LUN's."""
-        wanted = normalize_wwid(wwid)
-        found = []
-        for session in sessions:
-            for address in self._sessions.devices(session):
-                device = self._devices.read(address)
-                if (
-                    device is not None
-                    and device.identity.wwid
-                    and normalize_wwid(device.identity.wwid) == wanted
-                ):
-                    found.append(device)
-        return found
 
     def _refuse_if_in_use(
         self, attachment: Attachment, paths: list[BlockDevice], mpath: MultipathMap | None

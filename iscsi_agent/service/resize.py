@@ -30,7 +30,6 @@ from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.sessions import Session, Sessions
 from iscsi_agent.host.waiting import Clock, wait_until
 from iscsi_agent.journal.model import Attachment
-from iscsi_agent.naa import normalize_wwid
 from iscsi_agent.service.handed_out import HandedOutDevices
 from iscsi_agent.service.observe import Observer
 from iscsi_agent.service_api import PathDown
@@ -131,18 +130,10 @@ class Resizer:
             return ()
 
     def _lun_disks(self, attachment: Attachment) -> list[str]:
-        """The disks at the LUN's id on the sessions to its portals whose WWID is the LUN's, a path
-        multipathd let go of among them: left at the old size it could not rejoin the grown map."""
-        found = []
-        for portal in attachment.portals:
-            session = self._sessions.find(attachment.target_iqn, portal)
-            for address in self._sessions.devices(session) if session is not None else ():
-                device = self._devices.read(address) if address.lun == attachment.lun_id else None
-                if device is not None and normalize_wwid(device.identity.wwid or "") == normalize_wwid(
-                    attachment.wwid
-                ):
-                    found.append(device.name)
-        return found
+        """The LUN's disks on the sessions to its target, a path multipathd let go of among them:
+        left at the old size it could not rejoin the grown map."""
+        on = [s for s in self._sessions.current() if s.target_iqn == attachment.target_iqn]
+        return [device.name for device in self._devices.of_wwid(self._sessions, on, attachment.wwid)]
 
     def _refuse_if_a_path_is_down(
         self, attachment: Attachment, disks: Sequence[str], mpath: MultipathMap | None
