@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from iscsi_agent.array.errors import ArrayError
 from iscsi_agent.host.errors import WaitTimeout
 from iscsi_agent.host.sessions import ScsiAddress
 from iscsi_agent.service.errors import WrongDevice
@@ -181,3 +182,38 @@ def test_each_resize_is_timed_and_counted_by_its_outcome(host: Host, tmp_path: P
         host.service.resize(LUN1)
     resizes = [(operation, code) for operation, code in finished.operations if operation == "resize"]
     assert resizes == [("resize", None), ("resize", "path_down")]
+
+
+def test_an_array_that_refuses_the_size_read_leaves_every_device_as_it_was(host: Host):
+    attachment, _ = host.service.attach(LUN1)
+    grow_on_the_array(host, LUN1, 3 * GiB)
+    host.sim.faults.inject(
+        "lun-get-iter" if host.array.api == "zapi" else "GET /api/storage/luns",
+        "errno",
+        times=10,
+        errno=13001,
+        reason="busy",
+    )
+    host.initiator.rescanned.clear()
+    with pytest.raises(ArrayError, match="busy"):
+        host.service.resize(LUN1)
+    host.sim.faults.clear()
+    assert host.initiator.rescanned == [] and size_of(host, block_name(host, attachment.device)) == 2 * GiB
+    assert host.service.attachment(LUN1) == attachment
+
+
+def test_a_resize_cut_short_is_finished_by_asking_again(host: Host, tmp_path: Path):
+    """Not journaled: a resize that stopped partway (here a path slow to show the size) leaves
+    nothing to recover; the next one brings every path and the map to the LUN's size."""
+    with_multipath(host, tmp_path)
+    attachment, _ = host.service.attach(LUN1)
+    dm = block_name(host, attachment.device)
+    slow, fast = slaves(host, dm)
+    host.initiator.frozen_capacity.add(slow)
+    grow_on_the_array(host, LUN1, 3 * GiB)
+    with pytest.raises(WaitTimeout):
+        host.service.resize(LUN1)
+    assert [size_of(host, name) for name in (slow, fast, dm)] == [2 * GiB, 3 * GiB, 2 * GiB]
+    host.initiator.frozen_capacity.clear()
+    assert host.service.resize(LUN1).size_bytes == 3 * GiB
+    assert [size_of(host, name) for name in (slow, fast, dm)] == [3 * GiB] * 3
