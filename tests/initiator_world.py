@@ -10,9 +10,11 @@ nodes only (Selective LUN Map: ONTAP reports a LUN through no other node's LIFs)
 
 open-iscsi ifaces (``-m iface``, ``-I NAME``): an iface record per name besides the built-in
 ``default``; node records are per iface (``records`` holds the default iface's, ``bound_records``
-the others'), and a session remembers the iface it logged in through (sysfs ``ifacename``). One
-session per target and portal: a login through a second iface finds the first's (exit 15), where
-open-iscsi would make a second session.
+the others'), and a session remembers the iface it logged in through (sysfs ``ifacename``). A
+command that names no iface acts as open-iscsi's does: a discovery binds its records to every iface
+record there is (the default only when there is none), a show, update or login acts on the record
+of every iface that has one. One session per target and portal: a login through a second iface
+finds the first's (exit 15), where open-iscsi would make a second session.
 """
 
 from __future__ import annotations
@@ -125,14 +127,19 @@ class SimulatedInitiator:
         portal = _value(args, "-p")
         if _value(args, "-m") == "discoverydb" and "--discover" not in args:
             return self._discovery_record(args, portal)
-        iface = DEFAULT_IFACE if self.discovery_ignores_iface else _value(args, "-I") or DEFAULT_IFACE
+        named = _value(args, "-I")
         iqn = self.target_iqn
-        records = self.node_records_of(iface)
-        if (iqn, portal) not in records:  # a new target's record, one per tpgt and interface
-            records[(iqn, portal)] = {"node.session.scan": "auto"}
-            self._write_record(
-                self._node_record(iqn, portal).with_name(f"{self._portal_name(portal)},1") / iface
-            )
+        if self.discovery_ignores_iface:
+            bound = [DEFAULT_IFACE]
+        else:  # no -I: every iface record there is, the default only when there is none
+            bound = [named] if named else sorted(self.ifaces) or [DEFAULT_IFACE]
+        for iface in bound:
+            records = self.node_records_of(iface)
+            if (iqn, portal) not in records:  # a new target's record, one per tpgt and interface
+                records[(iqn, portal)] = {"node.session.scan": "auto"}
+                self._write_record(
+                    self._node_record(iqn, portal).with_name(f"{self._portal_name(portal)},1") / iface
+                )
         return CommandResult(args, 0, f"{portal},1 {iqn}\n", "")
 
     def _discovery_record(self, args: tuple[str, ...], portal: str) -> CommandResult:
@@ -172,9 +179,17 @@ class SimulatedInitiator:
 
     def _node(self, args: tuple[str, ...], timeout: float) -> CommandResult:
         key = (_value(args, "-T"), _value(args, "-p"))
-        iface = _value(args, "-I") or DEFAULT_IFACE
-        if iface != DEFAULT_IFACE and iface not in self.ifaces:
-            return CommandResult(args, EXIT_IDBM, "", f"iscsiadm: Could not read iface info for {iface}.\n")
+        named = _value(args, "-I")
+        if named and named != DEFAULT_IFACE and named not in self.ifaces:
+            return CommandResult(args, EXIT_IDBM, "", f"iscsiadm: Could not read iface info for {named}.\n")
+        if not named and _value(args, "-o") not in ("new", "delete") and "--logout" not in args:
+            # without -I a show, an update or a login acts on the record of every iface that has one
+            having = [
+                iface for iface in (DEFAULT_IFACE, *sorted(self.ifaces)) if key in self.node_records_of(iface)
+            ]
+            if len(having) > 1 or (having and having[0] != DEFAULT_IFACE):
+                return self._node_of_each(args, key, having, timeout)
+        iface = named or DEFAULT_IFACE
         records = self.node_records_of(iface)
         if "--login" in args:
             if key[1] in self.unreachable:
@@ -230,6 +245,19 @@ class SimulatedInitiator:
             return CommandResult(args, 0, "", "")
         shown = "".join(f"{name} = {mask(value, ())}\n" for name, value in sorted(records[key].items()))
         return CommandResult(args, 0, "# BEGIN RECORD 2.1.8\n" + shown + "# END RECORD\n", "")
+
+    def _node_of_each(
+        self, args: tuple[str, ...], key: tuple[str, str], ifaces: list[str], timeout: float
+    ) -> CommandResult:
+        """What iscsiadm does on each iface's record in turn (one session per target and portal
+        here: the second iface's login finds the first's, where open-iscsi would make another)."""
+        results = [self._node((*args, "-I", iface), timeout) for iface in ifaces]
+        failed = next(
+            (result for result in results if result.exit_code not in (0, EXIT_SESSION_EXISTS)), None
+        )
+        chosen = failed or results[0]
+        stdout = "".join(result.stdout for result in results)
+        return CommandResult(args, chosen.exit_code, stdout, chosen.stderr)
 
     # --- dm-multipath -------------------------------------------------------------------
     def _auth_refusal(self, key: tuple[str, str], iface: str = DEFAULT_IFACE) -> str:

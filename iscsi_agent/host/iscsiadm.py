@@ -22,8 +22,12 @@ Interfaces (``[iscsi] ifaces``): open-iscsi binds a session to a network interfa
 *iface* record (``iscsiadm -m iface -I NAME``, ``iface.net_ifacename``), which ``ensure_iface``
 keeps as ``ensure_node`` keeps node records: read, made or changed only when it differs. A
 discovery, node record and login for a bound portal name the iface (``-I NAME``); the node record
-of an iface is its own (``nodes/T/A,P,TPGT/NAME``), beside any default iface's one. Logout and
-record deletion name none: they end every session and record of the target at the portal.
+of an iface is its own (``nodes/T/A,P,TPGT/NAME``), beside any default iface's one. Without
+``ifaces`` they name open-iscsi's built-in ``default`` iface: a discovery that names none binds its
+records to every software iface record on the host (an administrator's, or one an offload driver
+made) and not to the default, and a login that names none logs in through every record of the
+target, so sessions would go through interfaces the agent was never told about. Logout and record
+deletion name none: they end every session and record of the target at the portal.
 
 Concurrency, per portal: every method holds its portal's lock (``PortalLocks``) while it runs
 iscsiadm, so no two of them interleave on one portal's records. A caller must itself hold
@@ -61,6 +65,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_LOGIN_TIMEOUT = 120.0
+DEFAULT_IFACE = "default"  # open-iscsi's built-in iface: the kernel's routing picks the interface
 
 # open-iscsi's exit codes (include/iscsi_err.h; iscsiadm(8), EXIT STATUS) that callers act on.
 EXIT_TRANSPORT = 4  # ISCSI_ERR_TRANS
@@ -256,12 +261,12 @@ def error_for(action: str, result: CommandResult) -> IscsiadmError:
 
 
 def _iface_args(iface: str | None) -> tuple[str, ...]:
-    """``-I NAME`` for a bound portal; nothing for the default iface (today's argv, unchanged)."""
+    """``-I NAME``; nothing when no iface is named (iscsiadm then acts on every iface's records)."""
     return ("-I", iface) if iface else ()
 
 
 def _through(iface: str | None) -> str:
-    return f" through iface {iface}" if iface else ""
+    return f" through iface {iface}" if iface and iface != DEFAULT_IFACE else ""
 
 
 class PortalLocks:

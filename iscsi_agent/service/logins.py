@@ -12,7 +12,8 @@ stalls a multipath volume for two minutes on a dead path), so it is changed in s
 uses the session and, at start, for every session the attachments use. A session the kernel will
 not change (it is reconnecting) keeps its value and is still used: the next use tries again.
 
-With ``[iscsi] ifaces`` a login goes through the iface of the listed interface the kernel routes
+Without ``[iscsi] ifaces`` the discovery, node record and login name open-iscsi's default iface, so
+an iface record on the host that the agent was not told about is never used. With them a login goes through the iface of the listed interface the kernel routes
 its portal through (``IfaceBinding``): the iface record is kept bound to it, and the discovery,
 node record and login name it. open-iscsi's discovery may ignore the iface and make only the
 default iface's record, so the iface's record is read after it, and made when missing. A session
@@ -31,7 +32,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from iscsi_agent.host.errors import SysfsError, WaitTimeout
-from iscsi_agent.host.iscsiadm import Chap, Iscsiadm, NodeSettings
+from iscsi_agent.host.iscsiadm import DEFAULT_IFACE, Chap, Iscsiadm, NodeSettings
 from iscsi_agent.host.sessions import Session, Sessions
 from iscsi_agent.host.waiting import Clock, wait_until
 from iscsi_agent.journal.model import Step
@@ -185,9 +186,10 @@ class Logins:
         existing = self.existing(target_iqn, portal)
         if existing is not None:
             return existing, False  # a waiter that came after the leader finished
-        iface = self._binding.iface_for(portal) if self._binding is not None else None
-        if iface is not None:
-            self._iscsiadm.ensure_iface(iface)
+        bound = self._binding.iface_for(portal) if self._binding is not None else None
+        iface = bound or DEFAULT_IFACE
+        if bound is not None:
+            self._iscsiadm.ensure_iface(bound)
         with self._iscsiadm.portal_lock(portal):  # no discovery or record change between these steps
             records = self._iscsiadm.node_records(target_iqn, portal, iface=iface)
             if records is None:
@@ -204,7 +206,7 @@ class Logins:
                     )
                 # The discovery added the record, with iscsid.conf's defaults; through an iface it
                 # may have made the default iface's instead: ensure_node reads (and makes) the iface's.
-                records = () if iface is None else None
+                records = () if bound is None else None
             self._iscsiadm.ensure_node(target_iqn, portal, self._settings, known=records, iface=iface)
             logged_in = self._iscsiadm.login(target_iqn, portal, iface=iface)
 

@@ -209,3 +209,25 @@ def test_with_two_storage_interfaces_and_multipath_each_path_goes_through_its_ow
 
     multipath_agent.service.detach("/vol/vol1/lun1", force=False)
     assert not attachment.device.exists() and sessions() == []
+
+
+def test_without_ifaces_an_iface_record_the_administrator_made_carries_no_session(
+    tmp_path: Path, initiator_iqn: str
+):
+    """open-iscsi binds a discovery that names no iface to every software iface record on the host,
+    and not to the default; a login that names none logs in through each. The agent names the
+    default iface, so an administrator's record (or an offload driver's) is left alone."""
+    admin = "ia-admin"
+    _run(["iscsiadm", "-m", "iface", "-I", admin, "-o", "new"], timeout=30).check()
+    try:
+        with agent_host(ApiChoice.REST, tmp_path / "state", initiator_iqn, MIRROR_TID) as host:
+            attachment, _ = host.service.attach("/vol/vol1/lun1")
+            print(f"attached {attachment.volume} as {attachment.device}; sessions {sessions()}")
+            assert sessions() == [("default", str(portal.address)) for portal in attachment.portals]
+            records = _run(["iscsiadm", "-m", "node", "-I", admin], timeout=30)
+            print(f"$ iscsiadm -m node -I {admin} -> {records.exit_code} {records.stdout.strip()}")
+            assert attachment.target_iqn not in records.stdout
+            host.service.detach("/vol/vol1/lun1", force=False)
+            assert sessions() == []
+    finally:
+        _run(["iscsiadm", "-m", "iface", "-I", admin, "-o", "delete"], timeout=30)

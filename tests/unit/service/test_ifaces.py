@@ -119,10 +119,26 @@ def test_the_reconcilers_relogin_binds_the_session_as_the_attach_did(host: Host)
     assert host.initiator.sessions[key].iface == "ia-st0"
 
 
-def test_without_ifaces_no_command_names_an_iface(host: Host):
+def test_an_iface_record_an_administrator_made_is_not_used_without_ifaces(host: Host):
+    """open-iscsi binds a discovery without -I to every software iface record there is (and then
+    not to the default), and logs in every record of the target: an offload or admin iface the
+    agent was never told about would carry its sessions."""
+    host.initiator.ifaces["iface-admin"] = {
+        "iface.iscsi_ifacename": "iface-admin",
+        "iface.net_ifacename": "eth9",
+    }
+    attachment, _ = host.service.attach(LUN1)
+    key = (attachment.target_iqn, str(attachment.portals[0]))
+    assert host.initiator.sessions[key].iface == "default"
+    assert key in host.initiator.records
+    assert host.initiator.bound_records.get("iface-admin", {}) == {}
+
+
+def test_without_ifaces_discovery_records_and_login_name_the_default_iface(host: Host):
     host.service.attach(LUN1)
-    assert iface_calls(host) == []
-    assert not any("-I" in call for call in host.initiator.iscsiadm_calls)
+    assert iface_calls(host) == []  # the default iface is built in: nothing to make
+    named = [call for call in host.initiator.iscsiadm_calls if "-o" not in call or "delete" not in call]
+    assert named and all(call[call.index("-I") + 1] == "default" for call in named)
 
 
 def test_without_ifaces_an_attach_with_no_routable_lif_fails_naming_the_lifs_as_before(host: Host):
