@@ -5,7 +5,9 @@ compares a digest of users and secrets with the one applied last; only the diges
 nothing of it is logged. A change goes out in the order logins need it: first the initiator's
 entry on the array (the target checks the next login against it), then this agent's node settings
 (every later login and discovery) and the node records of the SVM's target at its LIFs (a login
-by anyone else: iscsiadm by hand, the next start). A session logged in keeps running: iSCSI
+by anyone else: iscsiadm by hand, the next start). No login runs at the SVM's LIFs while they change
+(``Logins.between_logins``): one that started with the old secrets finishes first, so a rotation
+never fails a concurrent attach's login. A session logged in keeps running: iSCSI
 authenticates at login only. iscsid keeps the credentials a session logged in with for its own
 reconnects, so a session that drops after a rotation comes back through a new login (the
 reconciler's, once the session is gone), which reads the record.
@@ -94,10 +96,12 @@ class ChapRotation:
             if digest == self._applied:
                 return
             first = self._applied is None
-            self._array.set_chap_credentials(self._users.for_array(secrets))
-            self._logins.use_chap(self._users.for_host(secrets))
             target = self._view.target_iqn()
-            self._logins.rewrite_records(target, [lif.portal for lif in self._view.lifs()])
+            portals = [lif.portal for lif in self._view.lifs()]
+            with self._logins.between_logins(portals):
+                self._array.set_chap_credentials(self._users.for_array(secrets))
+                self._logins.use_chap(self._users.for_host(secrets))
+                self._logins.rewrite_records(target, portals)
             self._applied = digest
         if first:
             log.info("CHAP entry of %s set on the array (mutual: %s)", self._users.initiator, self._mutual)

@@ -29,7 +29,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from iscsi_agent.host.errors import SysfsError, WaitTimeout
 from iscsi_agent.host.iscsiadm import DEFAULT_IFACE, Chap, Iscsiadm, NodeSettings
@@ -130,6 +130,17 @@ class Logins:
     def use_chap(self, chap: Chap | None) -> None:
         """Every login and discovery from now on carries these credentials (a rotated secret)."""
         self._settings = dataclasses.replace(self._settings, chap=chap)
+
+    @contextmanager
+    def between_logins(self, portals: Iterable[Portal]) -> Iterator[None]:
+        """No login, discovery or record change at these portals runs while this is held, and none is
+        left halfway when it is taken: what a credential change needs, so that a login never reads
+        one secret from its record while the target already checks another. Each portal's lock is
+        taken in one order, so two holders never wait on each other."""
+        with ExitStack() as held:
+            for portal in sorted(set(portals), key=str):
+                held.enter_context(self._iscsiadm.portal_lock(portal))
+            yield
 
     def rewrite_records(self, target_iqn: str, portals: Iterable[Portal]) -> None:
         """Give the node records of the target at these portals the current settings (none is made:

@@ -7,6 +7,7 @@ keep running. The VM tier proves the same against tgtd on a real kernel."""
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -185,4 +186,31 @@ def test_when_the_array_refuses_the_rotated_entry_the_host_keeps_the_old_secrets
     assert set(secrets_in_records(mutual).values()) == {(OLD, OLD_TARGET)}
     mutual.service.attach(LUN2)
     assert array_entry(mutual).inbound_password == NEW
+    assert set(secrets_in_records(mutual).values()) == {(NEW, NEW_TARGET)}
+
+
+def test_a_rotation_while_an_attach_logs_in_waits_for_that_login_and_neither_fails(
+    mutual: Host, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """The array's entry changes only between logins: a login that started with the old secrets in its
+    record is not refused halfway because another attach carried out a rotation meanwhile (a
+    reconciler pass cannot: it waits for the attaches in flight)."""
+    rotations: list[threading.Thread] = []
+
+    def rotate_meanwhile(argv: tuple[str, ...]) -> None:
+        if "--login" in argv and not rotations:
+            rotate(tmp_path)
+            rotations.append(threading.Thread(target=mutual.service.attach, args=(LUN2,)))
+            rotations[0].start()
+            rotations[0].join(timeout=2)  # time for the array's entry to change, had nothing kept it
+
+    mutual.initiator.before_command.append(rotate_meanwhile)
+    with caplog.at_level(logging.WARNING):
+        mutual.service.attach(LUN1)
+        rotations[0].join(timeout=30)
+    assert not rotations[0].is_alive()
+    assert [message for message in caplog.messages if "authentication failed" in message] == []
+    assert len(mutual.initiator.sessions) == 1
+    assert sorted(a.volume for a in mutual.service.attachments()) == [LUN1, LUN2]
+    assert (array_entry(mutual).inbound_password, array_entry(mutual).outbound_password) == (NEW, NEW_TARGET)
     assert set(secrets_in_records(mutual).values()) == {(NEW, NEW_TARGET)}
