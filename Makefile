@@ -6,8 +6,10 @@ VPY := $(VENV)/bin/python
 # libvirt-daemon-system, libvirt-clients: the libvirt hook's VM test runs a real libvirtd
 # debhelper .. lintian: `make deb` (tests/packaging builds the package and runs lintian)
 DEB_BUILD_PACKAGES := debhelper dh-python python3-all python3-setuptools lintian
+# the package's dependencies (debian/control): the systemd tier installs the .deb in the VM, whose root is this machine's
+DEB_RUNTIME_PACKAGES := python3-apscheduler python3-lxml python3-prometheus-client python3-pyroute2 python3-requests python3-sdnotify
 APT_PACKAGES := qemu-system-x86 linux-image-amd64 busybox-static open-iscsi tgt udev multipath-tools sg3-utils iproute2 kmod \
-	curl e2fsprogs prometheus libvirt-daemon-system libvirt-clients $(DEB_BUILD_PACKAGES)
+	curl e2fsprogs prometheus libvirt-daemon-system libvirt-clients $(DEB_BUILD_PACKAGES) $(DEB_RUNTIME_PACKAGES)
 # where `make deb` puts the .deb (and lintian's report)
 DEB_OUT ?= dist
 DEPS_STAMP := $(VENV)/.deps-installed

@@ -5,8 +5,9 @@ thinks it runs in a container and never starts vng's serial console, where the c
 (shared/testbed.md, last section). So vng runs with HOME set to a folder of ours, whose
 virtme-ng.conf smuggles ``. pre.sh`` into vng's init command (virtme-ng 1.42, pinned in setup.py,
 puts the "fstab" value into it unquoted). pre.sh builds an overlay root without /.dockerenv,
-copies the staged files into it (the units from systemd/, the agent's config, a short watchdog)
-and starts systemd there. The guest writes what it saw into the --rwdir folder.
+copies the staged files into it (the units from systemd/, the agent's config, a short watchdog, and
+the two Debian packages built from the tree for the last phases) and starts systemd there. The guest
+writes what it saw into the --rwdir folder.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.vmsystemd import debs as packages
 from tests.vmtier import boot as vmtier
 from tests.vmtier.guest import MULTIPATH_CONF
 
@@ -28,6 +30,7 @@ SIM_PORT = 18080  # the simulator in the guest; the agent's config is written be
 WATCHDOG_SEC = 5  # short, so that a wedged agent is restarted within the test
 START_TIMEOUT_SEC = 300
 AGENT_CONF = "/etc/iscsi-agent/agent.conf"  # the shipped unit's ExecStart reads this one
+GUEST_DEBS = "/opt/iscsi-agent-debs"  # first/ and upgrade/, each with one .deb
 RESULTS_FILE = "results.json"
 TRANSCRIPT = "transcript.log"
 VM_LOG = "vm-console.log"
@@ -68,6 +71,7 @@ class SystemdRun:
     seconds: float
     results_dir: Path
     console_tail: str
+    deb_build_error: str = ""
 
 
 def missing_prerequisites() -> list[str]:
@@ -119,10 +123,15 @@ def service_dropin(rootdir: Path, interpreter_prefix: Path = Path(sys.base_prefi
     return "\n".join(lines) + "\n"
 
 
-def stage(home: Path, rootdir: Path) -> Path:
+def stage(home: Path, rootdir: Path, debs: packages.Debs) -> Path:
     """The files pre.sh copies into the guest's root: the repo's units exactly as shipped, enabled
-    like `systemctl enable iscsi-agent.socket` does, and what the shipped ExecStart expects."""
+    like `systemctl enable iscsi-agent.socket` does, what the shipped ExecStart expects, and the
+    packages."""
     tree = home / "stage"
+    for folder, deb in (("first", debs.first), ("upgrade", debs.upgrade)):
+        if deb is not None:
+            (tree / GUEST_DEBS.lstrip("/") / folder).mkdir(parents=True)
+            shutil.copyfile(deb, tree / GUEST_DEBS.lstrip("/") / folder / deb.name)
     system = tree / "etc/systemd/system"
     (system / "sockets.target.wants").mkdir(parents=True)
     for name in UNIT_NAMES:
@@ -147,9 +156,9 @@ def stage(home: Path, rootdir: Path) -> Path:
     return tree
 
 
-def prepare(home: Path, rootdir: Path) -> None:
+def prepare(home: Path, rootdir: Path, debs: packages.Debs) -> None:
     """vng's config and pre.sh under ``home`` (vng is run with HOME=home)."""
-    tree = stage(home, rootdir)
+    tree = stage(home, rootdir, debs)
     (home / "pre.sh").write_text(PRE_SH.format(stage=tree, home=home))
     conf_dir = home / ".config/virtme-ng"
     conf_dir.mkdir(parents=True)
@@ -166,7 +175,8 @@ def run_in_vm(rootdir: Path) -> SystemdRun:
     home = Path(tempfile.mkdtemp(prefix="iscsi-agent-vmsd-"))
     results = home / "results"
     results.mkdir()
-    prepare(home, rootdir)
+    debs = packages.build(rootdir, home / "debs")
+    prepare(home, rootdir, debs)
     kernel = vmtier.find_kernel()
     assert kernel is not None, "missing_prerequisites() is checked first"
     vmtier.compile_tree(rootdir)
@@ -193,4 +203,5 @@ def run_in_vm(rootdir: Path) -> SystemdRun:
         seconds=seconds,
         results_dir=results,
         console_tail=console[-4000:],
+        deb_build_error=debs.error,
     )

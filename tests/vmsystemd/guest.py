@@ -9,6 +9,7 @@ Usage: python -m tests.vmsystemd.guest RESULTS_DIR
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -29,17 +30,29 @@ from iscsi_agent.naa import netapp_wwid
 from ontap_sim import Simulator
 from ontap_sim.mirror import TgtMirror
 from ontap_sim.tgt import Tgtadm
-from tests.vmsystemd.boot import AGENT_CONF, RESULTS_FILE, SIM_PORT, TRANSCRIPT
+from tests.vm.mirrored import read_direct, write_direct
+from tests.vmsystemd.boot import AGENT_CONF, GUEST_DEBS, RESULTS_FILE, SIM_PORT, TRANSCRIPT
 
 SERVICE, SOCKET_UNIT = "iscsi-agent.service", "iscsi-agent.socket"
 SOCKET = "/run/iscsi-agent/agent.sock"
 VOLUME = "/vol/vol1/lun1"
 CRASH_VOLUME, CRASH_POINT = "/vol/vol1/lun2", "attach.scan.done"
 RECONCILE_VOLUME, MULTIPATH_VOLUME = "/vol/vol1/lun0", "/vol/vol1/lun3"
+DEB_VOLUME = "/vol/vol1/lun4"
 INITIATOR_NAME_FILE = Path("/etc/iscsi/initiatorname.iscsi")
 # What the unit's sandbox says when it refuses something (a read-only path, a device, a system call).
 DENIED = "Operation not permitted|Permission denied|Read-only file system|EPERM|EACCES|EROFS|SECCOMP"
 CTL = str(Path(sys.executable).parent / "iscsi-agentctl")
+PACKAGED_CTL = "/usr/bin/iscsi-agentctl"
+# What the phases before the package's stage in /etc and /usr/bin (the repo's units, its venv's entry
+# point), which would hide the package's own units in /lib and its /usr/bin/iscsi-agent.
+STAGED = (
+    "/etc/systemd/system/iscsi-agent.socket",
+    "/etc/systemd/system/iscsi-agent.service",
+    "/etc/systemd/system/sockets.target.wants/iscsi-agent.socket",
+    "/usr/bin/iscsi-agent",
+)
+MARKER_BYTES = 1 << 20
 SERVICE_PROPS = "ActiveState,SubState,Result,StatusText,MainPID,NRestarts,ExecMainCode,ExecMainStatus,TriggeredBy,WatchdogUSec,FragmentPath,DropInPaths"
 SOCKET_PROPS = "ActiveState,SubState,Listen,Triggers"
 BOOT_WAIT = 300.0
@@ -78,8 +91,8 @@ class Guest:
         _, text = self.sh("systemctl", "show", "-p", props, unit)
         return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
-    def ctl(self, *args: str, timeout: float = 300.0) -> dict[str, Any]:
-        code, text = self.sh(CTL, "--socket", SOCKET, "--json", *args, timeout=timeout)
+    def ctl(self, *args: str, timeout: float = 300.0, program: str = CTL) -> dict[str, Any]:
+        code, text = self.sh(program, "--socket", SOCKET, "--json", *args, timeout=timeout)
         try:
             answer = json.loads(text)
         except json.JSONDecodeError:
@@ -375,6 +388,116 @@ def stop(guest: Guest) -> dict[str, Any]:
     }
 
 
+def staged_deb(folder: str) -> Path:
+    (deb,) = Path(GUEST_DEBS, folder).glob("*.deb")
+    return deb
+
+
+def main_command(pid: str) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1] if pid not in ("", "0") else []
+
+
+def deb_install(guest: Guest) -> dict[str, Any]:
+    """From the .deb alone, as on a compute host. What the phases before staged goes first; the
+    configuration they used stays, as the package's conffile (``--force-confold``)."""
+    guest.sh("systemctl", "stop", SERVICE, SOCKET_UNIT, timeout=120)
+    for staged in STAGED:
+        Path(staged).unlink(missing_ok=True)
+    # This machine's image forbids maintainer scripts to start services (a container's policy-rc.d);
+    # a compute host has none. man-db's trigger would run mandb in the background for minutes under
+    # emulation, holding dpkg's output open.
+    Path("/usr/sbin/policy-rc.d").unlink(missing_ok=True)
+    Path("/var/lib/man-db/auto-update").unlink(missing_ok=True)
+    guest.sh("systemctl", "daemon-reload")
+    code, output = guest.sh("dpkg", "-i", "--force-confold", str(staged_deb("first")), timeout=600)
+    socket = guest.show(SOCKET_UNIT, SOCKET_PROPS + ",UnitFileState,FragmentPath")
+    enabled, _ = guest.sh("systemctl", "enable", "--now", SERVICE, timeout=RESTART_WAIT)
+    service = guest.show(SERVICE, SERVICE_PROPS)
+    attached = guest.ctl("attach", DEB_VOLUME, program=PACKAGED_CTL)
+    device = attached["answer"].get("device", "") if isinstance(attached["answer"], dict) else ""
+    marker = os.urandom(MARKER_BYTES)
+    if device:
+        write_direct(Path(device), 0, marker)
+    _, owner = guest.sh("dpkg", "-S", "/usr/bin/iscsi-agent")
+    return {
+        "dpkg": {"exit": code, "output": output},
+        "socket": socket,
+        "enable_exit": enabled,
+        "service": service,
+        "main_command": main_command(service["MainPID"]),
+        "entry_point_owner": owner.strip(),
+        "conf_mode": oct(Path(AGENT_CONF).stat().st_mode & 0o7777),
+        "state_mode": oct(Path("/var/lib/iscsi-agent").stat().st_mode & 0o7777),
+        "attach": attached,
+        "device": device,
+        "written_sha256": hashlib.sha256(marker).hexdigest(),
+    }
+
+
+def sessions() -> list[str]:
+    return sorted(p.name for p in Path("/sys/class/iscsi_session").glob("session*"))
+
+
+def deb_upgrade(guest: Guest, device: str) -> dict[str, Any]:
+    """The next release over the running one, the volume attached and written, while a client asks."""
+    before = guest.show(SERVICE, SERVICE_PROPS)
+    socket_before = guest.show(SOCKET_UNIT, "InvocationID,ActiveState")
+    sessions_before = sessions()
+    client = subprocess.Popen(  # started now, it asks while dpkg unpacks and restarts the service
+        ["sh", "-c", f"sleep 3; exec {PACKAGED_CTL} --socket {SOCKET} --json list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    code, output = guest.sh("dpkg", "-i", "--force-confold", str(staged_deb("upgrade")), timeout=600)
+    client_output, _ = client.communicate(timeout=RESTART_WAIT)
+
+    def taken_over() -> bool:
+        now = guest.show(SERVICE, "ActiveState,SubState,MainPID")
+        return (now["ActiveState"], now["SubState"]) == ("active", "running") and now["MainPID"] not in (
+            "0",
+            before["MainPID"],
+        )
+
+    took = guest.wait("the new agent serves", taken_over, RESTART_WAIT)
+    _, version = guest.sh("dpkg-query", "-W", "-f=${Version}", "iscsi-agent")
+    read = read_direct(Path(device), 0, MARKER_BYTES) if device else b""
+    return {
+        "dpkg": {"exit": code, "output": output},
+        "version": version.strip(),
+        "before": before,
+        "after": guest.show(SERVICE, SERVICE_PROPS),
+        "takeover_seconds": took,
+        "socket_before": socket_before,
+        "socket_after": guest.show(SOCKET_UNIT, "InvocationID,ActiveState"),
+        "sessions_before": sessions_before,
+        "sessions_after": sessions(),
+        "client_during": {"exit": client.returncode, "output": client_output},
+        "list_after": guest.ctl("list", program=PACKAGED_CTL),
+        "read_sha256": hashlib.sha256(read).hexdigest(),
+    }
+
+
+def deb_remove(guest: Guest, device: str) -> dict[str, Any]:
+    """``apt remove`` stops the agent and detaches nothing; ``purge`` keeps a journal that records an
+    attachment."""
+    sessions_before = sessions()
+    removed, removed_output = guest.sh("dpkg", "-r", "iscsi-agent", timeout=600)
+    service = guest.show(SERVICE, "ActiveState,SubState,LoadState")
+    still_there = bool(device) and os.path.exists(device)
+    purged, purged_output = guest.sh("dpkg", "--purge", "iscsi-agent", timeout=600)
+    return {
+        "remove": {"exit": removed, "output": removed_output},
+        "service_after_remove": service,
+        "device_after_remove": still_there,
+        "sessions_before": sessions_before,
+        "sessions_after": sessions(),
+        "purge": {"exit": purged, "output": purged_output},
+        "journal_kept": Path("/var/lib/iscsi-agent/journal.sqlite3").exists(),
+        "conf_dir_after_purge": Path(AGENT_CONF).parent.exists(),
+    }
+
+
 def main(results: Path) -> int:
     with (results / TRANSCRIPT).open("w") as transcript:
         guest = Guest(transcript)
@@ -399,6 +522,11 @@ def main(results: Path) -> int:
             guest.phase("crash", lambda: crash(guest, sim))
         guest.phase("stop", lambda: stop(guest))
         guest.phase("sandbox", lambda: sandbox(guest))
+        if sim is not None and Path(GUEST_DEBS, "upgrade").is_dir():
+            guest.phase("deb_install", lambda: deb_install(guest))
+            deb_device = guest.facts["deb_install"].get("device", "")
+            guest.phase("deb_upgrade", lambda: deb_upgrade(guest, deb_device))
+            guest.phase("deb_remove", lambda: deb_remove(guest, deb_device))
         with (results / "journal.txt").open("w") as journal:
             subprocess.run(
                 ["journalctl", "-b", "--no-pager", "-o", "short-monotonic"],

@@ -1,7 +1,9 @@
 """The shipped units under a real systemd (PID 1 in the VM): verified and rated by
 ``systemd-analyze security``, socket-activated, serving an attach, a detach, a reconciler pass and
 a multipath attach under the unit's sandbox (which refuses them nothing), restarted by the watchdog
-when wedged or after a crash, and stopped cleanly.
+when wedged or after a crash, and stopped cleanly. Then the Debian package in place of the repo's
+units and venv: installed from the .deb alone, upgraded to a later build with a volume attached and
+written (nothing detached, the data reads back, the new agent takes over), removed and purged.
 
 One boot answers every test here (tests/vmsystemd/guest.py runs the phases in order); each test
 judges one phase from what the guest recorded, and prints the guest's own lines as evidence.
@@ -164,3 +166,55 @@ def test_systemctl_stop_is_a_clean_exit(run: boot.SystemdRun):
 def test_the_sandbox_refused_the_agent_nothing_it_needed(run: boot.SystemdRun):
     # a path, device or system call the unit withholds shows as EPERM, EACCES or EROFS in its journal
     assert phase(run, "sandbox")["denied"] == []
+
+
+def test_the_package_builds_for_the_upgrade_test(run: boot.SystemdRun):
+    assert run.deb_build_error == ""
+
+
+def test_the_deb_alone_installs_the_agent_on_debians_python_and_enables_the_socket(run: boot.SystemdRun):
+    installed = phase(run, "deb_install")
+    assert installed["dpkg"]["exit"] == 0, installed["dpkg"]["output"]
+    socket = installed["socket"]
+    assert (socket["UnitFileState"], socket["ActiveState"]) == ("enabled", "active")
+    assert socket["FragmentPath"] == "/lib/systemd/system/iscsi-agent.socket"
+    service = installed["service"]
+    assert installed["enable_exit"] == 0 and (service["ActiveState"], service["SubState"]) == (
+        "active",
+        "running",
+    )
+    assert service["FragmentPath"] == "/lib/systemd/system/iscsi-agent.service"
+    assert installed["main_command"][:2] == ["/usr/bin/python3", "/usr/bin/iscsi-agent"]
+    assert installed["entry_point_owner"] == "iscsi-agent: /usr/bin/iscsi-agent"
+    assert installed["conf_mode"] == "0o600" and installed["state_mode"] == "0o700"
+    attached = installed["attach"]
+    assert attached["exit"] == 0 and installed["device"].startswith("/dev/disk/by-id/wwn-0x"), attached
+
+
+def test_an_upgrade_with_a_volume_attached_detaches_nothing_and_the_new_agent_takes_over(
+    run: boot.SystemdRun,
+):
+    upgraded = phase(run, "deb_upgrade")
+    installed = phase(run, "deb_install")
+    assert upgraded["dpkg"]["exit"] == 0, upgraded["dpkg"]["output"]
+    assert upgraded["version"].endswith("+upgrade1")
+    assert upgraded["takeover_seconds"] is not None
+    assert upgraded["after"]["MainPID"] != upgraded["before"]["MainPID"]
+    assert upgraded["socket_after"] == upgraded["socket_before"]  # never stopped: clients queued
+    assert upgraded["sessions_after"] == upgraded["sessions_before"] != []
+    assert upgraded["client_during"]["exit"] == 0, upgraded["client_during"]["output"]
+    listed = upgraded["list_after"]["answer"]["attachments"]
+    assert [(a["volume"], a["device"]) for a in listed] == [("/vol/vol1/lun4", installed["device"])]
+    assert upgraded["read_sha256"] == installed["written_sha256"]  # read past the page cache
+
+
+def test_removing_the_package_detaches_nothing_and_purge_keeps_a_journal_that_records_an_attachment(
+    run: boot.SystemdRun,
+):
+    removed = phase(run, "deb_remove")
+    assert removed["remove"]["exit"] == 0, removed["remove"]["output"]
+    assert removed["service_after_remove"]["ActiveState"] == "inactive"
+    assert removed["device_after_remove"] and removed["sessions_after"] == removed["sessions_before"] != []
+    assert removed["purge"]["exit"] == 0, removed["purge"]["output"]
+    assert "keeping /var/lib/iscsi-agent: its journal records 1 attachment(s)" in removed["purge"]["output"]
+    assert removed["journal_kept"] and not removed["conf_dir_after_purge"]
