@@ -307,3 +307,27 @@ def test_a_volume_declared_twice_is_attached_once(hook, service):
     xml = domain_xml("vm1", ["/vol/vol1/lun0", "/vol/vol1/lun0"], [device(1)])
     assert hook("prepare", "begin", xml) == (0, "")
     assert [call for call in service.calls if call[0] == "attach"] == [("attach", "/vol/vol1/lun0")]
+
+
+def test_the_destination_of_a_live_migration_attaches_at_prepare_and_leaves_the_xml_as_it_is(
+    hook, service, capsys
+):
+    """libvirt's calls on the destination, in its order; whatever ``migrate begin`` prints would
+    replace the domain's XML, so it prints nothing."""
+    xml = domain_xml("vm1", ["/vol/vol1/lun0"], [device(1)])
+    assert hook("migrate", "begin", xml) == (0, "")
+    assert capsys.readouterr().out == "" and service.attached == {}
+    assert hook("prepare", "begin", xml) == (0, "")
+    assert list(service.attached) == ["/vol/vol1/lun0"]
+    for operation in (("start", "begin"), ("started", "begin")):
+        assert hook(*operation, xml) == (0, "")
+    assert list(service.attached) == ["/vol/vol1/lun0"] and capsys.readouterr().out == ""
+
+
+def test_the_source_of_a_live_migration_detaches_at_release_once_qemu_has_stopped(hook, service):
+    xml = domain_xml("vm1", ["/vol/vol1/lun0"], [device(1)])
+    hook("prepare", "begin", xml)  # the domain started here, before the migration
+    assert hook("stopped", "end", xml) == (0, "")
+    assert list(service.attached) == ["/vol/vol1/lun0"]  # libvirt's release comes after
+    assert hook("release", "end", xml) == (0, "")
+    assert service.attached == {}
