@@ -50,7 +50,10 @@ INITIATOR_NAME_FILE = Path("/etc/iscsi/initiatorname.iscsi")
 # What the unit's sandbox says when it refuses something (a read-only path, a device, a system call).
 DENIED = "Operation not permitted|Permission denied|Read-only file system|EPERM|EACCES|EROFS|SECCOMP"
 CTL = str(Path(sys.executable).parent / "iscsi-agentctl")
-PACKAGED_CTL = "/usr/bin/iscsi-agentctl"
+# As an operator's shell runs them: no PYTHONPATH or venv of this test, so the package's own modules.
+CLEAN_ENV = ("env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin")
+PACKAGED_CTL = (*CLEAN_ENV, "/usr/bin/iscsi-agentctl")
+DPKG = (*CLEAN_ENV, "dpkg")
 # What the phases before the package's stage in /etc and /usr/bin (the repo's units, its venv's entry
 # point), which would hide the package's own units in /lib and its /usr/bin/iscsi-agent.
 STAGED = (
@@ -98,8 +101,8 @@ class Guest:
         _, text = self.sh("systemctl", "show", "-p", props, unit)
         return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
-    def ctl(self, *args: str, timeout: float = 300.0, program: str = CTL) -> dict[str, Any]:
-        code, text = self.sh(program, "--socket", SOCKET, "--json", *args, timeout=timeout)
+    def ctl(self, *args: str, timeout: float = 300.0, program: tuple[str, ...] = (CTL,)) -> dict[str, Any]:
+        code, text = self.sh(*program, "--socket", SOCKET, "--json", *args, timeout=timeout)
         try:
             answer = json.loads(text)
         except json.JSONDecodeError:
@@ -496,7 +499,7 @@ def deb_install(guest: Guest) -> dict[str, Any]:
     Path("/usr/sbin/policy-rc.d").unlink(missing_ok=True)
     Path("/var/lib/man-db/auto-update").unlink(missing_ok=True)
     guest.sh("systemctl", "daemon-reload")
-    code, output = guest.sh("dpkg", "-i", "--force-confold", str(staged_deb("first")), timeout=600)
+    code, output = guest.sh(*DPKG, "-i", "--force-confold", str(staged_deb("first")), timeout=600)
     socket = guest.show(SOCKET_UNIT, SOCKET_PROPS + ",UnitFileState,FragmentPath")
     enabled, _ = guest.sh("systemctl", "enable", "--now", SERVICE, timeout=RESTART_WAIT)
     service = guest.show(SERVICE, SERVICE_PROPS)
@@ -531,12 +534,12 @@ def deb_upgrade(guest: Guest, device: str) -> dict[str, Any]:
     socket_before = guest.show(SOCKET_UNIT, "InvocationID,ActiveState")
     sessions_before = sessions()
     client = subprocess.Popen(  # started now, it asks while dpkg unpacks and restarts the service
-        ["sh", "-c", f"sleep 3; exec {PACKAGED_CTL} --socket {SOCKET} --json list"],
+        [*CLEAN_ENV, "sh", "-c", f"sleep 3; exec /usr/bin/iscsi-agentctl --socket {SOCKET} --json list"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    code, output = guest.sh("dpkg", "-i", "--force-confold", str(staged_deb("upgrade")), timeout=600)
+    code, output = guest.sh(*DPKG, "-i", "--force-confold", str(staged_deb("upgrade")), timeout=600)
     client_output, _ = client.communicate(timeout=RESTART_WAIT)
 
     def taken_over() -> bool:
@@ -569,10 +572,10 @@ def deb_remove(guest: Guest, device: str) -> dict[str, Any]:
     """``apt remove`` stops the agent and detaches nothing; ``purge`` keeps a journal that records an
     attachment."""
     sessions_before = sessions()
-    removed, removed_output = guest.sh("dpkg", "-r", "iscsi-agent", timeout=600)
+    removed, removed_output = guest.sh(*DPKG, "-r", "iscsi-agent", timeout=600)
     service = guest.show(SERVICE, "ActiveState,SubState,LoadState")
     still_there = bool(device) and os.path.exists(device)
-    purged, purged_output = guest.sh("dpkg", "--purge", "iscsi-agent", timeout=600)
+    purged, purged_output = guest.sh(*DPKG, "--purge", "iscsi-agent", timeout=600)
     return {
         "remove": {"exit": removed, "output": removed_output},
         "service_after_remove": service,
