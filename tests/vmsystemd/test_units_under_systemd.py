@@ -225,7 +225,7 @@ def test_an_upgrade_with_a_volume_attached_detaches_nothing_and_the_new_agent_ta
     assert upgraded["sessions_after"] == upgraded["sessions_before"] != []
     assert upgraded["client_during"]["exit"] == 0, upgraded["client_during"]["output"]
     listed = upgraded["list_after"]["answer"]["attachments"]
-    assert [(a["volume"], a["device"]) for a in listed] == [("/vol/vol1/lun4", installed["device"])]
+    assert [(a["volume"], a["device"]) for a in listed] == [("/vol/vol1/lun1", installed["device"])]
     assert upgraded["read_sha256"] == installed["written_sha256"]  # read past the page cache
 
 
