@@ -574,11 +574,13 @@ def deb_remove(guest: Guest, device: str) -> dict[str, Any]:
     sessions_before = sessions()
     removed, removed_output = guest.sh(*DPKG, "-r", "iscsi-agent", timeout=600)
     service = guest.show(SERVICE, "ActiveState,SubState,LoadState")
+    socket = guest.show(SOCKET_UNIT, "ActiveState,SubState,LoadState")
     still_there = bool(device) and os.path.exists(device)
     purged, purged_output = guest.sh(*DPKG, "--purge", "iscsi-agent", timeout=600)
     return {
         "remove": {"exit": removed, "output": removed_output},
         "service_after_remove": service,
+        "socket_after_remove": socket,
         "device_after_remove": still_there,
         "sessions_before": sessions_before,
         "sessions_after": sessions(),

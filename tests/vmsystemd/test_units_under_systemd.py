@@ -235,6 +235,7 @@ def test_removing_the_package_detaches_nothing_and_purge_keeps_a_journal_that_re
     removed = phase(run, "deb_remove")
     assert removed["remove"]["exit"] == 0, removed["remove"]["output"]
     assert removed["service_after_remove"]["ActiveState"] == "inactive"
+    assert removed["socket_after_remove"]["ActiveState"] == "inactive"  # no client starts what is gone
     assert removed["device_after_remove"] and removed["sessions_after"] == removed["sessions_before"] != []
     assert removed["purge"]["exit"] == 0, removed["purge"]["output"]
     assert "keeping /var/lib/iscsi-agent: its journal records 1 attachment(s)" in removed["purge"]["output"]
