@@ -19,7 +19,7 @@ def reset_initiator() -> None:
     _run(["iscsiadm", "-m", "discoverydb", "-t", "sendtargets", "-o", "delete"], timeout=60)
     for iface in sorted(Path("/etc/iscsi/ifaces").glob("*")):
         # an iface record a test made ([iscsi] ifaces) outlives its interface: left, every later
-        # discovery without -I makes node records through it, and logins go through it too
+        # discovery that names no iface (a test's own iscsiadm) makes node records through it
         if iface.name not in SHIPPED_IFACES:
             _run(["iscsiadm", "-m", "iface", "-I", iface.name, "-o", "delete"], timeout=60)
     _run(["udevadm", "settle", "--timeout=30"], timeout=60)
