@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import threading
 import time
 import urllib.parse
@@ -26,7 +25,8 @@ from prometheus_client import make_wsgi_app
 
 from iscsi_agent.metrics import HostCollector, Metrics
 from iscsi_agent.portal import Portal
-from tests.monitoring.test_rules import MONITORING, alert_queries, dashboard_queries
+from tests.monitoring.prometheus import start as start_prometheus
+from tests.monitoring.test_rules import alert_queries, dashboard_queries
 
 pytestmark = pytest.mark.allow_subprocess
 DEADLINE = 90.0  # Prometheus starts in about a second; rates need two scrapes
@@ -95,36 +95,13 @@ def free_port() -> int:
 @pytest.fixture
 def prometheus(tmp_path: Path, agent_metrics: tuple[Metrics, int]) -> Iterator[str]:
     _, agent_port = agent_metrics
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        json.dumps(  # JSON is YAML
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [str(MONITORING / "alerts.yml")],
-                "scrape_configs": [
-                    {"job_name": "iscsi-agent", "static_configs": [{"targets": [f"127.0.0.1:{agent_port}"]}]}
-                ],
-            }
-        )
-    )
     port = free_port()
-    log = (tmp_path / "prometheus.log").open("w")
-    process = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    process = start_prometheus(tmp_path, f"127.0.0.1:{agent_port}", f"127.0.0.1:{port}")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(timeout=30)
-        log.close()
 
 
 def api(base: str, path: str, **params: str) -> dict[str, object]:

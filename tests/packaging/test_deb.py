@@ -19,11 +19,11 @@ import pytest
 from iscsi_agent.journal.model import AttachmentState
 from iscsi_agent.journal.store import FILE_NAME, Journal
 from tests.unit.journal.fakes import ATTACHMENT, an_attachment
+from tests.vmsystemd.debs import make_deb
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = "/var/lib/iscsi-agent"
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-BUILD_TIMEOUT = 30 * 60  # the build and lintian take about a minute; the first run installs them
 
 pytestmark = [
     pytest.mark.allow_subprocess,
@@ -40,23 +40,9 @@ def run(
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
-    out = tmp_path_factory.mktemp("deb")
-    made = subprocess.run(
-        ["make", "-C", str(ROOT), "deb", f"DEB_OUT={out}"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT,
-    )
-    return made, out
-
-
-@pytest.fixture(scope="module")
-def deb(built: tuple[subprocess.CompletedProcess[str], Path]) -> Path:
-    made, out = built
-    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
-    (package,) = out.glob("iscsi-agent_*_all.deb")
+def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    package, error = make_deb(ROOT, tmp_path_factory.mktemp("deb"))
+    assert package is not None, error
     return package
 
 
@@ -73,7 +59,7 @@ def test_make_deb_names_the_package_by_the_version_in_setup_py(deb: Path):
     assert deb.name == f"iscsi-agent_{version[1]}_all.deb"
 
 
-def test_lintian_reports_no_error_and_no_warning(built, deb: Path):
+def test_lintian_reports_no_error_and_no_warning(deb: Path):
     report = (deb.parent / "lintian.txt").read_text()
     assert not [line for line in report.splitlines() if line.startswith(("E:", "W:"))], report
 

@@ -33,7 +33,8 @@ from iscsi_agent.naa import netapp_wwid
 from ontap_sim import Simulator
 from ontap_sim.mirror import TgtMirror
 from ontap_sim.tgt import Tgtadm
-from tests.monitoring.test_rules import MONITORING, dashboard_queries
+from tests.monitoring.prometheus import start as run_prometheus
+from tests.monitoring.test_rules import dashboard_queries
 from tests.vm.mirrored import read_direct, write_direct
 from tests.vmsystemd.boot import AGENT_CONF, GUEST_DEBS, RESULTS_FILE, SIM_PORT, TRANSCRIPT
 
@@ -349,29 +350,7 @@ class Prometheus:
 
 def start_prometheus(guest: Guest) -> Prometheus:
     """Debian's prometheus scraping the agent every second, with the shipped alert rules loaded."""
-    folder = Path("/var/tmp/prometheus")
-    folder.mkdir(parents=True, exist_ok=True)
-    config = folder / "prometheus.yml"
-    config.write_text(
-        json.dumps(  # JSON is YAML
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [str(MONITORING / "alerts.yml")],
-                "scrape_configs": [{"job_name": "iscsi-agent", "static_configs": [{"targets": [METRICS]}]}],
-            }
-        )
-    )
-    log = (folder / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={config}",
-            f"--storage.tsdb.path={folder / 'data'}",
-            f"--web.listen-address={PROMETHEUS}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    process = run_prometheus(Path("/var/tmp/prometheus"), METRICS, PROMETHEUS)
     started = time.time()
     guest.wait("prometheus ready", lambda: _answers(f"http://{PROMETHEUS}/-/ready"), 120)
     return Prometheus(process, started)
