@@ -71,9 +71,10 @@ RESTART_WAIT = 300.0  # the agent's start alone took 60 s of a loaded TCG guest
 
 
 class Guest:
-    def __init__(self, transcript: TextIO) -> None:
+    def __init__(self, transcript: TextIO, results: Path) -> None:
         self.out = transcript
         self.facts: dict[str, Any] = {}
+        self._results = results
 
     def sh(self, *argv: str, timeout: float = 120.0) -> tuple[int, str]:
         self.out.write(f"\n$ {' '.join(argv)}\n")
@@ -134,6 +135,11 @@ class Guest:
         except Exception:  # noqa: BLE001 - recorded for the host's test; the next phase still runs
             self.facts[name] = {"error": traceback.format_exc()}
             self.note(f"{name} failed:\n{traceback.format_exc()}")
+        self.record()
+
+    def record(self) -> None:
+        """Every fact so far, after each phase: a boot cut short by the host's deadline still tells."""
+        (self._results / RESULTS_FILE).write_text(json.dumps(self.facts, indent=2) + "\n")
 
 
 def boot(guest: Guest) -> dict[str, Any]:
@@ -386,6 +392,7 @@ def dashboard(guest: Guest, sim: Simulator, prometheus: Prometheus) -> dict[str,
             "error": answer.get("error", ""),
             "series": len(answer.get("data", {}).get("result", [])),
         }
+        guest.note(f"{title}: {answers[expr]['status']}, {answers[expr]['series']} series: {expr}")
     groups = prometheus.api("rules")["data"]["groups"]
     rules = [
         {"name": rule["name"], "health": rule["health"], "error": rule.get("lastError", "")}
@@ -571,7 +578,7 @@ def deb_remove(guest: Guest, device: str) -> dict[str, Any]:
 
 def main(results: Path) -> int:
     with (results / TRANSCRIPT).open("w") as transcript:
-        guest = Guest(transcript)
+        guest = Guest(transcript, results)
         guest.phase("boot", lambda: boot(guest))
         guest.phase("verify", lambda: verify(guest))
         guest.phase("before_activation", lambda: before_activation(guest))
@@ -615,7 +622,7 @@ def main(results: Path) -> int:
         if prometheus is not None:
             prometheus.process.terminate()
             prometheus.process.wait(timeout=60)
-    (results / RESULTS_FILE).write_text(json.dumps(guest.facts, indent=2) + "\n")
+    guest.record()
     return 0
 
 
