@@ -107,10 +107,11 @@ def import_figures() -> dict[str, float]:
     return {"import_s": import_seconds(), "import_compiled_s": import_seconds_compiled()}
 
 
-def cycles(sock: Path, volume: str, pid: int) -> dict[str, Any]:
+def cycles(sock: Path, volume: str, pid: int, say: Callable[[str], None]) -> dict[str, Any]:
     """Attach and detach ``volume`` CYCLES times. RSS is sampled along the way; growth is judged from the
     end of warm-up (a tenth of the run, at least 10 cycles: caches, malloc arenas and the journal's
-    page cache fill first), and the open fds and threads after the last cycle against before the first."""
+    page cache fill first), and the open fds and threads after the last cycle against before the first.
+    Each sample is said as it is taken, so a run cut short by its deadline still shows its course."""
     quoted = quote(volume, safe="")
     warm_up = max(10, CYCLES // 10)
     samples = sorted({1, 10, 50, 100, warm_up, *range(0, CYCLES + 1, max(1, CYCLES // 10))} - {0})
@@ -133,6 +134,11 @@ def cycles(sock: Path, volume: str, pid: int) -> dict[str, Any]:
         done += 1
         if done in samples:
             rss[f"after {done}"] = rss_kib(pid)
+            took = time.monotonic() - began
+            say(
+                f"daemon cycle {done}: RSS {rss[f'after {done}']} KiB, fds {open_fds(pid)}, "
+                f"threads {proc_status(pid)['Threads']}, {took:.0f} s"
+            )
     rss[f"after {done}"] = rss_kib(pid)
     after = {"fds": open_fds(pid), "threads": proc_status(pid)["Threads"]}
     return {
@@ -190,7 +196,7 @@ def measure(
         if status not in (200, 201):
             raise RuntimeError(f"attach {anchor}: {status} {body}")
         try:
-            results["cycles"] = cycles(sock, cycled, process.pid)
+            results["cycles"] = cycles(sock, cycled, process.pid, say)
         except Exception as exc:  # noqa: BLE001 - reported with what was reached
             results["cycles"] = {"error": f"{type(exc).__name__}: {exc}"}
         say(f"daemon cycles: {results['cycles']}")

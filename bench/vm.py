@@ -46,6 +46,13 @@ def osbrick_python() -> tuple[str, str | None]:
     return str(python), None
 
 
+def vm_timeout(guest_flags: Sequence[str]) -> float:
+    """The VM's deadline, with room for the cycles asked for (``--cycles=N``) on top of the rest."""
+    asked = [int(flag.split("=", 1)[1]) for flag in guest_flags if flag.startswith("--cycles=")]
+    extra = max(0, asked[-1] - daemon_figures.CYCLES) * daemon_figures.CYCLE_SECONDS if asked else 0.0
+    return VM_TIMEOUT + extra
+
+
 def main(guest_flags: Sequence[str] = ()) -> int:
     missing = missing_prerequisites()
     if missing:
@@ -70,7 +77,7 @@ def main(guest_flags: Sequence[str] = ()) -> int:
         f"booting {kernel.name} in QEMU for the host-side figures (one run, several minutes) ...", flush=True
     )
     guest = [sys.executable, "-m", "bench.guest", str(results), python, *guest_flags]
-    code = run_streaming(kernel, results, ROOT, guest, VM_TIMEOUT)
+    code = run_streaming(kernel, results, ROOT, guest, vm_timeout(guest_flags))
     figures = results / "bench.json"
     if not figures.exists():
         print(f"bench: the VM run wrote no figures (exit {code}); logs in {results}", file=sys.stderr)
