@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -115,21 +116,33 @@ def run_vng(
 
     A pipe, not a file: qemu opens stdout and stderr separately and they would overwrite each other.
     """
+    console, exit_code = run_bounded(argv, env, timeout, capture=True)
+    if exit_code is None:
+        return console.decode(errors="replace") + f"\n[vm did not finish within {timeout:g}s]", None
+    return console.decode(errors="replace"), exit_code
+
+
+def run_bounded(
+    argv: Sequence[str], env: dict[str, str], timeout: float, *, capture: bool
+) -> tuple[bytes, int | None]:
+    """Run vng in a session of its own; past ``timeout`` the whole session is killed, QEMU with it
+    (killing vng alone left QEMU running on after the deadline). Its output when captured, and its
+    exit code or None."""
+    process = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.STDOUT if capture else None,
+        env=env,
+        start_new_session=True,
+    )
     try:
-        done = subprocess.run(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        return (exc.stdout or b"").decode(
-            errors="replace"
-        ) + f"\n[vm did not finish within {timeout:g}s]", None
-    return done.stdout.decode(errors="replace"), done.returncode
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        return output or b"", None
+    return output or b"", process.returncode
 
 
 def run_streaming(
@@ -139,17 +152,7 @@ def run_streaming(
     happen (the demo, the soak, the bench); its exit code, or None when it ran past ``timeout``."""
     compile_tree(cwd)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{_sbin_path()}")
-    try:
-        done = subprocess.run(
-            vng_argv(kernel, rwdir, cwd, guest_command),
-            stdin=subprocess.DEVNULL,
-            env=env,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return None
-    return done.returncode
+    return run_bounded(vng_argv(kernel, rwdir, cwd, guest_command), env, timeout, capture=False)[1]
 
 
 def run_in_vm(nodeids: Sequence[str], rootdir: Path, pytest_args: Sequence[str] = ()) -> GuestRun:
