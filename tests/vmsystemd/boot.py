@@ -31,6 +31,7 @@ WATCHDOG_SEC = 5  # short, so that a wedged agent is restarted within the test
 START_TIMEOUT_SEC = 300
 AGENT_CONF = "/etc/iscsi-agent/agent.conf"  # the shipped unit's ExecStart reads this one
 GUEST_DEBS = "/opt/iscsi-agent-debs"  # first/ and upgrade/, each with one .deb
+DROPIN = "/etc/systemd/system/iscsi-agent.service.d/vmtest.conf"  # the test's changes to the service
 RESULTS_FILE = "results.json"
 TRANSCRIPT = "transcript.log"
 VM_LOG = "vm-console.log"
@@ -137,8 +138,8 @@ def stage(home: Path, rootdir: Path, debs: packages.Debs) -> Path:
     for name in UNIT_NAMES:
         shutil.copyfile(rootdir / "systemd" / name, system / name)
     (system / "sockets.target.wants/iscsi-agent.socket").symlink_to("/etc/systemd/system/iscsi-agent.socket")
-    (system / "iscsi-agent.service.d").mkdir()
-    (system / "iscsi-agent.service.d/vmtest.conf").write_text(service_dropin(rootdir.resolve()))
+    (tree / DROPIN.lstrip("/")).parent.mkdir()
+    (tree / DROPIN.lstrip("/")).write_text(service_dropin(rootdir.resolve()))
     (tree / "etc/iscsi-agent").mkdir(parents=True)
     (tree / AGENT_CONF.lstrip("/")).touch(mode=0o600)  # it holds the password; `cp -a` keeps the mode
     (tree / AGENT_CONF.lstrip("/")).write_text(agent_config())

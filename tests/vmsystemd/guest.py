@@ -18,10 +18,7 @@ import subprocess
 import sys
 import time
 import traceback
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -33,10 +30,16 @@ from iscsi_agent.naa import netapp_wwid
 from ontap_sim import Simulator
 from ontap_sim.mirror import TgtMirror
 from ontap_sim.tgt import Tgtadm
-from tests.monitoring.prometheus import start as run_prometheus
-from tests.monitoring.test_rules import dashboard_queries
 from tests.vm.mirrored import read_direct, write_direct
-from tests.vmsystemd.boot import AGENT_CONF, GUEST_DEBS, RESULTS_FILE, SIM_PORT, TRANSCRIPT
+from tests.vmsystemd.boot import (
+    AGENT_CONF,
+    DROPIN,
+    GUEST_DEBS,
+    RESULTS_FILE,
+    SIM_PORT,
+    START_TIMEOUT_SEC,
+    TRANSCRIPT,
+)
 
 SERVICE, SOCKET_UNIT = "iscsi-agent.service", "iscsi-agent.socket"
 SOCKET = "/run/iscsi-agent/agent.sock"
@@ -44,9 +47,6 @@ VOLUME = "/vol/vol1/lun1"
 CRASH_VOLUME, CRASH_POINT = "/vol/vol1/lun2", "attach.scan.done"
 RECONCILE_VOLUME, MULTIPATH_VOLUME = "/vol/vol1/lun0", "/vol/vol1/lun3"
 DEB_VOLUME = VOLUME  # detached by then; the package's agent attaches it again
-FAILED_VOLUME = CRASH_VOLUME  # rolled back by then; its map refused by the array: a failed attach
-METRICS = "127.0.0.1:9713"  # the agent's default [metrics] listen
-PROMETHEUS = "127.0.0.1:9090"
 INITIATOR_NAME_FILE = Path("/etc/iscsi/initiatorname.iscsi")
 # What the unit's sandbox says when it refuses something (a read-only path, a device, a system call).
 DENIED = "Operation not permitted|Permission denied|Read-only file system|EPERM|EACCES|EROFS|SECCOMP"
@@ -343,65 +343,6 @@ def multipath(guest: Guest, sim: Simulator) -> dict[str, Any]:
     }
 
 
-@dataclass
-class Prometheus:
-    process: subprocess.Popen[bytes]
-    started: float  # wall clock, for the range the dashboard's queries cover
-
-    def api(self, path: str, **params: str) -> dict[str, Any]:
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        with urllib.request.urlopen(f"http://{PROMETHEUS}/api/v1/{path}{query}", timeout=60) as answer:
-            return json.loads(answer.read())  # type: ignore[no-any-return]
-
-
-def start_prometheus(guest: Guest) -> Prometheus:
-    """Debian's prometheus scraping the agent every second, with the shipped alert rules loaded."""
-    process = run_prometheus(Path("/var/tmp/prometheus"), METRICS, PROMETHEUS)
-    started = time.time()
-    guest.wait("prometheus ready", lambda: _answers(f"http://{PROMETHEUS}/-/ready"), 120)
-    return Prometheus(process, started)
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5):
-            return True
-    except OSError:
-        return False
-
-
-def dashboard(guest: Guest, sim: Simulator, prometheus: Prometheus) -> dict[str, Any]:
-    """Every dashboard query over what Prometheus scraped from the agent through the phases before
-    (attaches, a detach, the watchdog's and the crash's restarts, a reconciler pass, a multipath map),
-    and one attach the array makes fail; and the alert rules as Prometheus evaluated them."""
-    sim.faults.inject("POST /api/protocols/san/lun-maps", "errno", times=None)
-    sim.faults.inject("lun-map", "errno", times=None)
-    try:
-        failed = guest.ctl("attach", FAILED_VOLUME)
-    finally:
-        sim.faults.clear()
-    time.sleep(5)  # a few scrapes after it
-    answers = {}
-    for title, expr in dashboard_queries():
-        answer = prometheus.api(
-            "query_range", query=expr, start=f"{prometheus.started:.0f}", end=f"{time.time():.0f}", step="5"
-        )
-        answers[expr] = {
-            "title": title,
-            "status": answer.get("status"),
-            "error": answer.get("error", ""),
-            "series": len(answer.get("data", {}).get("result", [])),
-        }
-        guest.note(f"{title}: {answers[expr]['status']}, {answers[expr]['series']} series: {expr}")
-    groups = prometheus.api("rules")["data"]["groups"]
-    rules = [
-        {"name": rule["name"], "health": rule["health"], "error": rule.get("lastError", "")}
-        for group in groups
-        for rule in group["rules"]
-    ]
-    return {"failed_attach": failed, "queries": answers, "rules": rules}
-
-
 def sandbox(guest: Guest) -> dict[str, Any]:
     """Everything the agent and its programs logged that reads as the sandbox refusing them."""
     return {"denied": guest.journal(SERVICE, DENIED)}
@@ -484,6 +425,8 @@ def deb_install(guest: Guest) -> dict[str, Any]:
     # emulation, holding dpkg's output open.
     Path("/usr/sbin/policy-rc.d").unlink(missing_ok=True)
     Path("/var/lib/man-db/auto-update").unlink(missing_ok=True)
+    # The package's agent runs with its own unit's watchdog; only the emulated guest's slow start stays.
+    Path(DROPIN).write_text(f"[Service]\nTimeoutStartSec={START_TIMEOUT_SEC}s\n")
     guest.sh("systemctl", "daemon-reload")
     code, output = guest.sh(*DPKG, "-i", "--force-confold", str(staged_deb("first")), timeout=600)
     socket = guest.show(SOCKET_UNIT, SOCKET_PROPS + ",UnitFileState,FragmentPath")
@@ -583,11 +526,9 @@ def main(results: Path) -> int:
         guest.phase("verify", lambda: verify(guest))
         guest.phase("before_activation", lambda: before_activation(guest))
         sim: Simulator | None = None
-        prometheus: Prometheus | None = None
         try:
             sim, array = start_array(guest)
             guest.facts["array"] = array
-            prometheus = start_prometheus(guest)
         except Exception:  # noqa: BLE001 - without an array the unit checks still run
             guest.facts["array"] = {"error": traceback.format_exc()}
         guest.phase("activate", lambda: activate(guest))
@@ -600,8 +541,6 @@ def main(results: Path) -> int:
             guest.phase("reconcile", lambda: reconcile(guest))
             guest.phase("multipath", lambda: multipath(guest, sim))
             guest.phase("crash", lambda: crash(guest, sim))
-            if prometheus is not None:
-                guest.phase("dashboard", lambda: dashboard(guest, sim, prometheus))
         guest.phase("stop", lambda: stop(guest))
         guest.phase("sandbox", lambda: sandbox(guest))
         if sim is not None and Path(GUEST_DEBS, "upgrade").is_dir():
@@ -619,9 +558,6 @@ def main(results: Path) -> int:
             )
         if sim is not None:
             sim.stop()
-        if prometheus is not None:
-            prometheus.process.terminate()
-            prometheus.process.wait(timeout=60)
     guest.record()
     return 0
 
