@@ -23,6 +23,7 @@ from pathlib import Path
 GUEST_ENV_FLAG = "ISCSI_AGENT_VM_GUEST"
 GUEST_REPORTS_ENV = "ISCSI_AGENT_VM_REPORTS"
 # The host's settings a guest test reads (vng starts the guest's command with an environment of its own).
+CARRIED_ENV = ("ISCSI_AGENT_CHAOS_SHORT",)
 REPORTS_FILE = "reports.jsonl"
 ARGS_FILE = "pytest-args.txt"
 GUEST_LOG = "guest.log"
@@ -162,7 +163,8 @@ def run_in_vm(nodeids: Sequence[str], rootdir: Path, pytest_args: Sequence[str] 
     kernel = find_kernel()
     assert kernel is not None, "missing_prerequisites() is checked first"
     compile_tree(rootdir)
-    guest_command = [sys.executable, "-m", "tests.vmtier.guest", str(rwdir)]
+    carried = [f"{name}={os.environ[name]}" for name in CARRIED_ENV if name in os.environ]
+    guest_command = ["env", *carried, sys.executable, "-m", "tests.vmtier.guest", str(rwdir)]
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{_sbin_path()}")
     console, exit_code = run_vng(vng_argv(kernel, rwdir, rootdir, guest_command), env)
     (rwdir / VM_LOG).write_text(console)
