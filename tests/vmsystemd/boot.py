@@ -86,10 +86,14 @@ def missing_prerequisites() -> list[str]:
 
 
 def agent_config() -> str:
+    """The test array, and passes only when the tests ask: a scheduled pass removing the stale disk
+    before the reconcile phase's own pass would leave that pass nothing to show. [iscsi] comes last:
+    the multipath phase appends to it."""
     return (
         "[array]\n"
         f"hostname = 127.0.0.1\nport = {SIM_PORT}\nscheme = http\n"
         "username = admin\npassword = netapp1!\nvserver = svm1\n"
+        "[reconciler]\ninterval = 86400\n"
         "[iscsi]\ndevice_timeout = 60\nlogin_timeout = 30\n"
     )
 
