@@ -18,7 +18,10 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -30,6 +33,8 @@ from iscsi_agent.naa import netapp_wwid
 from ontap_sim import Simulator
 from ontap_sim.mirror import TgtMirror
 from ontap_sim.tgt import Tgtadm
+from tests.monitoring.prometheus import start as run_prometheus
+from tests.monitoring.test_rules import dashboard_queries
 from tests.vm.mirrored import read_direct, write_direct
 from tests.vmsystemd.boot import (
     AGENT_CONF,
@@ -47,6 +52,13 @@ VOLUME = "/vol/vol1/lun1"
 CRASH_VOLUME, CRASH_POINT = "/vol/vol1/lun2", "attach.scan.done"
 RECONCILE_VOLUME, MULTIPATH_VOLUME = "/vol/vol1/lun0", "/vol/vol1/lun3"
 DEB_VOLUME = VOLUME  # detached by then; the package's agent attaches it again
+FAILED_VOLUME = CRASH_VOLUME  # rolled back by then; its map refused by the array: a failed attach
+METRICS = "127.0.0.1:9713"  # the agent's default [metrics] listen
+PROMETHEUS = "127.0.0.1:9090"
+# The shipped unit's watchdog, for the dashboard's run: under load the tier's 5 s one restarted the
+# agent between scrapes, and a counter that starts again from zero shows no rate.
+SHIPPED_WATCHDOG_SEC = 30
+SCRAPED = 5.0  # seconds that Prometheus, scraping every second, is given to see a state
 INITIATOR_NAME_FILE = Path("/etc/iscsi/initiatorname.iscsi")
 # What the unit's sandbox says when it refuses something (a read-only path, a device, a system call).
 DENIED = "Operation not permitted|Permission denied|Read-only file system|EPERM|EACCES|EROFS|SECCOMP"
@@ -308,13 +320,23 @@ def reconcile(guest: Guest) -> dict[str, Any]:
     }
 
 
-def multipath(guest: Guest, sim: Simulator) -> dict[str, Any]:
-    """With ``multipath = true`` the agent builds and flushes a dm-multipath map over both portals
-    (device-mapper's control node and dm nodes through the unit's device list)."""
+@contextmanager
+def multipath_on() -> Iterator[None]:
+    """``multipath = true`` in the agent's configuration (its last section is [iscsi]) while inside;
+    the next phase's restart runs on the plain configuration again."""
     conf = Path(AGENT_CONF)
     plain = conf.read_text()
     conf.write_text(plain + "multipath = true\n")
     try:
+        yield
+    finally:
+        conf.write_text(plain)
+
+
+def multipath(guest: Guest, sim: Simulator) -> dict[str, Any]:
+    """With ``multipath = true`` the agent builds and flushes a dm-multipath map over both portals
+    (device-mapper's control node and dm nodes through the unit's device list)."""
+    with multipath_on():
         guest.sh("systemctl", "restart", SERVICE, timeout=RESTART_WAIT)
         with sim.state.lock:
             serial = sim.state.lun("svm1", path=MULTIPATH_VOLUME).serial
@@ -329,8 +351,6 @@ def multipath(guest: Guest, sim: Simulator) -> dict[str, Any]:
         guest.sh("multipath", "-ll")
         detached = guest.ctl("detach", MULTIPATH_VOLUME)
         guest.sh("udevadm", "settle", "--timeout=30")
-    finally:
-        conf.write_text(plain)  # the crash phase's restart runs on the plain configuration again
     return {
         "attach": attached,
         "expected_device": f"/dev/mapper/3{netapp_wwid(serial)}",
@@ -389,6 +409,94 @@ def crash(guest: Guest, sim: Simulator) -> dict[str, Any]:
         "journal": guest.journal(SERVICE, "fault point|recover|rolled back|Main process exited|serving on"),
         "extended": guest.journal(SERVICE, "EXTEND_TIMEOUT_USEC"),
     }
+
+
+def dashboard(guest: Guest, sim: Simulator) -> dict[str, Any]:
+    """Debian's prometheus scraping the agent every second over one run of it (started after the
+    agent's last restart, the shipped unit's watchdog in place of the tier's short one): a multipath
+    attach held over a reconciler pass that removes a LUN's stale map and paths, an attach the array
+    refuses, a detach. Every dashboard query over that run, and every alert rule, as Prometheus
+    evaluates them."""
+    dropin = Path(f"/run/systemd/system/{SERVICE}.d/dashboard.conf")
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    dropin.write_text(f"[Service]\nWatchdogSec={SHIPPED_WATCHDOG_SEC}s\n")
+    guest.sh("systemctl", "daemon-reload")
+    prometheus: subprocess.Popen[bytes] | None = None
+    try:
+        with multipath_on():
+            guest.sh("systemctl", "restart", SERVICE, timeout=RESTART_WAIT)
+            before = guest.show(SERVICE, SERVICE_PROPS)
+            prometheus = run_prometheus(Path("/var/tmp/prometheus"), METRICS, PROMETHEUS)
+            started = time.time()
+            guest.wait("prometheus ready", lambda: _answers(f"http://{PROMETHEUS}/-/ready"), 120)
+            held = guest.ctl("attach", MULTIPATH_VOLUME)
+            time.sleep(SCRAPED)
+            reconciled = reconcile(guest)
+            failed = failed_attach(guest, sim)
+            released = guest.ctl("detach", MULTIPATH_VOLUME)
+            time.sleep(SCRAPED)
+            ended = time.time()
+            after = guest.show(SERVICE, SERVICE_PROPS)
+            queries = {
+                expr: _query_range(guest, title, expr, started, ended) for title, expr in dashboard_queries()
+            }
+            groups = _prometheus_api("rules")["data"]["groups"]
+    finally:
+        if prometheus is not None:
+            prometheus.terminate()
+            prometheus.wait(timeout=60)
+        dropin.unlink()
+        guest.sh("systemctl", "daemon-reload")
+    return {
+        "before": before,
+        "after": after,
+        "held": held,
+        "reconcile": reconciled,
+        "failed_attach": failed,
+        "released": released,
+        "queries": queries,
+        "rules": [
+            {"name": rule["name"], "health": rule["health"], "error": rule.get("lastError", "")}
+            for group in groups
+            for rule in group["rules"]
+        ],
+    }
+
+
+def failed_attach(guest: Guest, sim: Simulator) -> dict[str, Any]:
+    """An attach the array refuses to map, over both of its APIs."""
+    sim.faults.inject("POST /api/protocols/san/lun-maps", "errno", times=None)
+    sim.faults.inject("lun-map", "errno", times=None)
+    try:
+        return guest.ctl("attach", FAILED_VOLUME)
+    finally:
+        sim.faults.clear()
+
+
+def _query_range(guest: Guest, title: str, expr: str, start: float, end: float) -> dict[str, Any]:
+    answer = _prometheus_api("query_range", query=expr, start=f"{start:.0f}", end=f"{end:.0f}", step="1")
+    shown = {
+        "title": title,
+        "status": answer.get("status"),
+        "error": answer.get("error", ""),
+        "series": len(answer.get("data", {}).get("result", [])),
+    }
+    guest.note(f"{title}: {shown['status']}, {shown['series']} series: {expr}")
+    return shown
+
+
+def _prometheus_api(path: str, **params: str) -> dict[str, Any]:
+    query = f"?{urllib.parse.urlencode(params)}" if params else ""
+    with urllib.request.urlopen(f"http://{PROMETHEUS}/api/v1/{path}{query}", timeout=60) as answer:
+        return json.loads(answer.read())  # type: ignore[no-any-return]
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except OSError:
+        return False
 
 
 def stop(guest: Guest) -> dict[str, Any]:
@@ -541,6 +649,7 @@ def main(results: Path) -> int:
             guest.phase("reconcile", lambda: reconcile(guest))
             guest.phase("multipath", lambda: multipath(guest, sim))
             guest.phase("crash", lambda: crash(guest, sim))
+            guest.phase("dashboard", lambda: dashboard(guest, sim))
         guest.phase("stop", lambda: stop(guest))
         guest.phase("sandbox", lambda: sandbox(guest))
         if sim is not None and Path(GUEST_DEBS, "upgrade").is_dir():

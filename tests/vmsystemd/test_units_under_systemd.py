@@ -1,7 +1,8 @@
 """The shipped units under a real systemd (PID 1 in the VM): verified and rated by
 ``systemd-analyze security``, socket-activated, serving an attach, a detach, a reconciler pass and
 a multipath attach under the unit's sandbox (which refuses them nothing), restarted by the watchdog
-when wedged or after a crash, and stopped cleanly. Then the Debian package in place of the repo's
+when wedged or after a crash, and stopped cleanly; Debian's Prometheus scraping one run of it
+answers every dashboard query with series and evaluates every alert rule. Then the Debian package in place of the repo's
 units and venv: installed from the .deb alone, upgraded to a later build with a volume attached and
 written (nothing detached, the data reads back, the new agent takes over), removed and purged.
 
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.monitoring.test_rules import alert_queries
 from tests.vmsystemd import boot
 
 pytestmark = pytest.mark.allow_subprocess  # starting vng is the point; the guest touches its own kernel
@@ -151,6 +153,29 @@ def test_an_agent_killed_mid_attach_is_restarted_by_systemd_and_rolls_the_attach
     assert crashed["extended"], "the agent did not extend systemd's start timeout for its recovery"
     assert crashed["maps_after"] == [] and crashed["sessions_after"] == [] and crashed["disks_after"] == []
     assert crashed["list_after"]["answer"]["attachments"] == []
+
+
+def test_every_dashboard_query_returns_series_from_prometheus_scraping_one_run_of_the_agent(
+    run: boot.SystemdRun,
+):
+    shown = phase(run, "dashboard")
+    assert shown["after"]["MainPID"] == shown["before"]["MainPID"]  # one run: no restart in the window
+    assert shown["held"]["exit"] == 0, shown["held"]
+    assert shown["reconcile"]["reconcile"]["exit"] == 0, shown["reconcile"]
+    assert shown["failed_attach"]["exit"] != 0, shown["failed_attach"]  # the array refused its map
+    assert shown["released"]["exit"] == 0, shown["released"]
+    failing = {expr: answer for expr, answer in shown["queries"].items() if answer["status"] != "success"}
+    assert failing == {}
+    empty = [
+        f"{answer['title']}: {expr}" for expr, answer in shown["queries"].items() if answer["series"] == 0
+    ]
+    assert empty == []
+
+
+def test_prometheus_evaluates_every_shipped_alert_rule_against_the_agent_without_error(run: boot.SystemdRun):
+    rules = phase(run, "dashboard")["rules"]
+    assert len(rules) == len(alert_queries())
+    assert [rule for rule in rules if rule["health"] != "ok"] == []
 
 
 def test_systemctl_stop_is_a_clean_exit(run: boot.SystemdRun):
