@@ -39,7 +39,14 @@ def handed_out(ctx: Context, volume: str, answer: Answer) -> None:
         return
     if volume not in ctx.world.markers:
         generation = ctx.world.next_generation()
-        host.write_block(device, host.marker(ctx.world.seed, volume, generation))
+        try:
+            host.write_block(device, host.marker(ctx.world.seed, volume, generation))
+        except FileNotFoundError:  # a hypervisor opening it now would fail the same way
+            ctx.fail(
+                "identity",
+                f"attach {volume} handed out {device}, gone when opened: {host.vanished(device, node)}",
+            )
+            return
         ctx.world.markers[volume] = Marked(generation, device)
 
 

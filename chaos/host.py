@@ -106,6 +106,21 @@ def node_of(device: str) -> str | None:
     return path.resolve().name
 
 
+def vanished(device: str, node: str) -> str:
+    """What is left of a handed-out device the soak found gone: its block node, the map's name and
+    what udev keeps for it, and whether the link is back once udev's queue is empty (a link udev
+    dropped and made again while processing a later event, or a device really gone)."""
+    facts = [f"/dev/{node} {'exists' if Path('/dev', node).exists() else 'is gone'}"]
+    name = Path(f"/sys/block/{node}/dm/name")
+    if name.exists():
+        facts.append(f"{node} is map {name.read_text().strip()} over {', '.join(slaves(node)) or 'no paths'}")
+    linked = run("udevadm", "info", "--query=symlink", f"--name=/dev/{node}")
+    facts.append(f"udev's links of {node}: {linked.stdout.strip() or linked.stderr.strip() or 'none'}")
+    settle_udev()
+    facts.append(f"after udev settled, {device} {'is back' if Path(device).exists() else 'is still gone'}")
+    return "; ".join(facts)
+
+
 # -- marker blocks ----------------------------------------------------------------------
 
 
