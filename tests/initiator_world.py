@@ -23,7 +23,6 @@ import contextlib
 import errno
 import itertools
 import os
-import shutil
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -216,10 +215,11 @@ class SimulatedInitiator:
             return CommandResult(
                 args, 0, f"Login to [iface: {iface}, target: {key[0]}, portal: {key[1]}] successful.\n", ""
             )
-        if "--logout" in args:
-            session = self.sessions.pop(key, None)
-            if session is None:
-                return CommandResult(args, EXIT_NO_RECORDS, "", "no matching sessions")
+        if "--logout" in args:  # without -I: the session through any iface; with it, through that one
+            session = self.sessions.get(key)
+            if session is None or (named and session.iface != named):
+                return CommandResult(args, EXIT_NO_RECORDS, "", "iscsiadm: No matching sessions found\n")
+            del self.sessions[key]
             self.tree.remove_session(session.sid, session.host)
             return CommandResult(args, 0, "", "")
         op = _value(args, "-o")
@@ -228,13 +228,21 @@ class SimulatedInitiator:
             self._write_record(self._node_record(*key), iface)  # no tpgt: the portal's file
             return CommandResult(args, 0, "New iSCSI node added\n", "")
         if op == "delete":  # without -I: every iface's record of the target at the portal
-            record = self._node_record(*key)
-            for path in record.parent.glob(f"{record.name}*"):
-                if path.is_dir():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
-            found = [each.pop(key, None) for each in (self.records, *self.bound_records.values())]
+            deleting = [named] if named else [DEFAULT_IFACE, *sorted(self.bound_records)]
+            session = self.sessions.get(key)
+            in_use = [iface for iface in deleting if session is not None and session.iface == iface]
+            deleting = [
+                iface for iface in deleting if iface not in in_use
+            ]  # open-iscsi keeps a record in use
+            self._delete_record_files(key, deleting)
+            found = [self.node_records_of(iface).pop(key, None) for iface in deleting]
+            if in_use:
+                return CommandResult(
+                    args,
+                    EXIT_SESSION_EXISTS,
+                    "",
+                    "iscsiadm: ... but a session is using it. Logout session ...\n",
+                )
             return CommandResult(args, 0 if any(r is not None for r in found) else EXIT_NO_RECORDS, "", "")
         if key not in records:
             return CommandResult(args, EXIT_NO_RECORDS, "", "iscsiadm: No records found\n")
@@ -245,6 +253,18 @@ class SimulatedInitiator:
             return CommandResult(args, 0, "", "")
         shown = "".join(f"{name} = {mask(value, ())}\n" for name, value in sorted(records[key].items()))
         return CommandResult(args, 0, "# BEGIN RECORD 2.1.8\n" + shown + "# END RECORD\n", "")
+
+    def _delete_record_files(self, key: tuple[str, str], ifaces: list[str]) -> None:
+        record = self._node_record(*key)
+        for path in record.parent.glob(f"{record.name}*"):
+            if path.is_file() and _iface_named(path) in ifaces:
+                path.unlink()
+            elif path.is_dir():
+                for each in path.iterdir():
+                    if each.name in ifaces:
+                        each.unlink()
+                if not any(path.iterdir()):
+                    path.rmdir()
 
     def _node_of_each(
         self, args: tuple[str, ...], key: tuple[str, str], ifaces: list[str], timeout: float

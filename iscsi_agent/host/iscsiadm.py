@@ -448,30 +448,43 @@ class Iscsiadm:
         log.info("logged in to %s via %s%s", iqn, portal, _through(iface))
         return True
 
-    def logout(self, iqn: str, portal: Portal) -> bool:
-        """Log out; False when there was no session (exit 21), so nothing was to do."""
+    def logout(self, iqn: str, portal: Portal, *, iface: str) -> bool:
+        """Log out the session through ``iface``; False when there was none (exit 21).
+
+        The iface is always named: without it iscsiadm ends every session to the target through the
+        portal, on every iface, another user's included."""
         with self._locks.lock(portal):
             result = self._run(
-                f"logout from {iqn} via {portal}",
-                (*self._node(iqn, portal), "--logout"),
+                f"logout from {iqn} via {portal}{_through(iface)}",
+                (*self._node(iqn, portal, iface), "--logout"),
                 tolerate=(EXIT_NO_RECORDS,),
             )
         if result.exit_code == EXIT_NO_RECORDS:
             return False
-        log.info("logged out of %s via %s", iqn, portal)
+        log.info("logged out of %s via %s%s", iqn, portal, _through(iface))
         return True
 
-    def delete_node(self, iqn: str, portal: Portal) -> bool:
-        """Delete the node record; False when there was none (exit 21)."""
+    def delete_node(self, iqn: str, portal: Portal, *, iface: str) -> bool:
+        """Delete the iface's node record; False when there was none (exit 21, or exit 6 for an iface
+        with no record of its own) or a session still uses it (exit 15: iscsiadm keeps it)."""
         with self._locks.lock(portal):
             result = self._run(
-                f"node delete {iqn} {portal}",
-                (*self._node(iqn, portal), "-o", "delete"),
-                tolerate=(EXIT_NO_RECORDS,),
+                f"node delete {iqn} {portal}{_through(iface)}",
+                (*self._node(iqn, portal, iface), "-o", "delete"),
+                tolerate=(EXIT_NO_RECORDS, EXIT_SESSION_EXISTS, EXIT_IDBM),
             )
-        if result.exit_code == EXIT_NO_RECORDS:
+        if result.exit_code in (EXIT_SESSION_EXISTS, EXIT_IDBM):
+            said = result.stderr.strip().splitlines()
+            log.info(
+                "node record %s at %s%s kept: %s",
+                iqn,
+                portal,
+                _through(iface),
+                said[-1] if said else "in use",
+            )
+        if result.exit_code != 0:
             return False
-        log.info("node record %s at %s deleted", iqn, portal)
+        log.info("node record %s at %s%s deleted", iqn, portal, _through(iface))
         return True
 
     def _node(self, iqn: str, portal: Portal, iface: str | None = None) -> tuple[str, ...]:

@@ -179,9 +179,17 @@ class Logins:
                 log.info("keeping the session to %s via %s: another operation needs it", target_iqn, portal)
                 return False
 
+        # The session found unused, and no other: a session there through another iface may be
+        # another user's. The records: of that iface, and of every iface the agent logs in through
+        # (a discovery may have made the default's beside a listed iface's).
+        iface = session.iface if session is not None and session.iface else DEFAULT_IFACE
+        listed = self._binding.ifaces if self._binding is not None else ()
+        records = dict.fromkeys((iface, *listed, DEFAULT_IFACE))
+
         def log_out() -> bool:
-            logged_out = self._iscsiadm.logout(target_iqn, portal)
-            self._iscsiadm.delete_node(target_iqn, portal)
+            logged_out = self._iscsiadm.logout(target_iqn, portal, iface=iface)
+            for record in records:
+                self._iscsiadm.delete_node(target_iqn, portal, iface=record)
             return logged_out
 
         return steps.run(

@@ -25,7 +25,7 @@ from iscsi_agent.host.identity import (
 )
 from iscsi_agent.host.initiator import read_initiator_name
 from iscsi_agent.host.iscsi_db import IscsiDatabase
-from iscsi_agent.host.iscsiadm import Chap, Iscsiadm, NodeSettings
+from iscsi_agent.host.iscsiadm import DEFAULT_IFACE, Chap, Iscsiadm, NodeSettings
 from iscsi_agent.host.multipath import Multipath
 from iscsi_agent.host.paths import HostPaths
 from iscsi_agent.host.removal import DeviceRemover
@@ -138,11 +138,11 @@ def test_logout_ends_the_session_and_repeating_it_is_nothing_to_do(host, target)
     portal = Portal.parse(target.portals[0])
     host.iscsiadm.discover(portal)
     log_in(host, target.iqn, portal)
-    assert host.iscsiadm.logout(target.iqn, portal) is True
+    assert host.iscsiadm.logout(target.iqn, portal, iface=DEFAULT_IFACE) is True
     assert host.sessions.find(target.iqn, portal) is None
-    assert host.iscsiadm.logout(target.iqn, portal) is False
-    assert host.iscsiadm.delete_node(target.iqn, portal) is True
-    assert host.iscsiadm.delete_node(target.iqn, portal) is False
+    assert host.iscsiadm.logout(target.iqn, portal, iface=DEFAULT_IFACE) is False
+    assert host.iscsiadm.delete_node(target.iqn, portal, iface=DEFAULT_IFACE) is True
+    assert host.iscsiadm.delete_node(target.iqn, portal, iface=DEFAULT_IFACE) is False
 
 
 # --- targeted scan, identity ---------------------------------------------------------------
@@ -324,7 +324,7 @@ def test_mutual_chap_logs_in_and_a_wrong_target_secret_fails_the_login(host, tar
     host.iscsiadm.discover(portal)
     right = Chap("agent-user", "right-secret-0123", "array-user", "array-secret-0123")
     log_in(host, target.iqn, portal, NodeSettings(chap=right))
-    host.iscsiadm.logout(target.iqn, portal)
+    host.iscsiadm.logout(target.iqn, portal, iface=DEFAULT_IFACE)
     wrong = Chap("agent-user", "right-secret-0123", "array-user", "not-the-array-0123")
     host.iscsiadm.configure_node(target.iqn, portal, NodeSettings(chap=wrong))
     with pytest.raises(IscsiLoginFailed) as caught:

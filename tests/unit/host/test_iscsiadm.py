@@ -361,9 +361,18 @@ def test_login_failures_map_to_typed_errors(iscsiadm, runner, exit_code, error, 
 
 
 def test_session_exists_is_a_fault_where_it_does_not_mean_done(iscsiadm, runner):
-    runner.reply((*NODE, "-o", "delete"), exit_code=15, stderr="iscsiadm: session exists\n")
+    runner.reply(DISCOVERY, exit_code=15, stderr="iscsiadm: session exists\n")
     with pytest.raises(IscsiSessionExists):
-        iscsiadm.delete_node(IQN, PORTAL)
+        iscsiadm.discover(PORTAL)
+
+
+def test_a_node_record_a_session_still_uses_is_kept_not_a_fault(iscsiadm, runner):
+    """open-iscsi refuses to delete a record a session logged in with (exit 15): another user's,
+    through the same iface, to the same target."""
+    deleting = (*NODE, "-I", "default", "-o", "delete")
+    runner.reply(deleting, exit_code=15, stderr="iscsiadm: This command will remove the record ...\n")
+    assert iscsiadm.delete_node(IQN, PORTAL, iface="default") is False
+    assert runner.argvs == [deleting]
 
 
 def test_a_hung_iscsiadm_is_a_timeout(iscsiadm, runner):
@@ -373,24 +382,34 @@ def test_a_hung_iscsiadm_is_a_timeout(iscsiadm, runner):
 
 
 def test_logout_without_a_session_is_nothing_to_do(iscsiadm, runner):
-    runner.reply((*NODE, "--logout"), exit_code=21, stderr="iscsiadm: No matching sessions found\n")
-    assert iscsiadm.logout(IQN, PORTAL) is False
-    assert runner.argvs == [(*NODE, "--logout")]
+    logout = (*NODE, "-I", "default", "--logout")
+    runner.reply(logout, exit_code=21, stderr="iscsiadm: No matching sessions found\n")
+    assert iscsiadm.logout(IQN, PORTAL, iface="default") is False
+    assert runner.argvs == [logout]
 
 
-def test_logout_of_a_session(iscsiadm, runner):
-    assert iscsiadm.logout(IQN, PORTAL) is True
+def test_logout_of_a_session_names_its_iface(iscsiadm, runner):
+    """Without -I, iscsiadm ends every session to the target through the portal, on every iface."""
+    assert iscsiadm.logout(IQN, PORTAL, iface="ia-eth1") is True
+    assert runner.argvs == [(*NODE, "-I", "ia-eth1", "--logout")]
 
 
 def test_deleting_a_missing_node_record_is_nothing_to_do(iscsiadm, runner):
-    runner.reply((*NODE, "-o", "delete"), exit_code=21, stderr="iscsiadm: No records found\n")
-    assert iscsiadm.delete_node(IQN, PORTAL) is False
+    deleting = (*NODE, "-I", "default", "-o", "delete")
+    runner.reply(deleting, exit_code=21, stderr="iscsiadm: No records found\n")
+    assert iscsiadm.delete_node(IQN, PORTAL, iface="default") is False
     runner.replies.clear()
-    assert iscsiadm.delete_node(IQN, PORTAL) is True
+    assert iscsiadm.delete_node(IQN, PORTAL, iface="default") is True
+
+
+def test_deleting_the_record_of_an_iface_that_has_none_is_nothing_to_do(iscsiadm, runner):
+    deleting = (*NODE, "-I", "ia-eth1", "-o", "delete")
+    runner.reply(deleting, exit_code=6, stderr="iscsiadm: Could not read iface info for ia-eth1.\n")
+    assert iscsiadm.delete_node(IQN, PORTAL, iface="ia-eth1") is False
 
 
 def test_the_program_path_is_configurable(runner, database):
-    Iscsiadm(runner, database, program="/usr/local/sbin/iscsiadm").logout(IQN, PORTAL)
+    Iscsiadm(runner, database, program="/usr/local/sbin/iscsiadm").logout(IQN, PORTAL, iface="default")
     assert runner.argvs[0][0] == "/usr/local/sbin/iscsiadm"
 
 
@@ -506,8 +525,8 @@ def test_every_iscsiadm_run_on_a_record_holds_its_portal_lock(runner, locks, dat
     runner.reply(SHOW_NODE, exit_code=21)
     iscsiadm.configure_node(IQN, PORTAL, NodeSettings())
     iscsiadm.login(IQN, PORTAL)
-    iscsiadm.logout(IQN, PORTAL)
-    iscsiadm.delete_node(IQN, PORTAL)
+    iscsiadm.logout(IQN, PORTAL, iface="default")
+    iscsiadm.delete_node(IQN, PORTAL, iface="default")
     iscsiadm.discover(PORTAL)
     assert len(seen) == len(runner.calls) > 5 and all(seen)
 

@@ -134,6 +134,19 @@ def test_an_iface_record_an_administrator_made_is_not_used_without_ifaces(host: 
     assert host.initiator.bound_records.get("iface-admin", {}) == {}
 
 
+def test_the_last_detach_ends_only_the_agents_session_and_records_not_an_administrators(host: Host):
+    """iscsiadm's logout and record deletion that name no iface act on every iface's: an
+    administrator's own record of the target through an iface of theirs would go with the agent's."""
+    host.initiator.ifaces["iface-admin"] = {"iface.iscsi_ifacename": "iface-admin", "iface.net_ifacename": ""}
+    attachment, _ = host.service.attach(LUN1)
+    key = (attachment.target_iqn, str(attachment.portals[0]))
+    host.initiator.bound_records["iface-admin"] = {key: {"node.session.scan": "auto"}}  # made by hand
+    host.service.detach(LUN1, force=False)
+    assert key not in host.initiator.sessions
+    assert key not in host.initiator.records
+    assert key in host.initiator.bound_records["iface-admin"]
+
+
 def test_without_ifaces_discovery_records_and_login_name_the_default_iface(host: Host):
     host.service.attach(LUN1)
     assert iface_calls(host) == []  # the default iface is built in: nothing to make
