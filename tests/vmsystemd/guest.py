@@ -417,7 +417,8 @@ def dashboard(guest: Guest, sim: Simulator) -> dict[str, Any]:
     attach held over a reconciler pass that removes a LUN's stale map and paths, an attach the array
     refuses, a detach. Every dashboard query over that run, and every alert rule, as Prometheus
     evaluates them."""
-    dropin = Path(f"/run/systemd/system/{SERVICE}.d/dashboard.conf")
+    # Drop-ins apply in the order of their file names, whatever their folder: after the tier's vmtest.conf.
+    dropin = Path(f"/run/systemd/system/{SERVICE}.d/zz-dashboard.conf")
     dropin.parent.mkdir(parents=True, exist_ok=True)
     dropin.write_text(f"[Service]\nWatchdogSec={SHIPPED_WATCHDOG_SEC}s\n")
     guest.sh("systemctl", "daemon-reload")

@@ -159,6 +159,7 @@ def test_every_dashboard_query_returns_series_from_prometheus_scraping_one_run_o
     run: boot.SystemdRun,
 ):
     shown = phase(run, "dashboard")
+    assert shown["before"]["WatchdogUSec"] == "30s"  # the shipped unit's, not the tier's 5 s
     assert shown["after"]["MainPID"] == shown["before"]["MainPID"]  # one run: no restart in the window
     assert shown["held"]["exit"] == 0, shown["held"]
     assert shown["reconcile"]["reconcile"]["exit"] == 0, shown["reconcile"]
