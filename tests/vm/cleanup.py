@@ -15,6 +15,12 @@ def reset_initiator() -> None:
     _run(["multipath", "-F"], timeout=60)
     Path("/etc/multipath/wwids").write_text("")
     _run(["iscsiadm", "-m", "node", "--logoutall=all"], timeout=60)
+    # --logoutall skips a session whose node record it cannot read (one made with -o new through a
+    # named iface has no tpgt): such a session outlives its record and reconnects to a later target
+    for session in sorted(Path("/sys/class/iscsi_session").glob("session*")):
+        _run(
+            ["iscsiadm", "-m", "session", "-r", session.name.removeprefix("session"), "--logout"], timeout=60
+        )
     _run(["iscsiadm", "-m", "node", "-o", "delete"], timeout=60)
     _run(["iscsiadm", "-m", "discoverydb", "-t", "sendtargets", "-o", "delete"], timeout=60)
     for iface in sorted(Path("/etc/iscsi/ifaces").glob("*")):

@@ -241,21 +241,21 @@ def test_the_agents_logout_ends_its_own_session_not_an_administrators_through_an
     the agent's last detach: the agent logs out the session it found unused, and only that one."""
     admin = "ia-admin"
     _run(["iscsiadm", "-m", "iface", "-I", admin, "-o", "new"], timeout=30).check()
-    node: list[str] = []
     try:
         with agent_host(ApiChoice.REST, tmp_path / "state", initiator_iqn, MIRROR_TID) as host:
             attachment, _ = host.service.attach("/vol/vol1/lun1")
             address = str(attachment.portals[0].address)
             node = ["iscsiadm", "-m", "node", "-T", attachment.target_iqn, "-p", str(attachment.portals[0])]
             _run([*node, "-I", admin, "-o", "new"], timeout=30).check()
-            _run([*node, "-I", admin, "--login"], timeout=60).check()
-            print(f"attached {attachment.volume}; sessions {sessions()}")
-            assert sorted(sessions()) == [("default", address), (admin, address)]
-            host.service.detach("/vol/vol1/lun1", force=False)
-            print(f"detached; sessions {sessions()}")
-            assert sessions() == [(admin, address)]
+            try:
+                _run([*node, "-I", admin, "--login"], timeout=60).check()
+                print(f"attached {attachment.volume}; sessions {sessions()}")
+                assert sorted(sessions()) == [("default", address), (admin, address)]
+                host.service.detach("/vol/vol1/lun1", force=False)
+                print(f"detached; sessions {sessions()}")
+                assert sessions() == [(admin, address)]
+            finally:  # before the target goes: a session left would reconnect to the next one
+                _run([*node, "-I", admin, "--logout"], timeout=60)
+                _run([*node, "-I", admin, "-o", "delete"], timeout=30)
     finally:
-        if node:
-            _run([*node, "-I", admin, "--logout"], timeout=60)
-            _run([*node, "-I", admin, "-o", "delete"], timeout=30)
         _run(["iscsiadm", "-m", "iface", "-I", admin, "-o", "delete"], timeout=30)
