@@ -19,6 +19,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=8.2",
+            "pytest-timeout>=2.3",  # the VM tier bounds each test, so one that hangs cannot hold the rest
             "cryptography>=42",
             "virtme-ng==1.42",
             # the quality gates of `make test`, pinned so a new release cannot fail CI on its own

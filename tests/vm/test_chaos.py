@@ -13,12 +13,16 @@ import pytest
 
 from chaos.soak import Report, run
 from tests.vmtier.boot import GUEST_REPORTS_ENV
+from tests.vmtier.guest import PYTEST_TIMEOUT
 
 CHAOS_SHORT_ENV = "ISCSI_AGENT_CHAOS_SHORT"  # carried into the guest (tests/vmtier/boot.py)
-pytestmark = pytest.mark.skipif(
-    os.environ.get(CHAOS_SHORT_ENV) != "1",
-    reason=f"the short chaos seeds run with {CHAOS_SHORT_ENV}=1 (`make chaos-short`): about 30 minutes here",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        os.environ.get(CHAOS_SHORT_ENV) != "1",
+        reason=f"the short chaos seeds run with {CHAOS_SHORT_ENV}=1 (`make chaos-short`): about 30 minutes here",
+    ),
+    pytest.mark.timeout(PYTEST_TIMEOUT),  # both seeds run in the first test's set-up
+]
 
 SEEDS = (11, 12)
 STEPS = 8  # the multipath switch is step 5: both phases run

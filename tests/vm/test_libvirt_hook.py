@@ -40,6 +40,7 @@ MIRROR_TID = 12
 AGENT_START_TIMEOUT = 480.0
 LIBVIRTD_START_TIMEOUT = 480.0  # 15-22 s measured idle; over 120 s with the agent starting and other VMs
 COMMAND_TIMEOUT = 600.0
+CLEANUP_TIMEOUT = 120.0  # a wedged libvirtd must not hold the rest of the tier: 4 calls at 600 s each did
 CONNECT = ("virsh", "-c", "qemu:///system")
 CALLS_LOG = "hook-calls.log"
 
@@ -50,11 +51,9 @@ class LibvirtHost:
     socket: Path
     work: Path
 
-    def virsh(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def virsh(self, *args: str, timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
         started = time.monotonic()
-        done = subprocess.run(
-            [*CONNECT, *args], capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
-        )
+        done = subprocess.run([*CONNECT, *args], capture_output=True, text=True, timeout=timeout, check=False)
         print(
             f"$ virsh {' '.join(args)} -> {done.returncode} in {time.monotonic() - started:.1f}s: "
             f"{done.stdout.strip()} {done.stderr.strip()}"
@@ -194,12 +193,17 @@ def wait_for_agent(process: subprocess.Popen[str], work: Path, started: float) -
 
 
 def start_libvirtd(work: Path) -> list[subprocess.Popen[bytes]]:
-    """virtlogd and libvirtd in the foreground (no systemd in the guest), waited for until virsh answers."""
+    """virtlogd and libvirtd in the foreground (no systemd in the guest)."""
     Path("/var/log/libvirt/qemu").mkdir(parents=True, exist_ok=True)  # /var/log is an empty tmpfs here
     daemons = []
     for name in ("virtlogd", "libvirtd"):
         with (work / f"{name}.log").open("wb") as log:
             daemons.append(subprocess.Popen([name], stdout=log, stderr=subprocess.STDOUT))
+    return daemons
+
+
+def wait_for_libvirtd(daemons: list[subprocess.Popen[bytes]]) -> None:
+    """Until virsh answers: libvirtd probes QEMU's capabilities before its first answer."""
     started = time.monotonic()
     while True:
         for daemon in daemons:
@@ -215,7 +219,7 @@ def start_libvirtd(work: Path) -> list[subprocess.Popen[bytes]]:
             print(
                 f"libvirtd answers after {time.monotonic() - started:.1f}s: {' '.join(probe.stdout.split())}"
             )
-            return daemons
+            return
         assert time.monotonic() - started < LIBVIRTD_START_TIMEOUT, probe.stderr
         time.sleep(1)
 
@@ -237,16 +241,14 @@ def libvirt_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LibvirtHo
     started = time.monotonic()
     agent = start_agent(work, sim.start())  # its imports and libvirtd's QEMU probe overlap
     hook = install_hook(work)
-    daemons: list[subprocess.Popen[bytes]] = []
     host = LibvirtHost(sim, Path(DEFAULT_SOCKET), work)
+    daemons = start_libvirtd(work)
     try:
-        daemons = start_libvirtd(work)
+        wait_for_libvirtd(daemons)
         wait_for_agent(agent, work, started)
         yield host
     finally:
-        for name in ("vm-lun1", "vm-unknown"):
-            host.virsh("destroy", name)
-            host.virsh("undefine", name)
+        undefine_test_domains(host)
         for daemon in reversed(daemons):
             stop(daemon)
         hook.unlink()
@@ -258,6 +260,17 @@ def libvirt_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LibvirtHo
             print(f"--- {name} log (tail)\n{(work / f'{name}.log').read_text()[-3000:]}")
         reset_initiator()
         sim.stop()
+
+
+def undefine_test_domains(host: LibvirtHost) -> None:
+    """Best effort, briefly: a libvirtd that stopped answering is asked nothing more (it is stopped next)."""
+    for name in ("vm-lun1", "vm-unknown"):
+        for action in ("destroy", "undefine"):
+            try:
+                host.virsh(action, name, timeout=CLEANUP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                print(f"$ virsh {action} {name}: no answer within {CLEANUP_TIMEOUT:g}s; libvirtd is stopped")
+                return
 
 
 def qemu_pid(name: str) -> int:

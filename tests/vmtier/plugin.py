@@ -21,6 +21,9 @@ from tests.vmtier import boot
 VM_TESTS_DIR = Path(__file__).resolve().parent.parent / "vm"
 IN_GUEST = os.environ.get(boot.GUEST_ENV_FLAG) == "1"
 SKIP_ENV = "ISCSI_AGENT_SKIP_VM"
+# set-up, call and teardown of one test: most take under a minute; the libvirt module's first test
+# waits up to 16 min for libvirtd and the agent on a loaded machine. A test may mark a longer one.
+GUEST_TEST_TIMEOUT = 20 * 60.0
 _guest_run_key = pytest.StashKey[boot.GuestRun]()
 _vm_items_key = pytest.StashKey[list]()
 
@@ -103,9 +106,10 @@ def report_from_guest(rebuild: Callable[[dict], pytest.TestReport], data: dict) 
 
 
 def _guest_pytest_args(config: pytest.Config) -> list[str]:
-    """Carry over the verbosity and report flags so the guest's output reads like the host's."""
+    """Carry over the verbosity and report flags so the guest's output reads like the host's, and
+    bound each test: one that hangs fails with every thread's stack, and the tests after it still run."""
     args = ["-v"] if config.option.verbose > 0 else []
-    return [*args, "-rA"]
+    return [*args, "-rA", f"--timeout={GUEST_TEST_TIMEOUT:g}", "--timeout-method=signal"]
 
 
 def _synthetic(item: pytest.Item, outcome: str, message: str) -> list[pytest.TestReport]:
