@@ -42,6 +42,7 @@ LIBVIRTD_START_TIMEOUT = 480.0  # 15-22 s measured idle; over 120 s with the age
 COMMAND_TIMEOUT = 600.0
 CLEANUP_TIMEOUT = 120.0  # a wedged libvirtd must not hold the rest of the tier: 4 calls at 600 s each did
 CONNECT = ("virsh", "-c", "qemu:///system")
+START = ("start", "--paused")
 CALLS_LOG = "hook-calls.log"
 
 
@@ -111,7 +112,8 @@ class LibvirtHost:
 
 
 def domain_xml(name: str, volumes: list[str], sources: list[Path]) -> str:
-    """A NIC-less TCG domain with no OS (it sits in firmware): enough for QEMU to open its disks."""
+    """A NIC-less TCG domain with no OS: enough for QEMU to open its disks. It is started paused
+    (``START``): QEMU opens the disks as it starts, and no firmware spins in emulation inside emulation."""
     declared = "".join(f"<ia:volume>{volume}</ia:volume>" for volume in volumes)
     disks = "".join(
         f"<disk type='block' device='disk'><driver name='qemu' type='raw'/><source dev='{source}'/>"
@@ -309,7 +311,7 @@ def test_virsh_start_attaches_the_declared_volume_qemu_holds_it_and_destroy_deta
     libvirt_host.define("vm-lun1", [volume], [source])
     assert libvirt_host.attached() == [] and not source.exists()
 
-    started = libvirt_host.virsh("start", "vm-lun1")
+    started = libvirt_host.virsh(*START, "vm-lun1")
     assert started.returncode == 0, started.stderr
     assert libvirt_host.attached() == [volume]
     assert libvirt_host.maps(volume) != []
@@ -340,7 +342,7 @@ def test_a_domain_declaring_an_unknown_volume_fails_to_start_with_the_hooks_line
     source = libvirt_host.by_id(known)
     libvirt_host.define("vm-unknown", [known, unknown], [source])
 
-    started = libvirt_host.virsh("start", "vm-unknown")
+    started = libvirt_host.virsh(*START, "vm-unknown")
     assert started.returncode != 0
     said = started.stderr.partition("unexpected exit status 1: ")[2].strip()
     assert said.startswith("iscsi-agent-libvirt-hook: vm-unknown: volume_not_found: "), started.stderr
