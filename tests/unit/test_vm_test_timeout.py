@@ -13,7 +13,7 @@ from typing import cast
 import pytest
 
 from tests.vmtier.guest import PYTEST_TIMEOUT
-from tests.vmtier.plugin import GUEST_TEST_TIMEOUT, _guest_pytest_args
+from tests.vmtier.plugin import GUEST_TEST_TIMEOUT, guest_pytest_args
 
 pytestmark = pytest.mark.allow_subprocess
 
@@ -39,7 +39,7 @@ def test_after_them():
 def run_as_the_guest_does(folder: Path) -> tuple[subprocess.CompletedProcess[str], float]:
     (folder / "test_guest.py").write_text(GUEST_TESTS)
     config = cast(pytest.Config, SimpleNamespace(option=SimpleNamespace(verbose=0)))
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *_guest_pytest_args(config)]
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *guest_pytest_args(config)]
     started = time.monotonic()
     done = subprocess.run(
         [*argv, "test_guest.py"], cwd=folder, capture_output=True, text=True, timeout=120, check=False
@@ -59,5 +59,5 @@ def test_a_hung_test_fails_with_its_stack_and_the_next_test_still_runs(tmp_path:
 
 def test_every_guest_test_is_bounded_by_default_within_the_guests_own_deadline():
     config = cast(pytest.Config, SimpleNamespace(option=SimpleNamespace(verbose=0)))
-    assert f"--timeout={GUEST_TEST_TIMEOUT:g}" in _guest_pytest_args(config)
+    assert f"--timeout={GUEST_TEST_TIMEOUT:g}" in guest_pytest_args(config)
     assert GUEST_TEST_TIMEOUT < PYTEST_TIMEOUT

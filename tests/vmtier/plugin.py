@@ -79,7 +79,7 @@ def _reports_for(item: pytest.Item) -> list[pytest.TestReport]:
     if _guest_run_key not in config.stash:
         nodeids = [vm_item.nodeid for vm_item in config.stash[_vm_items_key]]
         config.stash[_guest_run_key] = boot.run_in_vm(
-            nodeids, Path(str(config.rootpath)), _guest_pytest_args(config)
+            nodeids, Path(str(config.rootpath)), guest_pytest_args(config)
         )
     run = config.stash[_guest_run_key]
     serialized = run.reports.get(item.nodeid)
@@ -105,7 +105,7 @@ def report_from_guest(rebuild: Callable[[dict], pytest.TestReport], data: dict) 
     return report
 
 
-def _guest_pytest_args(config: pytest.Config) -> list[str]:
+def guest_pytest_args(config: pytest.Config) -> list[str]:
     """Carry over the verbosity and report flags so the guest's output reads like the host's, and
     bound each test: one that hangs fails with every thread's stack, and the tests after it still run."""
     args = ["-v"] if config.option.verbose > 0 else []
