@@ -34,12 +34,22 @@ def test_waits_on_a_lock_nobody_releases():
 def test_after_them():
     pass
 """
+# a test the timeout's signal cannot reach, as a task in uninterruptible sleep: SIGALRM blocked
+UNSIGNALLABLE_TEST = """
+import signal, time
+
+def test_that_the_signal_cannot_reach():
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(4)
+"""
 
 
-def run_as_the_guest_does(folder: Path) -> tuple[subprocess.CompletedProcess[str], float]:
-    (folder / "test_guest.py").write_text(GUEST_TESTS)
+def run_as_the_guest_does(
+    folder: Path, tests: str = GUEST_TESTS, *overrides: str
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    (folder / "test_guest.py").write_text(tests)
     config = cast(pytest.Config, SimpleNamespace(option=SimpleNamespace(verbose=0)))
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *guest_pytest_args(config)]
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *guest_pytest_args(config), *overrides]
     started = time.monotonic()
     done = subprocess.run(
         [*argv, "test_guest.py"], cwd=folder, capture_output=True, text=True, timeout=120, check=False
@@ -61,3 +71,13 @@ def test_every_guest_test_is_bounded_by_default_within_the_guests_own_deadline()
     config = cast(pytest.Config, SimpleNamespace(option=SimpleNamespace(verbose=0)))
     assert f"--timeout={GUEST_TEST_TIMEOUT:g}" in guest_pytest_args(config)
     assert GUEST_TEST_TIMEOUT < PYTEST_TIMEOUT
+
+
+def test_a_test_the_signal_cannot_reach_still_leaves_every_threads_stack(tmp_path: Path):
+    done, _ = run_as_the_guest_does(
+        tmp_path, UNSIGNALLABLE_TEST, "--timeout=1", "-o", "faulthandler_timeout=1"
+    )
+
+    assert "Timeout" not in done.stdout, done.stdout  # the signal never reached it
+    assert "most recent call first" in done.stderr, done.stderr
+    assert "line 6 in test_that_the_signal_cannot_reach" in done.stderr, done.stderr

@@ -28,6 +28,7 @@ REPORTS_FILE = "reports.jsonl"
 ARGS_FILE = "pytest-args.txt"
 GUEST_LOG = "guest.log"
 VM_LOG = "vm-console.log"
+CONSOLE_TAIL = 6000
 GUEST_PROGRAMS = (
     "qemu-system-x86_64",
     "iscsiadm",
@@ -171,12 +172,22 @@ def run_in_vm(nodeids: Sequence[str], rootdir: Path, pytest_args: Sequence[str] 
     run = GuestRun(
         reports=_read_reports(rwdir / REPORTS_FILE),
         exit_code=exit_code,
-        log_tail=_tail(rwdir / GUEST_LOG) or console[-4000:],
+        log_tail=failure_logs(_tail(rwdir / GUEST_LOG), console, exit_code),
         results_dir=rwdir,
     )
     if exit_code == 0:  # everything passed: nothing in the logs is worth keeping
         shutil.rmtree(rwdir, ignore_errors=True)
     return run
+
+
+def failure_logs(guest_log: str, console: str, exit_code: int | None) -> str:
+    """The guest's log; and when the guest was cut off, the console's end too: the stall watcher's
+    samples and the kernel's own reports are there, and nowhere else (the log may have stalled first)."""
+    if not guest_log:
+        return console[-CONSOLE_TAIL:]
+    if exit_code is None:
+        return f"{guest_log}\n--- the console's end\n{console[-CONSOLE_TAIL:]}"
+    return guest_log
 
 
 def _read_reports(path: Path) -> dict[str, list[dict]]:

@@ -105,11 +105,18 @@ def main(results_dir: Path) -> int:
         env = dict(
             os.environ,
             PYTHONDONTWRITEBYTECODE="1",
+            # unbuffered: a test that hangs for good after pytest-timeout wrote its stacks (a child that
+            # cannot be reaped) would otherwise keep them in the buffer of a process that never exits
+            PYTHONUNBUFFERED="1",
             **{GUEST_ENV_FLAG: "1", GUEST_REPORTS_ENV: str(results_dir / REPORTS_FILE)},
         )
         argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"@{results_dir / ARGS_FILE}"]
         log.write(f"$ {' '.join(argv)}\n")
         log.flush()
+        # on the console, not in the log: the log is on the shared folder, which a stall may take with it
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "tests.vmtier.stallwatch"], stdin=subprocess.DEVNULL
+        )
         try:
             done = subprocess.run(
                 argv,
@@ -123,6 +130,9 @@ def main(results_dir: Path) -> int:
         except subprocess.TimeoutExpired:
             log.write(f"pytest did not finish within {PYTEST_TIMEOUT:g}s\n")
             return 4
+        finally:
+            watcher.kill()
+            watcher.wait()
         return done.returncode
 
 

@@ -24,6 +24,9 @@ SKIP_ENV = "ISCSI_AGENT_SKIP_VM"
 # set-up, call and teardown of one test: most take under a minute; the libvirt module's first test
 # waits up to 16 min for libvirtd and the agent on a loaded machine. A test may mark a longer one.
 GUEST_TEST_TIMEOUT = 20 * 60.0
+# faulthandler's own thread writes every thread's stack to the log after this long in one test, even
+# where pytest-timeout's signal cannot reach the test (a task in uninterruptible sleep never sees it)
+GUEST_STACK_DUMP_AFTER = 12 * 60.0
 _guest_run_key = pytest.StashKey[boot.GuestRun]()
 _vm_items_key = pytest.StashKey[list]()
 
@@ -107,9 +110,17 @@ def report_from_guest(rebuild: Callable[[dict], pytest.TestReport], data: dict) 
 
 def guest_pytest_args(config: pytest.Config) -> list[str]:
     """Carry over the verbosity and report flags so the guest's output reads like the host's, and
-    bound each test: one that hangs fails with every thread's stack, and the tests after it still run."""
+    bound each test: one that hangs fails with every thread's stack, and the tests after it still run.
+    One that the signal cannot stop still leaves its stacks in the log."""
     args = ["-v"] if config.option.verbose > 0 else []
-    return [*args, "-rA", f"--timeout={GUEST_TEST_TIMEOUT:g}", "--timeout-method=signal"]
+    return [
+        *args,
+        "-rA",
+        f"--timeout={GUEST_TEST_TIMEOUT:g}",
+        "--timeout-method=signal",
+        "-o",
+        f"faulthandler_timeout={GUEST_STACK_DUMP_AFTER:g}",
+    ]
 
 
 def _synthetic(item: pytest.Item, outcome: str, message: str) -> list[pytest.TestReport]:
