@@ -5,6 +5,10 @@ One libvirtd for the module (its first answer takes 15-22 s under software emula
 operator's host has it: the agent at its default socket, the tree's hook file in
 /etc/libvirt/hooks/qemu.d before libvirtd starts (it looks for hooks only then). The guest's /etc is
 the VM's own writable overlay, so the host's /etc never sees the hook.
+
+The module boots a guest of its own, with a deadline of its own: in CI this module twice stopped
+answering for the rest of the shared guest's hour (no stack came back; a task in uninterruptible
+sleep never sees pytest-timeout's signal), and every later test of the tier was lost with it.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ CLEANUP_TIMEOUT = 120.0  # a wedged libvirtd must not hold the rest of the tier:
 CONNECT = ("virsh", "-c", "qemu:///system")
 START = ("start", "--paused")
 CALLS_LOG = "hook-calls.log"
+# about 7 min alone (boot, the iSCSI stack, libvirtd's probe, the two tests); the waits above allow for load
+BOOT_DEADLINE = 30 * 60.0
+
+pytestmark = pytest.mark.vm_boot("libvirt", deadline=BOOT_DEADLINE)
 
 
 @dataclass

@@ -157,8 +157,11 @@ def run_streaming(
     return run_bounded(vng_argv(kernel, rwdir, cwd, guest_command), env, timeout, capture=False)[1]
 
 
-def run_in_vm(nodeids: Sequence[str], rootdir: Path, pytest_args: Sequence[str] = ()) -> GuestRun:
-    """Boot once, run these tests inside as root, and collect their reports."""
+def run_in_vm(
+    nodeids: Sequence[str], rootdir: Path, pytest_args: Sequence[str] = (), timeout: float = BOOT_TIMEOUT
+) -> GuestRun:
+    """Boot once, run these tests inside as root, and collect their reports; past ``timeout`` the
+    guest is cut off, and every test it did not report fails saying so."""
     rwdir = Path(tempfile.mkdtemp(prefix="iscsi-agent-vm-"))
     (rwdir / ARGS_FILE).write_text("\n".join([*pytest_args, *nodeids]) + "\n")
     kernel = find_kernel()
@@ -167,7 +170,7 @@ def run_in_vm(nodeids: Sequence[str], rootdir: Path, pytest_args: Sequence[str] 
     carried = [f"{name}={os.environ[name]}" for name in CARRIED_ENV if name in os.environ]
     guest_command = ["env", *carried, sys.executable, "-m", "tests.vmtier.guest", str(rwdir)]
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{_sbin_path()}")
-    console, exit_code = run_vng(vng_argv(kernel, rwdir, rootdir, guest_command), env)
+    console, exit_code = run_vng(vng_argv(kernel, rwdir, rootdir, guest_command), env, timeout)
     (rwdir / VM_LOG).write_text(console)
     run = GuestRun(
         reports=_read_reports(rwdir / REPORTS_FILE),

@@ -27,12 +27,18 @@ GUEST_TEST_TIMEOUT = 20 * 60.0
 # faulthandler's own thread writes every thread's stack to the log after this long in one test, even
 # where pytest-timeout's signal cannot reach the test (a task in uninterruptible sleep never sees it)
 GUEST_STACK_DUMP_AFTER = 12 * 60.0
-_guest_run_key = pytest.StashKey[boot.GuestRun]()
+_guest_runs_key = pytest.StashKey[dict[str, boot.GuestRun]]()
 _vm_items_key = pytest.StashKey[list]()
+SHARED_BOOT = ""
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vm: runs inside the real-kernel VM (tests/vm)")
+    config.addinivalue_line(
+        "markers",
+        "vm_boot(name, deadline): runs in a guest of its own, booted once for the tests of that name and "
+        "cut off after deadline seconds; whatever wedges it costs only those tests",
+    )
     reports_file = os.environ.get(boot.GUEST_REPORTS_ENV)
     if IN_GUEST and reports_file:
         config.pluginmanager.register(GuestReportWriter(config, Path(reports_file)), "vm-guest-report-writer")
@@ -79,12 +85,12 @@ def _reports_for(item: pytest.Item) -> list[pytest.TestReport]:
             item, "failed", "the VM tier cannot run; missing: " + ", ".join(missing) + " (run `make deps`)"
         )
     config = item.config
-    if _guest_run_key not in config.stash:
-        nodeids = [vm_item.nodeid for vm_item in config.stash[_vm_items_key]]
-        config.stash[_guest_run_key] = boot.run_in_vm(
-            nodeids, Path(str(config.rootpath)), guest_pytest_args(config)
-        )
-    run = config.stash[_guest_run_key]
+    runs = config.stash.setdefault(_guest_runs_key, {})
+    name, deadline = boot_of(item)
+    if name not in runs:
+        nodeids = [vm_item.nodeid for vm_item in config.stash[_vm_items_key] if boot_of(vm_item)[0] == name]
+        runs[name] = boot.run_in_vm(nodeids, Path(str(config.rootpath)), guest_pytest_args(config), deadline)
+    run = runs[name]
     serialized = run.reports.get(item.nodeid)
     if not serialized:
         return _synthetic(
@@ -97,6 +103,14 @@ def _reports_for(item: pytest.Item) -> list[pytest.TestReport]:
         return config.hook.pytest_report_from_serializable(config=config, data=data)
 
     return [report_from_guest(rebuild, data) for data in serialized]
+
+
+def boot_of(item: pytest.Item) -> tuple[str, float]:
+    """The guest an item runs in, and that guest's deadline: the tier's shared one unless it asks."""
+    marker = item.get_closest_marker("vm_boot")
+    if marker is None:
+        return SHARED_BOOT, boot.BOOT_TIMEOUT
+    return marker.args[0], marker.kwargs["deadline"]
 
 
 def report_from_guest(rebuild: Callable[[dict], pytest.TestReport], data: dict) -> pytest.TestReport:
